@@ -1,0 +1,241 @@
+//! Xen PV64 public-interface definitions (numbers and `repr(C)` layouts), written from Xen's
+//! public headers (xen.h, sched.h, event_channel.h, vcpu.h, arch-x86/xen-x86_64.h, io/console.h).
+//! Every layout carries compile-time size/offset assertions.
+
+use core::mem::{offset_of, size_of};
+
+// ---- hypercall numbers ----
+pub const HYPERVISOR_SET_TRAP_TABLE: usize = 0;
+pub const HYPERVISOR_MMU_UPDATE: usize = 1;
+pub const HYPERVISOR_STACK_SWITCH: usize = 3;
+pub const HYPERVISOR_SET_CALLBACKS: usize = 4;
+pub const HYPERVISOR_MEMORY_OP: usize = 12;
+pub const HYPERVISOR_MULTICALL: usize = 13;
+pub const HYPERVISOR_UPDATE_VA_MAPPING: usize = 14;
+pub const HYPERVISOR_XEN_VERSION: usize = 17;
+pub const HYPERVISOR_CONSOLE_IO: usize = 18;
+pub const HYPERVISOR_VM_ASSIST: usize = 21;
+pub const HYPERVISOR_IRET: usize = 23;
+pub const HYPERVISOR_VCPU_OP: usize = 24;
+pub const HYPERVISOR_SET_SEGMENT_BASE: usize = 25;
+pub const HYPERVISOR_MMUEXT_OP: usize = 26;
+pub const HYPERVISOR_SCHED_OP: usize = 29;
+pub const HYPERVISOR_CALLBACK_OP: usize = 30;
+pub const HYPERVISOR_EVENT_CHANNEL_OP: usize = 32;
+
+// ---- errno values (negated in rax) ----
+pub const EPERM: i64 = 1;
+pub const ENOENT: i64 = 2;
+pub const EFAULT: i64 = 14;
+pub const EINVAL: i64 = 22;
+pub const ENOSYS: i64 = 38;
+
+// ---- sub-operations ----
+pub const CONSOLEIO_WRITE: u64 = 0;
+pub const CONSOLEIO_READ: u64 = 1;
+pub const XENVER_VERSION: u64 = 0;
+pub const XENVER_EXTRAVERSION: u64 = 1;
+pub const SCHEDOP_YIELD: u64 = 0;
+pub const SCHEDOP_BLOCK: u64 = 1;
+pub const SCHEDOP_SHUTDOWN: u64 = 2;
+pub const SHUTDOWN_POWEROFF: u32 = 0;
+pub const SHUTDOWN_REBOOT: u32 = 1;
+pub const SHUTDOWN_CRASH: u32 = 3;
+pub const EVTCHNOP_SEND: u64 = 4;
+pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
+pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
+pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
+pub const DOMID_SELF: u64 = 0x7ff0;
+
+/// `update_va_mapping` flags (low bits select the flush; `UVMF_LOCAL` is 0).
+pub const UVMF_TLB_FLUSH: u64 = 1;
+pub const UVMF_INVLPG: u64 = 2;
+
+// ---- page-table entry bits ----
+pub const PTE_P: u64 = 1;
+pub const PTE_RW: u64 = 2;
+pub const PTE_U: u64 = 4;
+
+/// `FLAT_KERNEL_CS64` == `FLAT_RING3_CS64` for 64-bit PV guests.
+pub const FLAT_KERNEL_CS64: u16 = 0xe033;
+
+/// `start_info` flags.
+pub const SIF_PRIVILEGED: u32 = 1;
+pub const SIF_INITDOMAIN: u32 = 2;
+
+/// `start_info_t` (xen.h), 1,168 bytes; rsi points at it on entry.
+#[repr(C)]
+pub struct StartInfo {
+    pub magic: [u8; 32],
+    pub nr_pages: u64,
+    /// Machine address of the shared_info page.
+    pub shared_info: u64,
+    pub flags: u32,
+    pub store_mfn: u64,
+    pub store_evtchn: u32,
+    /// `console.domU.mfn` (for dom0 this union holds info_off/info_size instead).
+    pub console_mfn: u64,
+    pub console_evtchn: u32,
+    /// Virtual address of the bootstrap page tables (the L4 first).
+    pub pt_base: u64,
+    pub nr_pt_frames: u64,
+    /// Virtual address of the P2M array (`u64` mfn per pfn, `nr_pages` entries).
+    pub mfn_list: u64,
+    pub mod_start: u64,
+    pub mod_len: u64,
+    pub cmd_line: [u8; 1024],
+    pub first_p2m_pfn: u64,
+    pub nr_p2m_frames: u64,
+}
+const _: () = assert!(size_of::<StartInfo>() == 1168);
+const _: () = assert!(offset_of!(StartInfo, nr_pages) == 32);
+const _: () = assert!(offset_of!(StartInfo, shared_info) == 40);
+const _: () = assert!(offset_of!(StartInfo, flags) == 48);
+const _: () = assert!(offset_of!(StartInfo, store_mfn) == 56);
+const _: () = assert!(offset_of!(StartInfo, store_evtchn) == 64);
+const _: () = assert!(offset_of!(StartInfo, console_mfn) == 72);
+const _: () = assert!(offset_of!(StartInfo, console_evtchn) == 80);
+const _: () = assert!(offset_of!(StartInfo, pt_base) == 88);
+const _: () = assert!(offset_of!(StartInfo, nr_pt_frames) == 96);
+const _: () = assert!(offset_of!(StartInfo, mfn_list) == 104);
+const _: () = assert!(offset_of!(StartInfo, mod_start) == 112);
+const _: () = assert!(offset_of!(StartInfo, mod_len) == 120);
+const _: () = assert!(offset_of!(StartInfo, cmd_line) == 128);
+const _: () = assert!(offset_of!(StartInfo, first_p2m_pfn) == 1152);
+
+/// `vcpu_time_info` (32 bytes).
+#[repr(C)]
+pub struct VcpuTimeInfo {
+    pub version: u32,
+    pub pad0: u32,
+    pub tsc_timestamp: u64,
+    pub system_time: u64,
+    pub tsc_to_system_mul: u32,
+    pub tsc_shift: i8,
+    pub flags: u8,
+    pub pad1: [u8; 2],
+}
+const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
+
+/// `vcpu_info` (64 bytes): event flags, x86 arch part (`cr2` of the last #PF), time.
+#[repr(C)]
+pub struct VcpuInfo {
+    pub evtchn_upcall_pending: u8,
+    pub evtchn_upcall_mask: u8,
+    pub pad: [u8; 6],
+    pub evtchn_pending_sel: u64,
+    pub cr2: u64,
+    pub arch_pad: u64,
+    pub time: VcpuTimeInfo,
+}
+const _: () = assert!(size_of::<VcpuInfo>() == 64);
+const _: () = assert!(offset_of!(VcpuInfo, evtchn_upcall_mask) == 1);
+const _: () = assert!(offset_of!(VcpuInfo, evtchn_pending_sel) == 8);
+const _: () = assert!(offset_of!(VcpuInfo, cr2) == 16);
+const _: () = assert!(offset_of!(VcpuInfo, time) == 32);
+
+/// `shared_info` (3,136 bytes on x86_64).
+#[repr(C)]
+pub struct SharedInfo {
+    pub vcpu_info: [VcpuInfo; 32],
+    pub evtchn_pending: [u64; 64],
+    pub evtchn_mask: [u64; 64],
+    pub wc_version: u32,
+    pub wc_sec: u32,
+    pub wc_nsec: u32,
+    pub wc_sec_hi: u32,
+    pub max_pfn: u64,
+    pub pfn_to_mfn_frame_list_list: u64,
+    pub nmi_reason: u64,
+    pub p2m_cr3: u64,
+    pub p2m_vaddr: u64,
+    pub p2m_generation: u64,
+}
+const _: () = assert!(size_of::<SharedInfo>() == 3136);
+const _: () = assert!(offset_of!(SharedInfo, evtchn_pending) == 2048);
+const _: () = assert!(offset_of!(SharedInfo, evtchn_mask) == 2560);
+const _: () = assert!(offset_of!(SharedInfo, wc_version) == 3072);
+const _: () = assert!(offset_of!(SharedInfo, max_pfn) == 3088);
+
+/// `trap_info` (16 bytes). `flags` bits 0-1: DPL; bit 2: mask events on entry.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TrapInfo {
+    pub vector: u8,
+    pub flags: u8,
+    pub cs: u16,
+    pub address: u64,
+}
+const _: () = assert!(size_of::<TrapInfo>() == 16);
+const _: () = assert!(offset_of!(TrapInfo, address) == 8);
+
+/// `mmu_update` (16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MmuUpdate {
+    pub ptr: u64,
+    pub val: u64,
+}
+const _: () = assert!(size_of::<MmuUpdate>() == 16);
+
+/// `mmuext_op` (24 bytes): `arg1` is mfn/linear_addr, `arg2` nr_ents/vcpumask/src_mfn.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MmuextOp {
+    pub cmd: u32,
+    pub pad: u32,
+    pub arg1: u64,
+    pub arg2: u64,
+}
+const _: () = assert!(size_of::<MmuextOp>() == 24);
+const _: () = assert!(offset_of!(MmuextOp, arg1) == 8);
+
+/// `multicall_entry` (64 bytes on x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct MulticallEntry {
+    pub op: u64,
+    pub result: u64,
+    pub args: [u64; 6],
+}
+const _: () = assert!(size_of::<MulticallEntry>() == 64);
+const _: () = assert!(offset_of!(MulticallEntry, args) == 16);
+
+/// `sched_shutdown` (4 bytes).
+#[repr(C)]
+pub struct SchedShutdown {
+    pub reason: u32,
+}
+const _: () = assert!(size_of::<SchedShutdown>() == 4);
+
+/// `evtchn_send` (4 bytes).
+#[repr(C)]
+pub struct EvtchnSend {
+    pub port: u32,
+}
+const _: () = assert!(size_of::<EvtchnSend>() == 4);
+
+/// `vcpu_register_vcpu_info` (16 bytes).
+#[repr(C)]
+pub struct VcpuRegisterVcpuInfo {
+    pub mfn: u64,
+    pub offset: u32,
+    pub rsvd: u32,
+}
+const _: () = assert!(size_of::<VcpuRegisterVcpuInfo>() == 16);
+
+/// `xencons_interface` (io/console.h), the part up to `out_prod` (3,088 bytes).
+#[repr(C)]
+pub struct XenconsInterface {
+    pub input: [u8; 1024],
+    pub out: [u8; 2048],
+    pub in_cons: u32,
+    pub in_prod: u32,
+    pub out_cons: u32,
+    pub out_prod: u32,
+}
+const _: () = assert!(size_of::<XenconsInterface>() == 3088);
+const _: () = assert!(offset_of!(XenconsInterface, out) == 1024);
+const _: () = assert!(offset_of!(XenconsInterface, in_cons) == 3072);
+const _: () = assert!(offset_of!(XenconsInterface, out_cons) == 3080);
+const _: () = assert!(offset_of!(XenconsInterface, out_prod) == 3084);

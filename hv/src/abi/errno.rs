@@ -1,0 +1,67 @@
+//! Xen's errno values at the guest ABI (Linux numbering), returned negated in `rax`.
+
+use core::fmt;
+
+/// An error a hypercall returns to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Errno {
+    EPERM = 1,
+    ENOENT = 2,
+    ESRCH = 3,
+    E2BIG = 7,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EFAULT = 14,
+    EBUSY = 16,
+    EEXIST = 17,
+    EINVAL = 22,
+    ENOSPC = 28,
+    ENOSYS = 38,
+}
+
+impl Errno {
+    /// The value the guest sees in `rax`.
+    pub fn to_ret(self) -> i64 {
+        -(self as i64)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EPERM => "EPERM",
+            Self::ENOENT => "ENOENT",
+            Self::ESRCH => "ESRCH",
+            Self::E2BIG => "E2BIG",
+            Self::EAGAIN => "EAGAIN",
+            Self::ENOMEM => "ENOMEM",
+            Self::EFAULT => "EFAULT",
+            Self::EBUSY => "EBUSY",
+            Self::EEXIST => "EEXIST",
+            Self::EINVAL => "EINVAL",
+            Self::ENOSPC => "ENOSPC",
+            Self::ENOSYS => "ENOSYS",
+        }
+    }
+    pub fn from_ret(v: i64) -> Option<Self> {
+        Some(match -v {
+            1 => Self::EPERM,
+            2 => Self::ENOENT,
+            3 => Self::ESRCH,
+            7 => Self::E2BIG,
+            11 => Self::EAGAIN,
+            12 => Self::ENOMEM,
+            14 => Self::EFAULT,
+            16 => Self::EBUSY,
+            17 => Self::EEXIST,
+            22 => Self::EINVAL,
+            28 => Self::ENOSPC,
+            38 => Self::ENOSYS,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "-{}", self.name())
+    }
+}

@@ -1,0 +1,738 @@
+//! The hypervisor: machine-wide state, the domain lifecycle (create, pause, unpause, shutdown,
+//! reboot, destroy), and the loop: pick a vCPU → run it for a budget → handle the exit → repeat.
+//! The loop is the same on every platform; only `Platform::run` and memory differ.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::abi::{self, shinfo, vector, ShutdownReason, XEN_L4_FIRST, XEN_L4_LAST};
+use crate::builder::{self, BuildEnv, BuildError};
+use crate::domain::*;
+use crate::evtchn;
+use crate::hypercall::{self, Ctx, Effects};
+use crate::mm::frames::{FrameTable, Owner};
+use crate::mm::paging::*;
+use crate::mm::pagetable::XenSlots;
+use crate::mm::{MachineMemory, Mfn, PAGE_SIZE};
+use crate::platform::{Exit, Platform};
+use crate::traps;
+use crate::DomId;
+
+/// Time slice given to a vCPU before the scheduler looks again (virtual ns).
+pub const SLICE_NS: u64 = 1_000_000;
+
+/// Machine-wide hypervisor mappings shared by every guest address space.
+pub struct XenState {
+    /// L4 entries for slots 256..=271.
+    pub slots: XenSlots,
+    /// L3 tables behind those slots.
+    pub l3: [Mfn; XEN_L4_LAST - XEN_L4_FIRST + 1],
+    /// First frame of the machine-to-phys table.
+    pub m2p: Mfn,
+    pub m2p_frames: u64,
+}
+
+/// What became of a domain, by name, for reports and expectations.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecordState {
+    Running,
+    Paused,
+    /// Shut down and preserved.
+    Shutdown(ShutdownReason),
+    Destroyed,
+}
+
+/// A domain's history, kept after it is destroyed.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub name: String,
+    pub id: DomId,
+    pub state: RecordState,
+    pub shutdowns: Vec<ShutdownReason>,
+    pub console: Vec<String>,
+    /// Why the hypervisor crashed it, if it did.
+    pub crash_reason: Option<String>,
+}
+
+/// Why a control operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    NoSuchDomain(String),
+    Build(BuildError),
+    NotPaused(String),
+    Platform(&'static str),
+}
+
+impl core::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoSuchDomain(n) => write!(f, "no domain named {n:?}"),
+            Self::Build(e) => write!(f, "{e}"),
+            Self::NotPaused(n) => write!(f, "domain {n:?} is not paused"),
+            Self::Platform(e) => write!(f, "platform: {e}"),
+        }
+    }
+}
+
+/// The hypervisor over one platform.
+pub struct Hypervisor<P: Platform> {
+    pub platform: P,
+    pub frames: FrameTable,
+    pub doms: BTreeMap<DomId, Domain>,
+    pub xen: XenState,
+    /// Virtual time in ns.
+    pub now: u64,
+    pub tracing: bool,
+    pub records: BTreeMap<String, Record>,
+    next_domid: DomId,
+    /// Round-robin position.
+    last: Option<(DomId, u32)>,
+    /// Hypercalls handled (for benches and reports).
+    pub hypercalls: u64,
+    pub exits: u64,
+}
+
+impl<P: Platform> Hypervisor<P> {
+    /// Take over the platform's machine memory. Frames below `reserved` belong to the platform.
+    pub fn new(mut platform: P, reserved: u64) -> Result<Self, &'static str> {
+        let nframes = platform.memory().len() as u64 / PAGE_SIZE;
+        if nframes <= reserved + 64 {
+            return Err("machine memory too small");
+        }
+        let mut frames = FrameTable::new(nframes, reserved);
+        let m2p_frames = (nframes * 8).div_ceil(PAGE_SIZE);
+        let m2p = frames.alloc_contig(m2p_frames, Owner::Xen).ok_or("no room for the M2P")?;
+        let mut l3 = [Mfn(0); XEN_L4_LAST - XEN_L4_FIRST + 1];
+        let mut slots = [0u64; XEN_L4_LAST - XEN_L4_FIRST + 1];
+        {
+            let mut mem = MachineMemory::new(platform.memory());
+            for m in 0..m2p_frames {
+                let f = Mfn(m2p.0 + m);
+                mem.slice_mut(f.maddr(), PAGE_SIZE as usize).ok_or("M2P")?.fill(0xff);
+            }
+            for i in 0..l3.len() {
+                let t = frames.alloc_contig(1, Owner::Xen).ok_or("no room for Xen tables")?;
+                mem.zero_frame(t).ok_or("xen l3")?;
+                l3[i] = t;
+                slots[i] = t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A;
+            }
+        }
+        let mut hv = Self {
+            platform,
+            frames,
+            doms: BTreeMap::new(),
+            xen: XenState { slots, l3, m2p, m2p_frames },
+            now: 0,
+            tracing: true,
+            records: BTreeMap::new(),
+            next_domid: 1,
+            last: None,
+            hypercalls: 0,
+            exits: 0,
+        };
+        // The read-only M2P, visible to guests at RO_MPT_VIRT_START.
+        for m in 0..m2p_frames {
+            hv.map_xen_page(abi::RO_MPT_VIRT_START + m * PAGE_SIZE, Mfn(m2p.0 + m), PTE_US | PTE_NX)?;
+        }
+        Ok(hv)
+    }
+
+    /// Map a hypervisor page at `va` (inside the reserved range) in every guest address space.
+    /// `flags` beyond present are the caller's (RW, US, NX).
+    pub fn map_xen_page(&mut self, va: u64, mfn: Mfn, flags: u64) -> Result<(), &'static str> {
+        if !in_xen_range(va) {
+            return Err("not a hypervisor address");
+        }
+        let slot = table_index(va, 4) - XEN_L4_FIRST;
+        let mut table = self.xen.l3[slot];
+        let mut mem = MachineMemory::new(self.platform.memory());
+        for level in [3u8, 2] {
+            let ea = table.maddr().add(table_index(va, level) as u64 * 8);
+            let e = mem.read_u64(ea).ok_or("xen table")?;
+            table = if e & PTE_P != 0 {
+                pte_mfn(e)
+            } else {
+                let t = self.frames.alloc_contig(1, Owner::Xen).ok_or("out of memory for Xen tables")?;
+                mem.zero_frame(t).ok_or("xen table")?;
+                mem.write_u64(ea, t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A).ok_or("xen table")?;
+                t
+            };
+        }
+        let ea = table.maddr().add(table_index(va, 1) as u64 * 8);
+        mem.write_u64(ea, mfn.maddr().0 | PTE_P | PTE_A | PTE_D | flags).ok_or("xen table")?;
+        Ok(())
+    }
+
+    /// Emit one trace line.
+    pub fn trace(&mut self, line: &str) {
+        if self.tracing {
+            self.platform.trace(line);
+        }
+    }
+
+    fn trace_with(&mut self, f: impl FnOnce() -> String) {
+        if self.tracing {
+            let l = f();
+            self.platform.trace(&l);
+        }
+    }
+
+    /// Create and start a domain (`xl create`).
+    pub fn create_domain(&mut self, config: DomainConfig) -> Result<DomId, ControlError> {
+        let id = self.next_domid;
+        self.next_domid += 1;
+        self.build_domain(id, config, 0)?;
+        Ok(id)
+    }
+
+    fn build_domain(&mut self, id: DomId, config: DomainConfig, generation: u32) -> Result<(), ControlError> {
+        self.trace_with(|| {
+            alloc::format!(
+                "d{id} create name={} kernel={} memory={}MiB vcpus={}",
+                config.name, config.kernel_name, config.memory_mib, config.vcpus
+            )
+        });
+        let gate = self.platform.gate();
+        let now = self.now;
+        let dom = {
+            let mut mem = MachineMemory::new(self.platform.memory());
+            let mut env = BuildEnv { frames: &mut self.frames, mem: &mut mem, xen_slots: &self.xen.slots, m2p: self.xen.m2p, gate, now };
+            builder::build(&mut env, id, &config, generation)
+        };
+        let dom = match dom {
+            Ok(d) => d,
+            Err(e) => {
+                // Give back whatever the failed build took.
+                self.frames.free_domain(id);
+                self.trace_with(|| alloc::format!("d{id} create failed: {e}"));
+                return Err(ControlError::Build(e));
+            }
+        };
+        let first = dom.p2m.first().copied().unwrap_or(Mfn(0));
+        self.platform.code_changed(first.maddr().0, dom.nr_pages * PAGE_SIZE);
+        for v in &dom.vcpus {
+            if let Err(e) = self.platform.vcpu_create(v.key) {
+                self.frames.free_domain(id);
+                return Err(ControlError::Platform(e));
+            }
+        }
+        let rec = self.records.entry(config.name.clone()).or_insert_with(|| Record {
+            name: config.name.clone(),
+            id,
+            state: RecordState::Running,
+            shutdowns: Vec::new(),
+            console: Vec::new(),
+            crash_reason: None,
+        });
+        rec.state = RecordState::Running;
+        rec.id = id;
+        self.doms.insert(id, dom);
+        Ok(())
+    }
+
+    /// Find a live domain by name.
+    pub fn domid(&self, name: &str) -> Option<DomId> {
+        self.doms.values().find(|d| d.config.name == name).map(|d| d.id)
+    }
+
+    fn by_name(&self, name: &str) -> Result<DomId, ControlError> {
+        self.domid(name).ok_or_else(|| ControlError::NoSuchDomain(name.into()))
+    }
+
+    /// `xl pause`.
+    pub fn pause(&mut self, name: &str) -> Result<(), ControlError> {
+        let id = self.by_name(name)?;
+        if let Some(d) = self.doms.get_mut(&id) {
+            d.pause_count += 1;
+        }
+        if let Some(r) = self.records.get_mut(name) {
+            r.state = RecordState::Paused;
+        }
+        self.trace_with(|| alloc::format!("d{id} pause"));
+        Ok(())
+    }
+
+    /// `xl unpause`.
+    pub fn unpause(&mut self, name: &str) -> Result<(), ControlError> {
+        let id = self.by_name(name)?;
+        let d = self.doms.get_mut(&id).ok_or_else(|| ControlError::NoSuchDomain(name.into()))?;
+        if d.pause_count == 0 {
+            return Err(ControlError::NotPaused(name.into()));
+        }
+        d.pause_count -= 1;
+        let still = d.pause_count > 0;
+        if let (Some(r), false) = (self.records.get_mut(name), still) {
+            if r.state == RecordState::Paused {
+                r.state = RecordState::Running;
+            }
+        }
+        self.trace_with(|| alloc::format!("d{id} unpause"));
+        Ok(())
+    }
+
+    /// `xl shutdown` / `xl reboot`: the toolstack's request. (Xen asks a PV guest through
+    /// xenstore's control/shutdown; with no store daemon, xenolith shuts it down directly.)
+    pub fn shutdown(&mut self, name: &str, reason: ShutdownReason) -> Result<(), ControlError> {
+        let id = self.by_name(name)?;
+        self.trace_with(|| alloc::format!("d{id} {} requested", if reason == ShutdownReason::Reboot { "reboot" } else { "shutdown" }));
+        self.domain_shutdown(id, reason);
+        Ok(())
+    }
+
+    /// `xl destroy`.
+    pub fn destroy(&mut self, name: &str) -> Result<(), ControlError> {
+        let id = self.by_name(name)?;
+        self.destroy_domain(id);
+        Ok(())
+    }
+
+    /// A domain shut down (by itself, by request, or crashed): apply its on_* action.
+    pub fn domain_shutdown(&mut self, id: DomId, reason: ShutdownReason) {
+        let Some(d) = self.doms.get_mut(&id) else { return };
+        d.last_shutdown = Some(reason);
+        let action = match reason {
+            ShutdownReason::Poweroff => d.config.on_poweroff,
+            ShutdownReason::Reboot => d.config.on_reboot,
+            ShutdownReason::Crash | ShutdownReason::Watchdog => d.config.on_crash,
+            ShutdownReason::Suspend => Action::Preserve,
+        };
+        let name = d.config.name.clone();
+        self.flush_console(id);
+        if let Some(r) = self.records.get_mut(&name) {
+            r.shutdowns.push(reason);
+        }
+        self.trace_with(|| alloc::format!("d{id} shutdown {} -> {}", reason.name(), action.name()));
+        match action {
+            Action::Preserve => {
+                if let Some(d) = self.doms.get_mut(&id) {
+                    d.state = DomState::Shutdown(reason);
+                }
+                if let Some(r) = self.records.get_mut(&name) {
+                    r.state = RecordState::Shutdown(reason);
+                }
+            }
+            a if a.restarts() => {
+                let Some(d) = self.doms.get(&id) else { return };
+                let (config, generation) = (d.config.clone(), d.generation + 1);
+                self.teardown(id);
+                if self.build_domain(id, config, generation).is_err() {
+                    if let Some(r) = self.records.get_mut(&name) {
+                        r.state = RecordState::Destroyed;
+                    }
+                }
+            }
+            _ => self.destroy_domain(id),
+        }
+    }
+
+    /// Crash a domain (a fault with no handler, a bad iret...).
+    pub fn crash_domain(&mut self, id: DomId, why: &str) {
+        self.trace_with(|| alloc::format!("d{id} crash: {why}"));
+        if let Some(d) = self.doms.get(&id) {
+            let name = d.config.name.clone();
+            if let Some(r) = self.records.get_mut(&name) {
+                r.crash_reason = Some(why.into());
+            }
+        }
+        self.domain_shutdown(id, ShutdownReason::Crash);
+    }
+
+    fn teardown(&mut self, id: DomId) {
+        let Some(d) = self.doms.remove(&id) else { return };
+        for v in &d.vcpus {
+            self.platform.vcpu_destroy(v.key);
+        }
+        let mut mem = MachineMemory::new(self.platform.memory());
+        for m in self.frames.domain_frames(id) {
+            mem.write_u64(self.xen.m2p.maddr().add(m.0 * 8), !0);
+        }
+        self.frames.free_domain(id);
+        if self.last.is_some_and(|(d, _)| d == id) {
+            self.last = None;
+        }
+    }
+
+    fn destroy_domain(&mut self, id: DomId) {
+        let Some(d) = self.doms.get(&id) else { return };
+        let name = d.config.name.clone();
+        self.flush_console(id);
+        self.teardown(id);
+        if let Some(r) = self.records.get_mut(&name) {
+            r.state = RecordState::Destroyed;
+        }
+        self.trace_with(|| alloc::format!("d{id} destroy"));
+    }
+
+    /// Move completed console lines of a domain into its record.
+    fn flush_console(&mut self, id: DomId) {
+        if let Some(d) = self.doms.get_mut(&id) {
+            if let Some(r) = self.records.get_mut(&d.config.name) {
+                r.console.append(&mut d.console.lines);
+            } else {
+                d.console.lines.clear();
+            }
+        }
+    }
+
+    /// Any domain still alive and not shut down?
+    pub fn any_running(&self) -> bool {
+        self.doms.values().any(|d| d.state == DomState::Running)
+    }
+
+    fn runnable(&self, id: DomId, v: u32) -> bool {
+        self.doms.get(&id).is_some_and(|d| {
+            d.state == DomState::Running
+                && !d.is_paused()
+                && d.vcpus.get(v as usize).is_some_and(|v| v.state == VcpuState::Runnable)
+        })
+    }
+
+    /// Round-robin over runnable vCPUs, starting after the last one that ran.
+    fn pick(&self) -> Option<(DomId, u32)> {
+        let all: Vec<(DomId, u32)> =
+            self.doms.values().flat_map(|d| d.vcpus.iter().map(move |v| (d.id, v.id))).collect();
+        if all.is_empty() {
+            return None;
+        }
+        let start = match self.last {
+            Some(l) => all.iter().position(|&x| x > l).unwrap_or(0),
+            None => 0,
+        };
+        (0..all.len()).map(|i| all[(start + i) % all.len()]).find(|&(d, v)| self.runnable(d, v))
+    }
+
+    fn next_timer(&self) -> Option<u64> {
+        self.doms.values().filter(|d| d.state == DomState::Running).flat_map(|d| d.vcpus.iter().filter_map(|v| v.timer)).min()
+    }
+
+    /// Fire due singleshot timers (VIRQ_TIMER) and wake blocked vCPUs with pending events.
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        let mut mem = MachineMemory::new(self.platform.memory());
+        for d in self.doms.values_mut() {
+            let port = d.evtchn.virq_port(abi::hypercall::virq::TIMER);
+            let shared = d.shared_info;
+            for v in d.vcpus.iter_mut() {
+                if v.timer.is_some_and(|t| t <= now) {
+                    v.timer = None;
+                    if let Some(p) = port {
+                        evtchn::set_pending(&mut mem, shared, v.vcpu_info, p);
+                    }
+                }
+                if v.state == VcpuState::Blocked && evtchn::upcall_pending(&mem, v.vcpu_info) {
+                    v.state = VcpuState::Runnable;
+                }
+            }
+        }
+    }
+
+    /// Run the machine until virtual time `end` (or until nothing can ever run again).
+    pub fn run_until(&mut self, end: u64) {
+        while self.now < end {
+            self.fire_timers();
+            let Some((d, v)) = self.pick() else {
+                let next = self.next_timer().filter(|&t| t > self.now).unwrap_or(end).min(end);
+                let passed = self.platform.idle(next - self.now);
+                self.now += passed.max(1);
+                continue;
+            };
+            self.last = Some((d, v));
+            let slice_end = (self.now + SLICE_NS).min(end);
+            while self.now < slice_end && self.runnable(d, v) {
+                let limit = self.next_timer().filter(|&t| t > self.now).unwrap_or(slice_end).min(slice_end);
+                if !self.run_once(d, v, limit - self.now) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Run one vCPU until its next exit; handle the exit. Returns false when the vCPU should
+    /// give up the CPU (yield, block, shutdown).
+    fn run_once(&mut self, id: DomId, vi: u32, budget: u64) -> bool {
+        let v = vi as usize;
+        // Start-of-day line, and event delivery before entering the guest.
+        let (key, started) = match self.doms.get(&id).and_then(|d| d.vcpus.get(v)) {
+            Some(vc) => (vc.key, vc.started),
+            None => return false,
+        };
+        if !started {
+            let d = &self.doms[&id];
+            let vc = &d.vcpus[v];
+            let line = alloc::format!(
+                "d{id}v{vi} start entry={:#x} start_info={:#x} gate={}",
+                vc.cpu.rip, d.start_info_va, self.platform.gate().name()
+            );
+            self.trace(&line);
+            if let Some(d) = self.doms.get_mut(&id) {
+                d.vcpus[v].started = true;
+            }
+        }
+        let fx = self.with_ctx(id, v, |ctx| {
+            deliver_upcall(ctx);
+        });
+        if !self.apply(id, v, fx.0, fx.1) {
+            return false;
+        }
+        let Some(d) = self.doms.get_mut(&id) else { return false };
+        let vc = &mut d.vcpus[v];
+        if vc.needs_flush {
+            vc.needs_flush = false;
+            self.platform.flush_tlb(key);
+        }
+        update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now);
+        let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
+        self.now += ran;
+        self.exits += 1;
+        let is_hc = exit == Exit::Gate;
+        let (fx, lines) = self.with_ctx(id, v, |ctx| handle_exit(ctx, exit));
+        if is_hc {
+            self.hypercalls += 1;
+        }
+        self.apply(id, v, fx, lines)
+    }
+
+    fn with_ctx<R>(&mut self, id: DomId, v: usize, f: impl FnOnce(&mut Ctx<'_, '_>) -> R) -> (Effects, Vec<String>) {
+        let mut ctx = Ctx {
+            mem: MachineMemory::new(self.platform.memory()),
+            frames: &mut self.frames,
+            doms: &mut self.doms,
+            xen: &self.xen,
+            dom: id,
+            vcpu: v,
+            now: self.now,
+            tracing: self.tracing,
+            lines: Vec::new(),
+            desc: String::new(),
+            note: String::new(),
+            fx: Effects::default(),
+            depth: 0,
+        };
+        f(&mut ctx);
+        (ctx.fx, ctx.lines)
+    }
+
+    /// Carry out what a handled exit asked for. Returns false when the vCPU stops running.
+    fn apply(&mut self, id: DomId, v: usize, fx: Effects, lines: Vec<String>) -> bool {
+        for l in &lines {
+            self.platform.trace(l);
+        }
+        if !fx.console_out.is_empty() {
+            if let Some(d) = self.doms.get(&id) {
+                let name = d.config.name.clone();
+                self.platform.console(id, &name, &fx.console_out);
+            }
+        }
+        let mut wake = fx.wake;
+        if fx.console_kick {
+            let drained = self.doms.get(&id).map(|d| {
+                let mut mem = MachineMemory::new(self.platform.memory());
+                hypercall::drain_console_ring(&mut mem, d)
+            });
+            if let Some((bytes, woke)) = drained {
+                if woke {
+                    wake.push((id, 0));
+                }
+                if let Some(d) = self.doms.get_mut(&id) {
+                    let done = crate::hypercall::console_output_pub(d, &bytes, self.tracing);
+                    let name = d.config.name.clone();
+                    for l in done {
+                        let line = alloc::format!("d{id} console {l:?}");
+                        self.platform.trace(&line);
+                    }
+                    self.platform.console(id, &name, &bytes);
+                }
+            }
+        }
+        if fx.store_kick {
+            let served = self.doms.get(&id).map(|d| {
+                let mut mem = MachineMemory::new(self.platform.memory());
+                crate::store::serve(&mut mem, d)
+            });
+            if let Some((n, woke)) = served {
+                if woke {
+                    wake.push((id, 0));
+                }
+                if n > 0 {
+                    self.trace_with(|| alloc::format!("d{id} xenstore {n} request(s) -> ENOSYS"));
+                }
+            }
+        }
+        for (d, vc) in wake {
+            if let Some(vcpu) = self.doms.get_mut(&d).and_then(|d| d.vcpus.get_mut(vc as usize)) {
+                if vcpu.state == VcpuState::Blocked {
+                    vcpu.state = VcpuState::Runnable;
+                }
+            }
+        }
+        self.flush_console(id);
+        if let Some(why) = fx.crash {
+            self.crash_domain(id, &why);
+            return false;
+        }
+        if let Some(r) = fx.shutdown {
+            self.domain_shutdown(id, r);
+            return false;
+        }
+        let Some(d) = self.doms.get_mut(&id) else { return false };
+        let Some(vc) = d.vcpus.get_mut(v) else { return false };
+        if fx.flush_tlb {
+            vc.needs_flush = true;
+        }
+        if fx.block {
+            // SCHEDOP_block enables event delivery, then blocks unless an event is pending.
+            let mut mem = MachineMemory::new(self.platform.memory());
+            mem.write_u8(vc.vcpu_info.add(shinfo::UPCALL_MASK), 0);
+            if !evtchn::upcall_pending(&mem, vc.vcpu_info) {
+                vc.state = VcpuState::Blocked;
+            }
+            return false;
+        }
+        !fx.yield_
+    }
+
+    /// A domain's record by name.
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        self.records.get(name)
+    }
+}
+
+/// Publish virtual time in the vCPU's vcpu_info (pvclock: 1 tick = 1 ns).
+fn update_time(mem: &mut MachineMemory<'_>, vi: crate::mm::Maddr, now: u64) {
+    let t = vi.add(shinfo::TIME);
+    let ver = mem.read_u32(t).unwrap_or(0);
+    mem.write_u32(t, ver.wrapping_add(2) & !1);
+    mem.write_u64(t.add(16), now);
+    mem.write_u32(t.add(24), 1 << 31);
+    mem.write_u8(t.add(28), 1);
+}
+
+/// Deliver a pending, unmasked event upcall to the guest's event callback.
+fn deliver_upcall(ctx: &mut Ctx<'_, '_>) {
+    let vc = ctx.cur_ref();
+    let (cb, vi) = (vc.callbacks.event, vc.vcpu_info);
+    if cb == 0 || !evtchn::upcall_deliverable(&ctx.mem, vi) {
+        return;
+    }
+    let b = traps::Bounce { target: cb, error_code: None, mask_events: true };
+    match traps::bounce(ctx, &b) {
+        Ok(()) => {
+            let who = ctx.who();
+            if ctx.tracing {
+                ctx.lines.push(alloc::format!("{who} event upcall -> {cb:#x}"));
+            }
+        }
+        Err(e) => ctx.fx.crash = Some(alloc::format!("event upcall: {}", e.0)),
+    }
+}
+
+/// Handle one exit of the current vCPU.
+fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
+    match exit {
+        Exit::Budget => {}
+        Exit::Gate => gate(ctx),
+        Exit::SoftInt { vector: vec, len } => {
+            let (rip, hp) = (ctx.cur_ref().cpu.rip, ctx.domain_ref().hypercall_page);
+            if vec == vector::BP && len == 1 && hp.is_some_and(|hp| (hp..hp + PAGE_SIZE).contains(&rip.wrapping_sub(1))) {
+                gate(ctx);
+                return;
+            }
+            let v = ctx.cur_ref();
+            if traps::softint_permitted(v, vec) {
+                let b = traps::trap_bounce(v, vec, None);
+                deliver(ctx, vec, None, 0, b);
+            } else {
+                // The gate's DPL forbids `int n` from the guest: #GP(vec*8+2) at the instruction.
+                ctx.cur().cpu.rip = rip.wrapping_sub(len as u64);
+                let ec = (vec as u32) * 8 + 2;
+                let b = traps::trap_bounce(ctx.cur_ref(), vector::GP, Some(ec));
+                deliver(ctx, vector::GP, Some(ec), 0, b);
+            }
+        }
+        Exit::Exception { vector: vec, error_code, cr2 } => {
+            if vec == vector::UD && forced_cpuid(ctx) {
+                return;
+            }
+            let ec = if vector::has_error_code(vec) { Some(error_code.unwrap_or(0)) } else { None };
+            if vec == vector::PF {
+                let vi = ctx.cur_ref().vcpu_info;
+                ctx.mem.write_u64(vi.add(shinfo::CR2), cr2);
+            }
+            let b = traps::trap_bounce(ctx.cur_ref(), vec, ec);
+            deliver(ctx, vec, ec, cr2, b);
+        }
+        Exit::Fatal(why) => ctx.fx.crash = Some(alloc::format!("platform: {why}")),
+    }
+}
+
+fn deliver(ctx: &mut Ctx<'_, '_>, vec: u8, ec: Option<u32>, cr2: u64, b: traps::Bounce) {
+    let rip = ctx.cur_ref().cpu.rip;
+    let what = if ctx.tracing { traps::describe_fault(vec, ec, cr2) } else { String::new() };
+    match traps::bounce(ctx, &b) {
+        Ok(()) => {
+            if ctx.tracing {
+                let who = ctx.who();
+                ctx.lines.push(alloc::format!("{who} trap {what} at {rip:#x} -> guest handler {:#x}", b.target));
+            }
+        }
+        Err(e) => {
+            if ctx.tracing {
+                let who = ctx.who();
+                ctx.lines.push(alloc::format!("{who} trap {what} at {rip:#x}: {}", e.0));
+            }
+            ctx.fx.crash = Some(alloc::format!("unhandled {} at {rip:#x}", vector::name(vec)));
+        }
+    }
+}
+
+/// Xen's forced-emulation prefix: emulate CPUID for the guest. True if it was one.
+fn forced_cpuid(ctx: &mut Ctx<'_, '_>) -> bool {
+    let rip = ctx.cur_ref().cpu.rip;
+    let mut b = [0u8; 7];
+    if ctx.copy_from_guest(rip, &mut b).is_err() || b != traps::FORCED_CPUID {
+        return false;
+    }
+    let (leaf, sub) = (ctx.cur_ref().cpu.rax as u32, ctx.cur_ref().cpu.rcx as u32);
+    let r = traps::cpuid(leaf, sub);
+    let who = ctx.who();
+    let c = &mut ctx.cur().cpu;
+    c.rax = r[0] as u64;
+    c.rbx = r[1] as u64;
+    c.rcx = r[2] as u64;
+    c.rdx = r[3] as u64;
+    c.rip = rip + 7;
+    if ctx.tracing {
+        ctx.lines.push(alloc::format!("{who} cpuid({leaf:#x}, {sub:#x}) = {:#x} {:#x} {:#x} {:#x}", r[0], r[1], r[2], r[3]));
+    }
+    true
+}
+
+/// The hypercall gate fired: a hypercall from the guest kernel, or a guest user `syscall`.
+fn gate(ctx: &mut Ctx<'_, '_>) {
+    if !ctx.cur_ref().kernel_mode {
+        // A system call from guest user space goes to the kernel's syscall callback.
+        let v = ctx.cur_ref();
+        let b = traps::Bounce { target: v.callbacks.syscall, error_code: None, mask_events: v.callbacks.syscall_mask_events };
+        if b.target == 0 {
+            let b = traps::trap_bounce(v, vector::UD, None);
+            deliver(ctx, vector::UD, None, 0, b);
+        } else if let Err(e) = traps::bounce(ctx, &b) {
+            ctx.fx.crash = Some(alloc::format!("syscall bounce: {}", e.0));
+        }
+        return;
+    }
+    let c = ctx.cur_ref().cpu;
+    let args = [c.rdi, c.rsi, c.rdx, c.r10, c.r8];
+    let mut out = Vec::new();
+    let r = hypercall::dispatch(ctx, c.rax, args, &mut out);
+    let mut extra = core::mem::take(&mut ctx.lines);
+    ctx.lines = out;
+    ctx.lines.append(&mut extra);
+    if !ctx.fx.no_ret {
+        ctx.cur().cpu.rax = match r {
+            Ok(v) => v as u64,
+            Err(e) => e.to_ret() as u64,
+        };
+    }
+}

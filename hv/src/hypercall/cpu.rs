@@ -1,0 +1,326 @@
+//! vCPU-state hypercalls: trap table, callbacks, iret, stacks, GDT, segment bases, vcpu_op,
+//! vm_assist.
+
+use super::Ctx;
+use crate::abi::hypercall::{callback as cb, segbase, vcpu_op as vop, vm_assist as vma, VGCF_IN_SYSCALL};
+use crate::abi::{self, shinfo, CallbackRegister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
+use crate::domain::VcpuState;
+use crate::mm::frames::Owner;
+use crate::mm::paging::{in_xen_range, is_canonical};
+use crate::mm::{Maddr, Mfn};
+
+const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_VM: u64 = 1 << 17;
+
+pub fn set_trap_table(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let ptr = a[0];
+    ctx.describe(|d| *d = "set_trap_table(...)".into());
+    if ptr == 0 {
+        ctx.cur().trap_table = [TrapInfo::default(); 256];
+        ctx.describe(|d| *d = "set_trap_table(clear)".into());
+        return Ok(0);
+    }
+    let mut n = 0;
+    let mut table = ctx.cur_ref().trap_table;
+    loop {
+        let ti: TrapInfo = ctx.read_guest(ptr.wrapping_add(n * 16))?;
+        if ti.address == 0 {
+            break;
+        }
+        table[ti.vector as usize] = ti;
+        n += 1;
+        if n > 256 {
+            return Err(Errno::EINVAL);
+        }
+    }
+    ctx.cur().trap_table = table;
+    ctx.describe(|d| *d = alloc::format!("set_trap_table({n} entries)"));
+    Ok(0)
+}
+
+pub fn set_callbacks(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (event, failsafe, syscall) = (a[0], a[1], a[2]);
+    ctx.describe(|d| *d = alloc::format!("set_callbacks(event {event:#x}, failsafe {failsafe:#x}, syscall {syscall:#x})"));
+    for addr in [event, failsafe, syscall] {
+        if in_xen_range(addr) || !is_canonical(addr) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    let c = &mut ctx.cur().callbacks;
+    c.event = event;
+    c.failsafe = failsafe;
+    c.syscall = syscall;
+    Ok(0)
+}
+
+fn cb_name(ty: u32) -> &'static str {
+    match ty {
+        cb::TYPE_EVENT => "event",
+        cb::TYPE_FAILSAFE => "failsafe",
+        cb::TYPE_SYSCALL => "syscall",
+        cb::TYPE_SYSCALL32 => "syscall32",
+        cb::TYPE_NMI => "nmi",
+        cb::TYPE_SYSENTER => "sysenter",
+        _ => "?",
+    }
+}
+
+pub fn callback_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, arg) = (a[0], a[1]);
+    match cmd {
+        cb::OP_REGISTER => {
+            ctx.describe(|d| *d = "callback_op(register)".into());
+            let r: CallbackRegister = ctx.read_guest(arg)?;
+            ctx.describe(|d| *d = alloc::format!("callback_op(register, {} {:#x})", cb_name(r.ty as u32), r.address));
+            if in_xen_range(r.address) || !is_canonical(r.address) {
+                return Err(Errno::EINVAL);
+            }
+            let c = &mut ctx.cur().callbacks;
+            match r.ty as u32 {
+                cb::TYPE_EVENT => c.event = r.address,
+                cb::TYPE_FAILSAFE => c.failsafe = r.address,
+                cb::TYPE_SYSCALL => {
+                    c.syscall = r.address;
+                    c.syscall_mask_events = r.flags & cb::F_MASK_EVENTS != 0;
+                }
+                cb::TYPE_NMI => c.nmi = r.address,
+                // 32-bit entry points: accepted, never used (no compat guests).
+                cb::TYPE_SYSCALL32 | cb::TYPE_SYSENTER => {}
+                _ => return Err(Errno::EINVAL),
+            }
+            Ok(0)
+        }
+        cb::OP_UNREGISTER => {
+            ctx.describe(|d| *d = "callback_op(unregister)".into());
+            let r: CallbackRegister = ctx.read_guest(arg)?;
+            match r.ty as u32 {
+                cb::TYPE_NMI => {
+                    ctx.cur().callbacks.nmi = 0;
+                    Ok(0)
+                }
+                _ => Err(Errno::EINVAL),
+            }
+        }
+        _ => {
+            ctx.describe(|d| *d = alloc::format!("callback_op({cmd})"));
+            Err(Errno::ENOSYS)
+        }
+    }
+}
+
+/// HYPERVISOR_iret: pop an iret_context from the guest stack (Xen's do_iret).
+pub fn iret(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
+    let rsp = ctx.cur_ref().cpu.rsp;
+    let saved: IretContext = match ctx.read_guest(rsp) {
+        Ok(s) => s,
+        Err(_) => {
+            ctx.describe(|d| *d = "iret".into());
+            ctx.fx.crash = Some(alloc::format!("fault reading the iret context at {rsp:#x}"));
+            ctx.fx.no_ret = true;
+            return Ok(0);
+        }
+    };
+    ctx.describe(|d| *d = alloc::format!("iret -> {:#x}", saved.rip));
+    if saved.cs & 3 == 3 {
+        // Returning to guest user mode.
+        let Some(user) = ctx.cur_ref().guest_table_user else {
+            ctx.fx.crash = Some("iret to user mode with no user page tables".into());
+            ctx.fx.no_ret = true;
+            return Ok(0);
+        };
+        let v = ctx.cur();
+        v.kernel_mode = false;
+        v.cpu.cr3 = user.maddr().0;
+        v.gs_base_kernel = v.cpu.gs_base;
+        v.cpu.gs_base = v.gs_base_user;
+        ctx.fx.flush_tlb = true;
+    }
+    let v = ctx.cur();
+    v.cpu.rip = saved.rip;
+    v.cpu.cs = (saved.cs as u16) | 3;
+    v.cpu.rflags = (saved.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF | 2;
+    v.cpu.rsp = saved.rsp;
+    v.cpu.ss = (saved.ss as u16) | 3;
+    if saved.flags & VGCF_IN_SYSCALL == 0 {
+        v.cpu.r11 = saved.r11;
+        v.cpu.rcx = saved.rcx;
+    }
+    v.cpu.rax = saved.rax;
+    let vi = v.vcpu_info;
+    let mask = (saved.rflags & RFLAGS_IF == 0) as u8;
+    ctx.mem.write_u8(vi.add(shinfo::UPCALL_MASK), mask);
+    ctx.fx.no_ret = true;
+    Ok(0)
+}
+
+pub fn stack_switch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (ss, sp) = (a[0], a[1]);
+    ctx.describe(|d| *d = alloc::format!("stack_switch({ss:#x}, {sp:#x})"));
+    let v = ctx.cur();
+    v.kernel_ss = (ss as u16) | 3;
+    v.kernel_sp = sp;
+    Ok(0)
+}
+
+pub fn set_gdt(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (list, entries) = (a[0], a[1]);
+    ctx.describe(|d| *d = alloc::format!("set_gdt({entries} entries)"));
+    if entries > abi::FIRST_RESERVED_GDT_ENTRY as u64 {
+        return Err(Errno::EINVAL);
+    }
+    let nr = (entries * 8).div_ceil(4096);
+    let mut frames = alloc::vec::Vec::new();
+    for i in 0..nr {
+        let f: u64 = ctx.read_guest(list.wrapping_add(i * 8))?;
+        match ctx.frames.owner(Mfn(f)) {
+            Some(Owner::Dom(d)) if d == ctx.dom => frames.push(Mfn(f)),
+            None => return Err(Errno::EINVAL),
+            Some(_) => return Err(Errno::EPERM),
+        }
+    }
+    let v = ctx.cur();
+    v.gdt_frames = frames;
+    v.gdt_entries = entries as u32;
+    Ok(0)
+}
+
+pub fn set_segment_base(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (which, base) = (a[0], a[1]);
+    let name = match which {
+        segbase::FS => "fs",
+        segbase::GS_USER => "gs_user",
+        segbase::GS_KERNEL => "gs_kernel",
+        segbase::GS_USER_SEL => "gs_user_sel",
+        _ => "?",
+    };
+    ctx.describe(|d| *d = alloc::format!("set_segment_base({name}, {base:#x})"));
+    if which != segbase::GS_USER_SEL && !is_canonical(base) {
+        return Err(Errno::EINVAL);
+    }
+    let v = ctx.cur();
+    match which {
+        segbase::FS => v.cpu.fs_base = base,
+        segbase::GS_KERNEL => {
+            v.gs_base_kernel = base;
+            if v.kernel_mode {
+                v.cpu.gs_base = base;
+            }
+        }
+        segbase::GS_USER => {
+            v.gs_base_user = base;
+            if !v.kernel_mode {
+                v.cpu.gs_base = base;
+            }
+        }
+        segbase::GS_USER_SEL => {
+            // Loading a null or flat selector into the user %gs: base becomes 0.
+            if base & 0xfff8 != 0 && base as u16 != abi::FLAT_RING3_DS32 {
+                return Err(Errno::EINVAL);
+            }
+            v.gs_base_user = 0;
+        }
+        _ => return Err(Errno::EINVAL),
+    }
+    Ok(0)
+}
+
+pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, id, arg) = (a[0], a[1], a[2]);
+    let name = match cmd {
+        vop::INITIALISE => "initialise",
+        vop::UP => "up",
+        vop::DOWN => "down",
+        vop::IS_UP => "is_up",
+        vop::SET_SINGLESHOT_TIMER => "set_singleshot_timer",
+        vop::STOP_SINGLESHOT_TIMER => "stop_singleshot_timer",
+        vop::SET_PERIODIC_TIMER => "set_periodic_timer",
+        vop::STOP_PERIODIC_TIMER => "stop_periodic_timer",
+        vop::REGISTER_VCPU_INFO => "register_vcpu_info",
+        vop::GET_RUNSTATE_INFO => "get_runstate_info",
+        vop::REGISTER_RUNSTATE_MEMORY_AREA => "register_runstate_memory_area",
+        _ => "",
+    };
+    ctx.describe(|d| {
+        *d = if name.is_empty() { alloc::format!("vcpu_op({cmd}, {id})") } else { alloc::format!("vcpu_op({name}, {id})") }
+    });
+    let nr = ctx.domain_ref().vcpus.len() as u64;
+    if id >= nr {
+        return Err(Errno::ENOENT);
+    }
+    let id = id as usize;
+    match cmd {
+        vop::IS_UP => Ok((ctx.domain_ref().vcpus[id].state != VcpuState::Down) as i64),
+        vop::UP => match ctx.domain_ref().vcpus[id].state {
+            // A secondary vCPU needs VCPUOP_initialise first, which xenolith does not have yet.
+            VcpuState::Down => Err(Errno::EINVAL),
+            _ => Ok(0),
+        },
+        vop::DOWN => {
+            if id == ctx.vcpu {
+                ctx.fx.block = true;
+            }
+            ctx.domain().vcpus[id].state = VcpuState::Down;
+            Ok(0)
+        }
+        vop::REGISTER_VCPU_INFO => {
+            let r: RegisterVcpuInfo = ctx.read_guest(arg)?;
+            if r.offset as u64 + shinfo::VCPU_INFO_SIZE > 4096 {
+                return Err(Errno::EINVAL);
+            }
+            match ctx.frames.owner(Mfn(r.mfn)) {
+                Some(Owner::Dom(d)) if d == ctx.dom => {}
+                None => return Err(Errno::EINVAL),
+                Some(_) => return Err(Errno::EPERM),
+            }
+            if ctx.domain_ref().vcpus[id].vcpu_info_registered {
+                return Err(Errno::EINVAL);
+            }
+            let old = ctx.domain_ref().vcpus[id].vcpu_info;
+            let new = Maddr(Mfn(r.mfn).maddr().0 + r.offset as u64);
+            let mut buf = [0u8; shinfo::VCPU_INFO_SIZE as usize];
+            ctx.mem.read(old, &mut buf).ok_or(Errno::EFAULT)?;
+            ctx.mem.write(new, &buf).ok_or(Errno::EFAULT)?;
+            let v = &mut ctx.domain().vcpus[id];
+            v.vcpu_info = new;
+            v.vcpu_info_registered = true;
+            ctx.annotate(|n| *n = alloc::format!("vcpu_info at mfn {:#x}+{:#x}", r.mfn, r.offset));
+            Ok(0)
+        }
+        vop::SET_SINGLESHOT_TIMER => {
+            let t: u64 = ctx.read_guest(arg)?;
+            ctx.domain().vcpus[id].timer = Some(t);
+            Ok(0)
+        }
+        vop::STOP_SINGLESHOT_TIMER => {
+            ctx.domain().vcpus[id].timer = None;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+pub fn vm_assist(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, ty) = (a[0], a[1]);
+    let c = match cmd {
+        vma::CMD_ENABLE => "enable",
+        vma::CMD_DISABLE => "disable",
+        _ => "?",
+    };
+    ctx.describe(|d| *d = alloc::format!("vm_assist({c}, {ty})"));
+    if ty >= 64 || vma::VALID & (1 << ty) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd {
+        vma::CMD_ENABLE => ctx.domain().vm_assist |= 1 << ty,
+        vma::CMD_DISABLE => ctx.domain().vm_assist &= !(1 << ty),
+        _ => return Err(Errno::ENOSYS),
+    }
+    Ok(0)
+}
+
+pub fn fpu_taskswitch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    ctx.describe(|d| *d = alloc::format!("fpu_taskswitch({})", a[0]));
+    // CR0.TS is not modelled: the FPU is always usable, so there is never a #NM to deliver.
+    Ok(0)
+}

@@ -1,0 +1,35 @@
+//! xenolith's hypervisor core: the Xen PV64 ABI, domains and vCPUs, machine memory and page
+//! types, the domain builder, the hypercall table, exception bouncing, event channels, the
+//! console backend, the scheduler loop and the trace.
+//!
+//! The core is `no_std` + `alloc` and reaches the world only through [`platform::Platform`].
+//! It never names unicorn, QEMU or a CPU register file; `cfg(target_*)` appears only in `arch`.
+//!
+//! # Safety
+//! The only `unsafe` in the core is the `Pod` byte view of ABI structs (`mm::memory`). Guest
+//! input is never trusted: every guest pointer is translated by a host-side page walk and every
+//! machine address is bounds-checked, so bad input becomes an errno or a crashed domain.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod abi;
+pub mod builder;
+pub mod domain;
+pub mod elf;
+pub mod evtchn;
+pub mod hv;
+pub mod hypercall;
+pub mod mm;
+pub mod platform;
+pub mod store;
+pub mod traps;
+
+#[cfg(test)]
+mod tests;
+
+pub use hv::{Hypervisor, Record, RecordState, XenState};
+
+/// A domain id.
+pub type DomId = u16;

@@ -1,0 +1,163 @@
+//! The frame table: an owner, a type and reference counts for every machine frame, and the
+//! machine-frame allocator.
+
+use alloc::vec::Vec;
+
+use super::Mfn;
+use crate::DomId;
+
+/// Who owns a machine frame.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Owner {
+    Free,
+    /// The hypervisor (M2P, its own tables, platform pages).
+    Xen,
+    Dom(DomId),
+}
+
+/// What a frame is used as. Page-table frames may never be mapped writable by a guest.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PageType {
+    /// Ordinary memory: may be mapped writable.
+    None,
+    /// A validated page table of this level (1..=4).
+    PageTable(u8),
+}
+
+/// Per-frame bookkeeping.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameInfo {
+    pub owner: Owner,
+    pub ty: PageType,
+    /// References holding the type: entries of validated higher-level tables, pins, base pointers.
+    pub type_refs: u32,
+    /// Writable mappings of this frame from validated L1 tables.
+    pub writable_refs: u32,
+    pub pinned: bool,
+}
+
+impl FrameInfo {
+    const FREE: FrameInfo = FrameInfo {
+        owner: Owner::Free,
+        ty: PageType::None,
+        type_refs: 0,
+        writable_refs: 0,
+        pinned: false,
+    };
+}
+
+/// All machine frames.
+pub struct FrameTable {
+    frames: Vec<FrameInfo>,
+    free: u64,
+}
+
+impl FrameTable {
+    /// A table for `n` frames, all free. Frames below `reserved` are owned by Xen.
+    pub fn new(n: u64, reserved: u64) -> Self {
+        let mut frames = alloc::vec![FrameInfo::FREE; n as usize];
+        for f in frames.iter_mut().take(reserved as usize) {
+            f.owner = Owner::Xen;
+        }
+        Self { frames, free: n.saturating_sub(reserved) }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.frames.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn free_frames(&self) -> u64 {
+        self.free
+    }
+
+    pub fn get(&self, mfn: Mfn) -> Option<&FrameInfo> {
+        self.frames.get(usize::try_from(mfn.0).ok()?)
+    }
+
+    pub fn get_mut(&mut self, mfn: Mfn) -> Option<&mut FrameInfo> {
+        self.frames.get_mut(usize::try_from(mfn.0).ok()?)
+    }
+
+    pub fn owner(&self, mfn: Mfn) -> Option<Owner> {
+        self.get(mfn).map(|f| f.owner)
+    }
+
+    /// Allocate `n` contiguous frames for `owner` (first fit, lowest address: deterministic).
+    pub fn alloc_contig(&mut self, n: u64, owner: Owner) -> Option<Mfn> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        let mut run = 0u64;
+        for i in 0..self.frames.len() {
+            if self.frames[i].owner == Owner::Free {
+                run += 1;
+                if run == n {
+                    let start = i as u64 + 1 - n;
+                    for f in &mut self.frames[start as usize..=i] {
+                        *f = FrameInfo { owner, ..FrameInfo::FREE };
+                    }
+                    self.free -= n;
+                    return Some(Mfn(start));
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    }
+
+    /// Allocate `n` frames, not necessarily contiguous (lowest first).
+    pub fn alloc_many(&mut self, n: u64, owner: Owner) -> Option<Vec<Mfn>> {
+        if n > self.free {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for (i, f) in self.frames.iter_mut().enumerate() {
+            if out.len() as u64 == n {
+                break;
+            }
+            if f.owner == Owner::Free {
+                *f = FrameInfo { owner, ..FrameInfo::FREE };
+                out.push(Mfn(i as u64));
+            }
+        }
+        self.free -= n;
+        Some(out)
+    }
+
+    /// Return one frame to the free pool.
+    pub fn free(&mut self, mfn: Mfn) {
+        if let Some(f) = self.get_mut(mfn) {
+            if f.owner != Owner::Free {
+                *f = FrameInfo::FREE;
+                self.free += 1;
+            }
+        }
+    }
+
+    /// Free every frame a domain owns; returns how many.
+    pub fn free_domain(&mut self, dom: DomId) -> u64 {
+        let mut n = 0;
+        for f in self.frames.iter_mut() {
+            if f.owner == Owner::Dom(dom) {
+                *f = FrameInfo::FREE;
+                n += 1;
+            }
+        }
+        self.free += n;
+        n
+    }
+
+    /// Frames a domain owns, in machine order.
+    pub fn domain_frames(&self, dom: DomId) -> impl Iterator<Item = Mfn> + '_ {
+        self.frames
+            .iter()
+            .enumerate()
+            .filter(move |(_, f)| f.owner == Owner::Dom(dom))
+            .map(|(i, _)| Mfn(i as u64))
+    }
+}

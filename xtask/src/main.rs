@@ -1,0 +1,265 @@
+//! `cargo xtask …`: the project's entry points, in plain std.
+//!
+//! - `setup`   install what a fresh Debian 12 machine lacks (apt: cmake, libclang-dev, qemu-system-x86,
+//!   and build-essential if there is no `cc`/`make`; rustup: the x86_64-unknown-none target), then build
+//!   the guests. Idempotent, and quick when everything is there.
+//! - `guests`  build the guests only (`guests/` is its own workspace, with its own target and flags).
+//! - `test [ARGS]`   setup, then `cargo test --workspace ARGS`.
+//! - `run [ARGS]`    setup, then the release `xenolith` CLI with ARGS (default: `run scenarios/`).
+//! - `bench [ARGS]`  setup, then `cargo bench -p benches ARGS`.
+//! - `ci`      setup, workspace tests, then the release CLI over `scenarios/`, timing each step.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  setup          install missing system packages and the x86_64-unknown-none target, build the guests
+  guests         build the guests
+  test [ARGS]    setup, then cargo test --workspace ARGS
+  run [ARGS]     setup, then the release xenolith CLI with ARGS (default: run scenarios/)
+  bench [ARGS]   setup, then cargo bench -p benches ARGS
+  ci             setup, tests, then the release CLI over scenarios/ (what .ci/run does)";
+
+/// Debian packages `setup` installs when missing.
+const APT_PACKAGES: [&str; 3] = ["cmake", "libclang-dev", "qemu-system-x86"];
+const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let root = repo_root();
+    let result = match cmd.as_str() {
+        "setup" => setup(&root),
+        "guests" => build_guests(&root),
+        "test" => setup(&root).and_then(|()| cargo(&root, ["test", "--workspace"], rest)),
+        "run" => setup(&root).and_then(|()| run_cli(&root, rest)),
+        "bench" => setup(&root).and_then(|()| cargo(&root, ["bench", "-p", "benches"], rest)),
+        "ci" => ci(&root),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown command \"{other}\"\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Runs `cmd`, failing with its command line if it cannot start or exits non-zero.
+fn run(cmd: &mut Command) -> Result {
+    let line = format!("{cmd:?}").replace('"', "");
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`{line}` failed ({s})")),
+        Err(e) => Err(format!("cannot run `{line}`: {e}")),
+    }
+}
+
+/// Whether `cmd` runs and exits 0, quietly.
+fn succeeds<S: AsRef<OsStr>>(program: &str, args: &[S]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether `program` is on PATH.
+fn have(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|p| env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// The cargo that runs us (so the workspace builds with the same toolchain).
+fn cargo_bin() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// `cargo <fixed> <extra>` in the repo root.
+fn cargo<const N: usize>(root: &Path, fixed: [&str; N], extra: &[String]) -> Result {
+    run(Command::new(cargo_bin())
+        .current_dir(root)
+        .args(fixed)
+        .args(extra))
+}
+
+/// The release `xenolith` CLI with `args`, by default `run scenarios/`.
+fn run_cli(root: &Path, args: &[String]) -> Result {
+    let default = ["run".to_string(), "scenarios/".to_string()];
+    let args = if args.is_empty() { &default[..] } else { args };
+    cargo(
+        root,
+        ["run", "--release", "-p", "sim", "--bin", "xenolith", "--"],
+        args,
+    )
+}
+
+fn setup(root: &Path) -> Result {
+    install_packages()?;
+    install_target()?;
+    build_guests(root)
+}
+
+/// apt-get installs whatever is missing, non-interactively; nothing is run when all is present.
+fn install_packages() -> Result {
+    if !have("dpkg") || !have("apt-get") {
+        eprintln!(
+            "xtask setup: no dpkg/apt-get; make sure {} (or equivalents) are installed",
+            APT_PACKAGES.join(", ")
+        );
+        return Ok(());
+    }
+    let mut missing: Vec<&str> = APT_PACKAGES
+        .into_iter()
+        .filter(|p| {
+            let out = Command::new("dpkg").args(["-s", p]).output();
+            !out.is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed")
+            })
+        })
+        .collect();
+    if !have("cc") || !have("make") {
+        missing.push("build-essential");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing {}", missing.join(" "));
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| -> Result {
+        let mut cmd = if root_user {
+            Command::new("apt-get")
+        } else if have("sudo") {
+            let mut c = Command::new("sudo");
+            c.args(["--preserve-env=DEBIAN_FRONTEND", "apt-get"]);
+            c
+        } else {
+            return Err(format!(
+                "need root (or sudo) to install {}",
+                missing.join(" ")
+            ));
+        };
+        run(cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args))
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&missing);
+    apt(&install)
+}
+
+/// rustup adds the guests' target when it is not installed.
+fn install_target() -> Result {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == GUEST_TARGET)
+            {
+                return Ok(());
+            }
+            eprintln!("xtask setup: adding rust target {GUEST_TARGET}");
+            run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))
+        }
+        _ if succeeds(
+            "rustc",
+            &["--print", "target-libdir", "--target", GUEST_TARGET],
+        ) =>
+        {
+            eprintln!("xtask setup: no rustup; assuming rustc's {GUEST_TARGET} target is usable");
+            Ok(())
+        }
+        _ => Err(format!(
+            "no rustup to add the {GUEST_TARGET} target; install rustup from https://rustup.rs"
+        )),
+    }
+}
+
+/// `cargo build --release` in `guests/`, from there so `guests/.cargo/config.toml` applies, with none
+/// of the outer build's target settings leaking in.
+fn build_guests(root: &Path) -> Result {
+    let dir = root.join("guests");
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(format!(
+            "{} not found: no guests to build",
+            manifest.display()
+        ));
+    }
+    let mut cmd = Command::new("cargo"); // the rustup proxy, so a guests/rust-toolchain.toml would apply
+    cmd.current_dir(&dir)
+        .arg("build")
+        .arg("--release")
+        .arg("--manifest-path")
+        .arg(&manifest);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    if dir.join("rust-toolchain.toml").is_file() || dir.join("rust-toolchain").is_file() {
+        cmd.env_remove("RUSTUP_TOOLCHAIN");
+    }
+    run(&mut cmd)
+}
+
+/// Every CI step in order, each timed; stops at the first failure.
+fn ci(root: &Path) -> Result {
+    let no_args: &[String] = &[];
+    let steps: [(&str, &dyn Fn() -> Result); 3] = [
+        ("setup", &|| setup(root)),
+        ("cargo test --workspace", &|| {
+            cargo(root, ["test", "--workspace"], no_args)
+        }),
+        ("xenolith run scenarios/ (release)", &|| {
+            run_cli(root, no_args)
+        }),
+    ];
+    let total = Instant::now();
+    for (name, step) in steps {
+        eprintln!("==> ci: {name}");
+        let t = Instant::now();
+        let r = step();
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(()) => eprintln!("==> ci: {name}: ok in {secs:.1}s"),
+            Err(e) => return Err(format!("step \"{name}\" failed after {secs:.1}s: {e}")),
+        }
+    }
+    eprintln!(
+        "==> ci: all steps passed in {:.1}s",
+        total.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
