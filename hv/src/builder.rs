@@ -148,6 +148,8 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         return Err(BuildError::OutOfMemory { need, free: env.frames.free_frames() });
     }
     let owner = Owner::Dom(id);
+    // shared_info first, so the frame after the domain's RAM is not the domain's own.
+    let shared = env.frames.alloc_contig(1, owner).ok_or(BuildError::OutOfMemory { need, free: 0 })?;
     let p2m: Vec<Mfn> = match env.frames.alloc_contig(nr_pages, owner) {
         Some(base) => (0..nr_pages).map(|i| Mfn(base.0 + i)).collect(),
         None => env.frames.alloc_many(nr_pages, owner).ok_or(BuildError::OutOfMemory {
@@ -155,7 +157,6 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
             free: env.frames.free_frames(),
         })?,
     };
-    let shared = env.frames.alloc_contig(1, owner).ok_or(BuildError::OutOfMemory { need, free: 0 })?;
     let mem = &mut *env.mem;
     for (pfn, m) in p2m.iter().enumerate() {
         mem.zero_frame(*m);

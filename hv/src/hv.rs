@@ -53,6 +53,8 @@ pub struct Record {
     pub console: Vec<String>,
     /// Why the hypervisor crashed it, if it did.
     pub crash_reason: Option<String>,
+    /// CPU time its vCPUs consumed (virtual ns).
+    pub cpu_ns: u64,
 }
 
 /// Why a control operation failed.
@@ -224,6 +226,7 @@ impl<P: Platform> Hypervisor<P> {
             shutdowns: Vec::new(),
             console: Vec::new(),
             crash_reason: None,
+            cpu_ns: 0,
         });
         rec.state = RecordState::Running;
         rec.id = id;
@@ -485,6 +488,10 @@ impl<P: Platform> Hypervisor<P> {
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
         self.now += ran;
         self.exits += 1;
+        let name = &self.doms[&id].config.name;
+        if let Some(r) = self.records.get_mut(name) {
+            r.cpu_ns += ran;
+        }
         let is_hc = exit == Exit::Gate;
         let (fx, lines) = self.with_ctx(id, v, |ctx| handle_exit(ctx, exit));
         if is_hc {

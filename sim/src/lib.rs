@@ -1,4 +1,9 @@
 //! xenolith's simulator: the unicorn-backed platform, the scenario runner and trace recorder.
 
+pub mod platform;
+pub mod runner;
 pub mod scenario;
+mod uc_fix;
 pub mod xlcfg;
+
+pub use platform::{new_hypervisor, SimPlatform};

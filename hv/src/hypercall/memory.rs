@@ -7,7 +7,8 @@ use crate::abi::{E820Entry, Errno, MemoryMap};
 const E820_RAM: u32 = 1;
 
 pub fn memory_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
-    let (cmd, arg) = (a[0] & 0xf, a[1]);
+    // MEMOP_CMD_MASK: the low 6 bits; the rest is the continuation's extent start.
+    let (cmd, arg) = (a[0] & 0x3f, a[1]);
     match cmd {
         op::MEMORY_MAP => {
             ctx.describe(|d| *d = "memory_op(memory_map)".into());

@@ -60,6 +60,19 @@ pub struct Walk {
 
 /// Walk the 4-level tables rooted at `l4` for `va`. Does not check permissions.
 pub fn walk(mem: &MachineMemory<'_>, l4: Mfn, va: u64) -> Result<Walk, WalkFault> {
+    walk_with(|a| mem.read_u64(a), mem.frames(), l4, va)
+}
+
+/// [`walk`] over a read-only byte slice of machine memory.
+pub fn walk_slice(mem: &[u8], l4: Mfn, va: u64) -> Result<Walk, WalkFault> {
+    let read = |a: Maddr| {
+        let i = usize::try_from(a.0).ok()?;
+        Some(u64::from_le_bytes(mem.get(i..i.checked_add(8)?)?.try_into().ok()?))
+    };
+    walk_with(read, mem.len() as u64 / PAGE_SIZE, l4, va)
+}
+
+fn walk_with(read: impl Fn(Maddr) -> Option<u64>, frames: u64, l4: Mfn, va: u64) -> Result<Walk, WalkFault> {
     if !is_canonical(va) {
         return Err(WalkFault { present: false });
     }
@@ -67,7 +80,7 @@ pub fn walk(mem: &MachineMemory<'_>, l4: Mfn, va: u64) -> Result<Walk, WalkFault
     let (mut rw, mut us, mut nx) = (true, true, false);
     for level in (1..=4u8).rev() {
         let ea = table.maddr().add(table_index(va, level) as u64 * 8);
-        let e = mem.read_u64(ea).ok_or(WalkFault { present: false })?;
+        let e = read(ea).ok_or(WalkFault { present: false })?;
         if e & PTE_P == 0 {
             return Err(WalkFault { present: false });
         }
@@ -80,7 +93,7 @@ pub fn walk(mem: &MachineMemory<'_>, l4: Mfn, va: u64) -> Result<Walk, WalkFault
         }
         if level == 1 {
             let maddr = pte_mfn(e).maddr().add(va & (PAGE_SIZE - 1));
-            if maddr.0 >= mem.frames() * PAGE_SIZE {
+            if maddr.0 >= frames * PAGE_SIZE {
                 return Err(WalkFault { present: false });
             }
             return Ok(Walk { maddr, writable: rw, user: us, nx, l1e: ea });

@@ -1,0 +1,423 @@
+//! The simulator's implementation of the core's [`Platform`]: one unicorn instance per vCPU,
+//! all mapping the same host buffer as machine memory, real 4-level paging, guests in ring 3.
+//!
+//! Exits: the `syscall` gate (SYSCALL hook), faults and `int n` (interrupt hook), invalid
+//! opcodes (invalid-instruction hook), and the time budget (block hook). Virtual time is the
+//! number of guest instructions retired: each block is charged its instruction count, decoded
+//! once and cached, so a run is bit-for-bit repeatable.
+
+use std::collections::HashMap;
+
+use hv::mm::paging::{self, PTE_NX, PTE_RW};
+use hv::mm::Mfn;
+use hv::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
+use hv::DomId;
+use unicorn_engine::{Arch, Mode, Prot, RegisterX86, Unicorn};
+
+use crate::uc_fix::ExceptionState;
+
+/// Frames the simulator keeps for itself (GDT, ring-0 stub and stack).
+pub const RESERVED_FRAMES: u64 = 32;
+const GDT_FRAME: u64 = 1;
+const GDT_FRAMES: u64 = 16;
+const STUB_FRAME: u64 = 17;
+const STACK_FRAME: u64 = 18;
+/// Where the simulator's private pages live in every address space (L4 slot 261, supervisor).
+pub const XEN_PRIV: u64 = 0xFFFF_8280_0000_0000;
+const GDT_VA: u64 = XEN_PRIV;
+const STUB_VA: u64 = XEN_PRIV + GDT_FRAMES * 4096;
+const STACK_VA: u64 = STUB_VA + 4096;
+/// `until` for emu_start: an address guests never execute.
+const UNTIL: u64 = XEN_PRIV + 0x10_0000;
+
+/// Machine memory: a page-aligned host buffer.
+struct Ram {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Ram {
+    fn new(len: usize) -> Ram {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("valid layout");
+        // SAFETY: len is non-zero (callers ask for at least a few MiB) and the layout is valid.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of host memory for {len} bytes of machine memory");
+        Ram { ptr, len }
+    }
+}
+
+impl Drop for Ram {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len, 4096).expect("valid layout");
+        // SAFETY: allocated in `Ram::new` with this layout; all unicorn instances that map it
+        // are dropped before (field order of `SimPlatform`).
+        unsafe { std::alloc::dealloc(self.ptr, layout) }
+    }
+}
+
+/// Per-vCPU data the hooks see.
+struct Hooked {
+    exit: Option<Exit>,
+    budget: u64,
+    ran: u64,
+    ram: *const u8,
+    ram_len: usize,
+    cr3: u64,
+    /// Direct-mapped cache of instruction counts per block: (address, size, count).
+    icache: Vec<(u64, u32, u32)>,
+}
+
+const ICACHE: usize = 4096;
+
+impl Hooked {
+    fn mem(&self) -> &[u8] {
+        // SAFETY: `ram` points to the platform's machine memory of `ram_len` bytes, which
+        // outlives every unicorn instance; the core does not write it while a vCPU runs.
+        unsafe { std::slice::from_raw_parts(self.ram, self.ram_len) }
+    }
+
+    /// Read guest-virtual bytes through the page tables, host side (never faults).
+    fn read_virt(&self, va: u64, out: &mut [u8]) -> bool {
+        let mem = self.mem();
+        let mut i = 0;
+        while i < out.len() {
+            let Ok(w) = paging::walk_slice(mem, Mfn(self.cr3 >> 12), va.wrapping_add(i as u64)) else { return false };
+            let n = (4096 - (w.maddr.0 & 4095) as usize).min(out.len() - i);
+            out[i..i + n].copy_from_slice(&mem[w.maddr.0 as usize..w.maddr.0 as usize + n]);
+            i += n;
+        }
+        true
+    }
+
+    fn count(&mut self, addr: u64, size: u32) -> u32 {
+        let slot = ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1);
+        let e = self.icache[slot];
+        if e.0 == addr && e.1 == size && e.2 != 0 {
+            return e.2;
+        }
+        let mut bytes = vec![0u8; size as usize];
+        let n = if self.read_virt(addr, &mut bytes) {
+            let mut dec = iced_x86::Decoder::with_ip(64, &bytes, addr, iced_x86::DecoderOptions::NONE);
+            let mut n = 0;
+            while dec.can_decode() {
+                let _ = dec.decode();
+                n += 1;
+            }
+            n.max(1)
+        } else {
+            1 + size / 4
+        };
+        self.icache[slot] = (addr, size, n);
+        n
+    }
+}
+
+/// One vCPU's emulator.
+struct SimVcpu {
+    uc: Unicorn<'static, Hooked>,
+    exc: ExceptionState,
+    entered: bool,
+    /// Registers as of the last exit: only changed ones are written back.
+    last: CpuState,
+    flush: bool,
+}
+
+/// Sink for console bytes (the `boot` command streams them).
+pub type ConsoleSink = Box<dyn FnMut(DomId, &str, &[u8])>;
+
+/// The unicorn platform.
+pub struct SimPlatform {
+    vcpus: HashMap<VcpuKey, SimVcpu>,
+    ram: Ram,
+    /// Trace lines collected so far.
+    pub trace: Vec<String>,
+    /// Also print trace lines to stderr as they come.
+    pub echo_trace: bool,
+    pub console_sink: Option<ConsoleSink>,
+    /// Total guest instructions retired.
+    pub instructions: u64,
+}
+
+fn gdt_entries() -> Vec<(usize, u64)> {
+    vec![
+        (0xe008 >> 3, 0x00af_9a00_0000_ffff), // ring-0 64-bit code (the entry stub)
+        (0xe010 >> 3, 0x00cf_9200_0000_ffff), // ring-0 data
+        (0xe020 >> 3, 0x00cf_fa00_0000_ffff), // FLAT_RING3_CS32
+        (0xe028 >> 3, 0x00cf_f200_0000_ffff), // FLAT_RING3_DS32 / SS
+        (0xe030 >> 3, 0x00af_fa00_0000_ffff), // FLAT_RING3_CS64
+    ]
+}
+
+impl SimPlatform {
+    /// A platform with `mib` MiB of machine memory.
+    pub fn new(mib: u64) -> SimPlatform {
+        let ram = Ram::new((mib as usize) << 20);
+        let mut p = SimPlatform {
+            vcpus: HashMap::new(),
+            ram,
+            trace: Vec::new(),
+            echo_trace: false,
+            console_sink: None,
+            instructions: 0,
+        };
+        let mem = p.memory();
+        for (idx, d) in gdt_entries() {
+            let a = (GDT_FRAME * 4096) as usize + idx * 8;
+            mem[a..a + 8].copy_from_slice(&d.to_le_bytes());
+        }
+        // The ring-0 entry stub: iretq into the guest.
+        let s = (STUB_FRAME * 4096) as usize;
+        mem[s..s + 2].copy_from_slice(&[0x48, 0xcf]);
+        p
+    }
+
+    /// Map the simulator's private pages (GDT, stub, stack) into the hypervisor's address space.
+    pub fn map_private(hv: &mut hv::Hypervisor<SimPlatform>) -> Result<(), &'static str> {
+        for i in 0..GDT_FRAMES {
+            hv.map_xen_page(GDT_VA + i * 4096, Mfn(GDT_FRAME + i), PTE_RW | PTE_NX)?;
+        }
+        hv.map_xen_page(STUB_VA, Mfn(STUB_FRAME), 0)?;
+        hv.map_xen_page(STACK_VA, Mfn(STACK_FRAME), PTE_RW | PTE_NX)?;
+        Ok(())
+    }
+
+    fn new_vcpu(&self) -> Result<SimVcpu, String> {
+        let data = Hooked {
+            exit: None,
+            budget: 0,
+            ran: 0,
+            ram: self.ram.ptr,
+            ram_len: self.ram.len,
+            cr3: 0,
+            icache: vec![(0, 0, 0); ICACHE],
+        };
+        let mut uc = Unicorn::new_with_data(Arch::X86, Mode::MODE_64, data).map_err(|e| format!("unicorn: {e:?}"))?;
+        // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
+        // platform drops its vCPUs before its memory).
+        unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }
+            .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
+        uc.add_block_hook(1, 0, |uc, addr, size| {
+            let d = uc.get_data_mut();
+            let n = d.count(addr, size) as u64;
+            d.ran += n;
+            if d.ran >= d.budget && d.exit.is_none() {
+                d.exit = Some(Exit::Budget);
+                let _ = uc.emu_stop();
+            }
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        uc.add_insn_sys_hook(unicorn_engine::X86Insn::SYSCALL, 1, 0, |uc| {
+            uc.get_data_mut().exit = Some(Exit::Gate);
+            let _ = uc.emu_stop();
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        uc.add_intr_hook(|uc, intno| {
+            let cr2 = if intno == 14 || intno == 8 { uc.reg_read(RegisterX86::CR2).unwrap_or(0) } else { 0 };
+            if std::env::var_os("XDEBUG").is_some() { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
+            // Error code and int-vs-fault are filled in after emu_start returns.
+            uc.get_data_mut().exit = Some(Exit::Exception { vector: intno as u8, error_code: None, cr2 });
+            let _ = uc.emu_stop();
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        uc.add_insn_invalid_hook(|uc| {
+            uc.get_data_mut().exit = Some(Exit::Exception { vector: 6, error_code: None, cr2: 0 });
+            false
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        // With exits enabled and none set, `until` is ignored: unicorn would otherwise look up
+        // the (unmapped) `until` address on every start, a swallowed instruction-fetch #PF that
+        // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
+        uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
+        let exc = ExceptionState::new(&uc)?;
+        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true })
+    }
+}
+
+fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
+    let _ = uc.reg_write(r, v);
+}
+
+fn write_changed(v: &mut SimVcpu, cpu: &CpuState) {
+    use RegisterX86::*;
+    let l = v.last;
+    let uc = &mut v.uc;
+    macro_rules! sync {
+        ($($f:ident => $r:ident),*) => { $( if cpu.$f != l.$f { w(uc, $r, cpu.$f); } )* };
+    }
+    sync!(rax => RAX, rbx => RBX, rcx => RCX, rdx => RDX, rsi => RSI, rdi => RDI, rbp => RBP,
+        rsp => RSP, r8 => R8, r9 => R9, r10 => R10, r11 => R11, r12 => R12, r13 => R13,
+        r14 => R14, r15 => R15, rflags => RFLAGS, fs_base => FS_BASE, gs_base => GS_BASE);
+    if cpu.cr3 != l.cr3 || v.flush {
+        w(uc, CR3, cpu.cr3);
+        v.flush = false;
+    }
+}
+
+fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
+    use RegisterX86::*;
+    let r = |reg| uc.reg_read(reg).unwrap_or(0);
+    cpu.rax = r(RAX);
+    cpu.rbx = r(RBX);
+    cpu.rcx = r(RCX);
+    cpu.rdx = r(RDX);
+    cpu.rsi = r(RSI);
+    cpu.rdi = r(RDI);
+    cpu.rbp = r(RBP);
+    cpu.rsp = r(RSP);
+    cpu.r8 = r(R8);
+    cpu.r9 = r(R9);
+    cpu.r10 = r(R10);
+    cpu.r11 = r(R11);
+    cpu.r12 = r(R12);
+    cpu.r13 = r(R13);
+    cpu.r14 = r(R14);
+    cpu.r15 = r(R15);
+    cpu.rip = r(RIP);
+    cpu.rflags = r(RFLAGS);
+    cpu.fs_base = r(FS_BASE);
+    cpu.gs_base = r(GS_BASE);
+}
+
+/// Bring a fresh instance into long mode with paging and enter ring 3 at `cpu` through a real
+/// `iretq` (writing CS does not change CPL in unicorn).
+fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
+    use RegisterX86::*;
+    let uc = &mut v.uc;
+    let mut gdtr = [0u8; 24];
+    gdtr[8..16].copy_from_slice(&GDT_VA.to_le_bytes());
+    gdtr[16..20].copy_from_slice(&0xffffu32.to_le_bytes());
+    uc.reg_write_long(GDTR, &gdtr).map_err(|e| format!("GDTR: {e:?}"))?;
+    w(uc, CR3, cpu.cr3);
+    w(uc, CR4, (1 << 5) | (1 << 9) | (1 << 10)); // PAE | OSFXSR | OSXMMEXCPT
+    let mut msr = [0u8; 16];
+    msr[0..4].copy_from_slice(&0xC000_0080u32.to_le_bytes());
+    msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE
+    uc.reg_write_long(MSR, &msr).map_err(|e| format!("EFER: {e:?}"))?;
+    w(uc, CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
+    // iretq frame on the ring-0 stack: rip, cs, rflags, rsp, ss.
+    let frame = [cpu.rip, cpu.cs as u64, cpu.rflags, cpu.rsp, cpu.ss as u64];
+    let sp_off = (STACK_FRAME * 4096 + 4096 - 64) as usize;
+    for (i, q) in frame.iter().enumerate() {
+        mem[sp_off + i * 8..sp_off + i * 8 + 8].copy_from_slice(&q.to_le_bytes());
+    }
+    w(uc, RSP, STACK_VA + 4096 - 64);
+    for (r, val) in [(RAX, cpu.rax), (RBX, cpu.rbx), (RCX, cpu.rcx), (RDX, cpu.rdx), (RSI, cpu.rsi), (RDI, cpu.rdi), (RBP, cpu.rbp),
+        (R8, cpu.r8), (R9, cpu.r9), (R10, cpu.r10), (R11, cpu.r11), (R12, cpu.r12), (R13, cpu.r13), (R14, cpu.r14), (R15, cpu.r15),
+        (FS_BASE, cpu.fs_base), (GS_BASE, cpu.gs_base)]
+    {
+        w(uc, r, val);
+    }
+    Ok(STUB_VA)
+}
+
+impl Platform for SimPlatform {
+    fn memory(&mut self) -> &mut [u8] {
+        // SAFETY: `ram` is a live allocation of `len` bytes owned by self; unicorn only touches
+        // it while `run` executes, never while the core holds this borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ram.ptr, self.ram.len) }
+    }
+
+    fn gate(&self) -> Gate {
+        Gate::Syscall
+    }
+
+    fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
+        let v = self.new_vcpu().map_err(|e| {
+            eprintln!("xenolith: cannot create vCPU {key:?}: {e}");
+            "cannot create a unicorn instance"
+        })?;
+        self.vcpus.insert(key, v);
+        Ok(())
+    }
+
+    fn vcpu_destroy(&mut self, key: VcpuKey) {
+        self.vcpus.remove(&key);
+    }
+
+    fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
+        let mem_ptr = self.ram.ptr;
+        let mem_len = self.ram.len;
+        let Some(v) = self.vcpus.get_mut(&key) else { return (Exit::Fatal("no such vCPU"), 0) };
+        {
+            let d = v.uc.get_data_mut();
+            d.exit = None;
+            d.budget = budget_ns.max(1);
+            d.ran = 0;
+            d.cr3 = cpu.cr3;
+        }
+        let start = if !v.entered {
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
+            match enter(v, cpu, mem) {
+                Ok(s) => {
+                    v.entered = true;
+                    v.last = *cpu;
+                    s
+                }
+                Err(_) => return (Exit::Fatal("cannot enter the guest"), 0),
+            }
+        } else {
+            write_changed(v, cpu);
+            cpu.rip
+        };
+        let res = v.uc.emu_start(start, UNTIL, 0, 0);
+        read_all(&v.uc, cpu);
+        v.last = *cpu;
+        let d = v.uc.get_data_mut();
+        let ran = d.ran;
+        let exit = d.exit.take();
+        self.instructions += ran;
+        let exit = match (exit, res) {
+            (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
+                let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
+                if last.is_int {
+                    let hooked = v.uc.get_data();
+                    let mut b = [0u8; 1];
+                    let len = if vector == 3 && hooked.read_virt(cpu.rip.wrapping_sub(1), &mut b) && b[0] == 0xcc { 1 } else { 2 };
+                    Exit::SoftInt { vector, len }
+                } else {
+                    let has = hv::abi::vector::has_error_code(vector);
+                    Exit::Exception { vector, error_code: has.then_some(last.error_code), cr2 }
+                }
+            }
+            (Some(e), _) => e,
+            (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
+            (None, Err(_)) => Exit::Fatal("emulation error"),
+        };
+        (exit, ran.max(1))
+    }
+
+    fn flush_tlb(&mut self, key: VcpuKey) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.flush = true;
+        }
+    }
+
+    fn code_changed(&mut self, _first_maddr: u64, _len: u64) {
+        // New domains get new unicorn instances, whose translation caches start empty.
+    }
+
+    fn idle(&mut self, ns: u64) -> u64 {
+        ns
+    }
+
+    fn trace(&mut self, line: &str) {
+        if self.echo_trace {
+            eprintln!("{line}");
+        }
+        self.trace.push(line.to_string());
+    }
+
+    fn console(&mut self, dom: DomId, name: &str, bytes: &[u8]) {
+        if let Some(s) = self.console_sink.as_mut() {
+            s(dom, name, bytes);
+        }
+    }
+}
+
+/// A hypervisor over a fresh simulator with `mib` MiB of machine memory.
+pub fn new_hypervisor(mib: u64) -> Result<hv::Hypervisor<SimPlatform>, &'static str> {
+    let mut h = hv::Hypervisor::new(SimPlatform::new(mib), RESERVED_FRAMES)?;
+    SimPlatform::map_private(&mut h)?;
+    Ok(h)
+}
