@@ -3,7 +3,7 @@
 pub mod platform;
 pub mod runner;
 pub mod scenario;
-mod uc_fix;
+pub mod uc_fix;
 pub mod xlcfg;
 
 pub use platform::{new_hypervisor, SimPlatform};
