@@ -132,7 +132,7 @@ fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
     if mapped > nr_pages {
         return Err(BuildError::TooSmall {
             need_mib: (mapped * PAGE_SIZE).div_ceil(1 << 20),
-            have_mib: nr_pages * PAGE_SIZE >> 20,
+            have_mib: (nr_pages * PAGE_SIZE) >> 20,
         });
     }
     Ok(Layout { img, vb, p2m_va, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })

@@ -17,7 +17,7 @@ pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, bool) {
         let cons = mem.read_u32(ring.add(r::REQ_CONS)).unwrap_or(0);
         let prod = mem.read_u32(ring.add(r::REQ_PROD)).unwrap_or(0);
         let avail = prod.wrapping_sub(cons) as u64;
-        if avail < HDR || avail > r::RING_SIZE {
+        if !(HDR..=r::RING_SIZE).contains(&avail) {
             break;
         }
         let byte = |i: u64| mem.read_u8(ring.add(r::REQ + ((cons as u64 + i) & (r::RING_SIZE - 1)))).unwrap_or(0);

@@ -29,6 +29,7 @@ impl Maddr {
     pub fn offset(self) -> u64 {
         self.0 & (super::PAGE_SIZE - 1)
     }
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, n: u64) -> Maddr {
         Maddr(self.0.wrapping_add(n))
     }
