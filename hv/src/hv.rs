@@ -464,8 +464,8 @@ impl<P: Platform> Hypervisor<P> {
             let d = &self.doms[&id];
             let vc = &d.vcpus[v];
             let line = alloc::format!(
-                "d{id}v{vi} start entry={:#x} start_info={:#x} gate={}",
-                vc.cpu.rip, d.start_info_va, self.platform.gate().name()
+                "d{id}v{vi} start entry={:#x} start_info={:#x}",
+                vc.cpu.rip, d.start_info_va
             );
             self.trace(&line);
             if let Some(d) = self.doms.get_mut(&id) {

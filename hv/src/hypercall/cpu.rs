@@ -284,7 +284,8 @@ pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             let v = &mut ctx.domain().vcpus[id];
             v.vcpu_info = new;
             v.vcpu_info_registered = true;
-            ctx.annotate(|n| *n = alloc::format!("vcpu_info at mfn {:#x}+{:#x}", r.mfn, r.offset));
+            let at = super::mmu::frame_name(ctx, Mfn(r.mfn));
+            ctx.annotate(|n| *n = alloc::format!("vcpu_info at {at}+{:#x}", r.offset));
             Ok(0)
         }
         vop::SET_SINGLESHOT_TIMER => {

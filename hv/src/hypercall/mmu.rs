@@ -20,16 +20,37 @@ fn pt<'c, 'a, 'm>(ctx: &'c mut Ctx<'a, 'm>) -> PtCtx<'c, 'm> {
     PtCtx { frames: ctx.frames, mem: &mut ctx.mem, dom: ctx.dom, xen_slots: &ctx.xen.slots }
 }
 
+/// Name a machine frame for traces without machine addresses, so that traces do not depend on
+/// where a platform placed the domain: `pfn 0x9` (own), `d2 pfn 0x0`, `shared_info`, `xen`,
+/// `free`, or the raw number when no such frame exists.
+pub fn frame_name(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
+    let Some(f) = ctx.frames.get(mfn) else { return alloc::format!("mfn {:#x}", mfn.0) };
+    match f.owner {
+        Owner::Xen => "a xen frame".into(),
+        Owner::Free => "a free frame".into(),
+        Owner::Dom(d) => {
+            let pfn = ctx.mem.read_u64(ctx.xen.m2p.maddr().add(mfn.0 * 8)).unwrap_or(!0);
+            let who = if d == ctx.dom { String::new() } else { alloc::format!("d{d} ") };
+            if pfn == !0 {
+                let shared = ctx.doms.get(&d).is_some_and(|dd| dd.shared_info == mfn);
+                alloc::format!("{who}{}", if shared { "shared_info" } else { "an unmapped frame" })
+            } else {
+                alloc::format!("{who}pfn {pfn:#x}")
+            }
+        }
+    }
+}
+
 /// Describe who owns a frame, for trace notes.
 pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
+    let name = frame_name(ctx, mfn);
     match ctx.frames.get(mfn) {
-        None => alloc::format!("frame {mfn} does not exist"),
+        None => alloc::format!("{name} does not exist"),
         Some(f) => match (f.owner, f.ty) {
-            (Owner::Dom(d), _) if d != ctx.dom => alloc::format!("frame {mfn} is owned by d{d}"),
-            (Owner::Xen, _) => alloc::format!("frame {mfn} is owned by xen"),
-            (Owner::Free, _) => alloc::format!("frame {mfn} is free"),
-            (_, PageType::PageTable(l)) => alloc::format!("frame {mfn} is an L{l} page table"),
-            (_, PageType::None) => alloc::format!("frame {mfn}"),
+            (Owner::Dom(d), _) if d != ctx.dom => alloc::format!("{name} is owned by d{d}"),
+            (Owner::Xen, _) | (Owner::Free, _) => alloc::format!("{name} is not the domain's"),
+            (_, PageType::PageTable(l)) => alloc::format!("{name} is an L{l} page table"),
+            (_, PageType::None) => name,
         },
     }
 }
@@ -100,11 +121,11 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 
 pub fn update_va_mapping(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (va, val, flags) = (a[0], a[1], a[2]);
+    let target = if ctx.tracing && val & PTE_P != 0 { frame_name(ctx, pte_mfn(val)) } else { String::new() };
     ctx.describe(|d| {
         *d = if val & PTE_P != 0 {
             alloc::format!(
-                "update_va_mapping({va:#x}, mfn {:#x}{}{})",
-                pte_mfn(val).0,
+                "update_va_mapping({va:#x}, {target}{}{})",
                 if val & PTE_RW != 0 { " rw" } else { " ro" },
                 if val & PTE_NX != 0 { " nx" } else { "" }
             )
