@@ -266,3 +266,31 @@ pub fn mips_ratio(elf: &Arc<[u8]>, iters: u64, rounds: usize) -> MipsRatio {
     }
     MipsRatio { sim_mips: median(s), bare_mips: median(b), rounds }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_loop_matches_reference_and_guest_code() {
+        check_compute_loop(&guest_elf("compute")).unwrap();
+        let mut b = BareLoop::new();
+        assert_eq!(b.run(1000), compute_reference(1000));
+        assert_eq!(b.run(1), compute_reference(1), "instances are reusable");
+    }
+
+    #[test]
+    fn hello_runs_to_poweroff_directly() {
+        let elf = guest_elf("hello");
+        let mut hv = hypervisor_with("hello", &elf, "", 16);
+        run_to_end(&mut hv, 10_000_000_000);
+        assert_powered_off(&hv, "hello");
+        assert!(!console(&hv, "hello").is_empty());
+    }
+
+    #[test]
+    fn compute_in_the_simulator_prints_the_reference_sum() {
+        let (_, insns) = sim_compute_run(&guest_elf("compute"), 1000);
+        assert!(insns >= 1000 * COMPUTE_LOOP_INSNS);
+    }
+}

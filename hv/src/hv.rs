@@ -166,6 +166,30 @@ impl<P: Platform> Hypervisor<P> {
         Ok(())
     }
 
+    /// Map 2 MiB of machine memory at `maddr` as one superpage at `va` (hypervisor range, both
+    /// 2 MiB aligned), supervisor-only. The bare-metal layer maps its direct map this way.
+    pub fn map_xen_superpage(&mut self, va: u64, maddr: u64, flags: u64) -> Result<(), &'static str> {
+        if !in_xen_range(va) || va & 0x1f_ffff != 0 || maddr & 0x1f_ffff != 0 {
+            return Err("bad superpage");
+        }
+        let slot = table_index(va, 4) - XEN_L4_FIRST;
+        let l3 = self.xen.l3[slot];
+        let mut mem = MachineMemory::new(self.platform.memory());
+        let ea = l3.maddr().add(table_index(va, 3) as u64 * 8);
+        let e = mem.read_u64(ea).ok_or("xen table")?;
+        let l2 = if e & PTE_P != 0 {
+            pte_mfn(e)
+        } else {
+            let t = self.frames.alloc_contig(1, Owner::Xen).ok_or("out of memory for Xen tables")?;
+            mem.zero_frame(t).ok_or("xen table")?;
+            mem.write_u64(ea, t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A).ok_or("xen table")?;
+            t
+        };
+        let ea = l2.maddr().add(table_index(va, 2) as u64 * 8);
+        mem.write_u64(ea, maddr | PTE_P | PTE_PS | PTE_A | PTE_D | flags).ok_or("xen table")?;
+        Ok(())
+    }
+
     /// Emit one trace line.
     pub fn trace(&mut self, line: &str) {
         if self.tracing {

@@ -22,6 +22,7 @@ pub mod evtchn;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;
+pub mod pack;
 pub mod platform;
 pub mod store;
 pub mod traps;

@@ -34,24 +34,30 @@ const UNTIL: u64 = XEN_PRIV + 0x10_0000;
 struct Ram {
     ptr: *mut u8,
     len: usize,
+    /// The allocation `ptr` was carved from.
+    base: *mut u8,
+    layout: std::alloc::Layout,
 }
 
 impl Ram {
     fn new(len: usize) -> Ram {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("valid layout");
-        // SAFETY: len is non-zero (callers ask for at least a few MiB) and the layout is valid.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!ptr.is_null(), "out of host memory for {len} bytes of machine memory");
-        Ram { ptr, len }
+        // Ask for 16-byte alignment and align by hand: a page-aligned `alloc_zeroed` makes the
+        // allocator memset the whole buffer, while a plain zeroed allocation of this size comes
+        // straight from fresh (already zero) pages, so machine memory costs nothing until used.
+        let layout = std::alloc::Layout::from_size_align(len + 4096, 16).expect("valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!base.is_null(), "out of host memory for {len} bytes of machine memory");
+        let ptr = base.wrapping_add(base.align_offset(4096));
+        Ram { ptr, len, base, layout }
     }
 }
 
 impl Drop for Ram {
     fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(self.len, 4096).expect("valid layout");
         // SAFETY: allocated in `Ram::new` with this layout; all unicorn instances that map it
         // are dropped before (field order of `SimPlatform`).
-        unsafe { std::alloc::dealloc(self.ptr, layout) }
+        unsafe { std::alloc::dealloc(self.base, self.layout) }
     }
 }
 

@@ -1,0 +1,164 @@
+//! Descriptor tables, MSRs, control registers and port I/O for the single physical CPU.
+
+use core::arch::asm;
+use core::ptr::addr_of_mut;
+
+use super::entry;
+
+/// Hypervisor selectors, in Xen's reserved GDT area next to the guests' flat selectors.
+pub const HV_CS: u16 = 0xe008;
+pub const HV_DS: u16 = 0xe010;
+pub const TSS_SEL: u16 = 0xe040;
+
+const GDT_ENTRIES: usize = (0xe050 >> 3) as usize;
+static mut GDT: [u64; GDT_ENTRIES] = [0; GDT_ENTRIES];
+
+#[repr(C, packed)]
+struct Tss {
+    _r0: u32,
+    rsp: [u64; 3],
+    _r1: u64,
+    ist: [u64; 7],
+    _r2: u64,
+    _r3: u16,
+    iomap: u16,
+}
+static mut TSS: Tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 };
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    lo: u64,
+    hi: u64,
+}
+static mut IDT: [Gate; 256] = [Gate { lo: 0, hi: 0 }; 256];
+
+#[repr(C, packed)]
+struct Pointer {
+    limit: u16,
+    base: u64,
+}
+
+/// Load our GDT (with Xen's flat ring-3 selectors), TSS, IDT and the syscall MSRs.
+pub fn init() {
+    // SAFETY: single CPU, called once at boot before any guest runs; the tables are statics
+    // that live for the whole run, and the selectors loaded match the descriptors written here.
+    unsafe {
+        let gdt = &mut *addr_of_mut!(GDT);
+        gdt[(HV_CS >> 3) as usize] = 0x00af_9a00_0000_ffff;
+        gdt[(HV_DS >> 3) as usize] = 0x00cf_9200_0000_ffff;
+        gdt[0xe020 >> 3] = 0x00cf_fa00_0000_ffff; // FLAT_RING3_CS32
+        gdt[0xe028 >> 3] = 0x00cf_f200_0000_ffff; // FLAT_RING3_DS32 / SS
+        gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff; // FLAT_RING3_CS64
+        let tss = &mut *addr_of_mut!(TSS);
+        tss.rsp[0] = &entry::xen_trap_stack_top as *const u8 as u64;
+        tss.ist[0] = &entry::xen_ist_stack_top as *const u8 as u64;
+        let base = addr_of_mut!(TSS) as u64;
+        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+        gdt[(TSS_SEL >> 3) as usize] = (limit & 0xffff)
+            | ((base & 0xff_ffff) << 16)
+            | (0x89 << 40)
+            | (((limit >> 16) & 0xf) << 48)
+            | (((base >> 24) & 0xff) << 56);
+        gdt[(TSS_SEL >> 3) as usize + 1] = base >> 32;
+        let gdtr = Pointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: gdt.as_ptr() as u64 };
+        asm!(
+            "lgdt [{g}]",
+            "push {cs}",
+            "lea {t}, [rip + 2f]",
+            "push {t}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "xor {t:e}, {t:e}",
+            "mov fs, {t:x}",
+            "mov gs, {t:x}",
+            "ltr {tss:x}",
+            g = in(reg) &gdtr,
+            cs = in(reg) HV_CS as u64,
+            ds = in(reg) HV_DS as u64,
+            tss = in(reg) TSS_SEL as u64,
+            t = out(reg) _,
+        );
+        let idt = &mut *addr_of_mut!(IDT);
+        let table = &entry::xen_isr_table as *const u8 as u64;
+        for (v, g) in idt.iter_mut().enumerate() {
+            let h = table + v as u64 * 16;
+            // Interrupt gates; int3 and into may be used from ring 3 (Xen does the same).
+            let dpl: u64 = if v == 3 || v == 4 { 3 } else { 0 };
+            let ist: u64 = if v == 2 || v == 8 || v == 18 { 1 } else { 0 };
+            g.lo = (h & 0xffff) | ((HV_CS as u64) << 16) | (ist << 32) | ((0x8e | (dpl << 5)) << 40) | (((h >> 16) & 0xffff) << 48);
+            g.hi = h >> 32;
+        }
+        let idtr = Pointer { limit: (256 * 16 - 1) as u16, base: idt.as_ptr() as u64 };
+        asm!("lidt [{}]", in(reg) &idtr);
+        // syscall: kernel CS/SS from STAR[47:32], sysret user selectors from STAR[63:48].
+        wrmsr(0xC000_0081, (0xe020u64 << 48) | ((HV_CS as u64) << 32));
+        wrmsr(0xC000_0082, entry::xen_syscall_entry as usize as u64);
+        wrmsr(0xC000_0083, entry::xen_syscall_entry as usize as u64);
+        wrmsr(0xC000_0084, 0x4_7700); // mask IF, TF, DF, AC, NT, IOPL
+    }
+}
+
+/// # Safety
+/// Writing MSRs changes machine state; callers pass architectural MSRs with valid values.
+pub unsafe fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: the caller guarantees `msr` and `v` are valid.
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack)) }
+}
+
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc has no side effects.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// # Safety
+/// `v` must be the machine address of an L4 table that maps the hypervisor (every guest L4 does).
+pub unsafe fn write_cr3(v: u64) {
+    // SAFETY: per the contract above, the running code stays mapped.
+    unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack)) }
+}
+
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+pub fn outb(port: u16, v: u8) {
+    // SAFETY: the ports used (0xe9 debug console, 0xf4 isa-debug-exit) have no memory effects.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) }
+}
+
+pub fn outl(port: u16, v: u32) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) }
+}
+
+/// Write to the debug console (QEMU `-debugcon`, port 0xe9).
+pub fn debugcon(s: &[u8]) {
+    for &b in s {
+        outb(0xe9, b);
+    }
+}
+
+/// Leave QEMU through isa-debug-exit (exit status `(code << 1) | 1`), or halt forever.
+pub fn exit(code: u32) -> ! {
+    outl(0xf4, code);
+    loop {
+        // SAFETY: halting with interrupts off stops this CPU; nothing else runs.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}

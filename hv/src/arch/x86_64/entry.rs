@@ -1,0 +1,169 @@
+//! Trap and syscall entry, and the switch into a guest and back.
+//!
+//! `enter_guest` saves the hypervisor's callee-saved registers and stack pointer, loads the
+//! guest's registers and `iretq`s to ring 3. Any trap or `syscall` from ring 3 lands on the trap
+//! stack (TSS.rsp0), pushes a [`Frame`], and jumps back to the saved hypervisor stack, so
+//! `enter_guest` returns with the exit frame in `XEN_EXIT_FRAME`. A trap taken in ring 0 is a
+//! hypervisor bug: it is reported and the machine stops.
+
+/// Guest registers at an exit, in the order the entry code pushes them.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Frame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Vector, or [`SYSCALL_VECTOR`].
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+const _: () = assert!(core::mem::offset_of!(Frame, rax) == 112);
+const _: () = assert!(core::mem::offset_of!(Frame, cs) == 144);
+const _: () = assert!(core::mem::size_of::<Frame>() == 176);
+
+/// Pseudo-vector for an exit through `syscall`.
+pub const SYSCALL_VECTOR: u64 = 256;
+
+core::arch::global_asm!(
+    r#"
+    .pushsection .text.xen_entry, "ax"
+    .balign 16
+    .global xen_isr_table
+xen_isr_table:
+    .set i, 0
+    .rept 256
+    .balign 16
+    .if (i == 8) || ((i >= 10) && (i <= 14)) || (i == 17) || (i == 21) || (i == 29) || (i == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $i
+    jmp xen_trap_common
+    .set i, i + 1
+    .endr
+
+xen_trap_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    cld
+    testb $3, 144(%rsp)
+    jz 1f
+    mov %rsp, XEN_EXIT_FRAME(%rip)
+    mov XEN_HOST_RSP(%rip), %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+1:  mov %rsp, %rdi
+    call xenolith_ring0_trap
+2:  hlt
+    jmp 2b
+
+    .global xen_syscall_entry
+xen_syscall_entry:
+    mov %rsp, XEN_SYSCALL_SCRATCH(%rip)
+    lea xen_trap_stack_top(%rip), %rsp
+    pushq $0xe02b
+    pushq XEN_SYSCALL_SCRATCH(%rip)
+    pushq %r11
+    pushq $0xe033
+    pushq %rcx
+    pushq $0
+    pushq $256
+    jmp xen_trap_common
+
+    .global xen_enter_guest
+xen_enter_guest:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, XEN_HOST_RSP(%rip)
+    pushq 168(%rdi)
+    pushq 160(%rdi)
+    pushq 152(%rdi)
+    pushq 144(%rdi)
+    pushq 136(%rdi)
+    mov 0(%rdi), %r15
+    mov 8(%rdi), %r14
+    mov 16(%rdi), %r13
+    mov 24(%rdi), %r12
+    mov 32(%rdi), %r11
+    mov 40(%rdi), %r10
+    mov 48(%rdi), %r9
+    mov 56(%rdi), %r8
+    mov 64(%rdi), %rbp
+    mov 80(%rdi), %rsi
+    mov 88(%rdi), %rdx
+    mov 96(%rdi), %rcx
+    mov 104(%rdi), %rbx
+    mov 112(%rdi), %rax
+    mov 72(%rdi), %rdi
+    iretq
+    .popsection
+
+    .pushsection .data.xen_entry, "aw"
+    .balign 8
+    .global XEN_HOST_RSP
+XEN_HOST_RSP: .quad 0
+    .global XEN_EXIT_FRAME
+XEN_EXIT_FRAME: .quad 0
+XEN_SYSCALL_SCRATCH: .quad 0
+    .popsection
+
+    .pushsection .bss.xen_stacks, "aw", @nobits
+    .balign 16
+    .skip 16384
+    .global xen_trap_stack_top
+xen_trap_stack_top:
+    .skip 8192
+    .global xen_ist_stack_top
+xen_ist_stack_top:
+    .popsection
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    pub fn xen_enter_guest(frame: *const Frame);
+    pub fn xen_syscall_entry();
+    pub static xen_isr_table: u8;
+    pub static xen_trap_stack_top: u8;
+    pub static xen_ist_stack_top: u8;
+    pub static XEN_EXIT_FRAME: *const Frame;
+}
