@@ -15,6 +15,7 @@
 extern crate alloc;
 
 pub mod abi;
+pub mod arch;
 pub mod builder;
 pub mod domain;
 pub mod elf;

@@ -1,5 +1,6 @@
 //! xenolith's simulator: the unicorn-backed platform, the scenario runner and trace recorder.
 
+pub mod hw;
 pub mod platform;
 pub mod runner;
 pub mod scenario;

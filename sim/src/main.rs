@@ -36,6 +36,24 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Write a scenario's domains (or one kernel) as the bootable image's boot pack.
+    Pack {
+        /// A scenario file.
+        #[arg(long, conflicts_with = "kernel", required_unless_present = "kernel")]
+        scenario: Option<PathBuf>,
+        /// Or one Xen PV64 ELF, booted like `xenolith boot`.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        memory: u64,
+        #[arg(long, default_value = "")]
+        cmdline: String,
+        #[arg(long)]
+        guests: Option<PathBuf>,
+        /// Output file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Boot one Xen PV64 kernel as one domain and stream its console (like `xl create -c`).
     Boot {
         kernel: PathBuf,
@@ -61,6 +79,16 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
         Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
+        Cmd::Pack { scenario, kernel, memory, cmdline, guests, out } => {
+            let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
+            match sim::hw::write_pack(scenario.as_deref(), kernel.as_deref(), memory, &cmdline, &guests, &out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xenolith: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

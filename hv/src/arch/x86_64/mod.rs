@@ -1,0 +1,195 @@
+//! The bootable image's hypervisor: boot, CPU set-up, gate choice, and the same core loop as
+//! the simulator over [`platform::BareMetal`].
+
+pub mod boot;
+pub mod cpu;
+pub mod entry;
+pub mod heap;
+pub mod platform;
+pub mod pvh;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ptr::addr_of_mut;
+
+use crate::hv::{Hypervisor, RecordState};
+use crate::mm::paging::{PTE_RW, PTE_US};
+use crate::platform::Gate;
+use entry::{Frame, SYSCALL_VECTOR};
+use platform::BareMetal;
+use pvh::DIRECTMAP;
+
+/// Machine memory the image manages (the direct map covers 1 GiB).
+const MAX_RAM: u64 = 1 << 30;
+const HEAP_BYTES: u64 = 48 << 20;
+
+/// isa-debug-exit codes: QEMU exits with `(code << 1) | 1`.
+pub const EXIT_PASS: u32 = 0x10;
+pub const EXIT_FAIL: u32 = 0x11;
+
+unsafe extern "C" {
+    static __image_end: u8;
+}
+
+fn say(s: &str) {
+    cpu::debugcon(s.as_bytes());
+    cpu::debugcon(b"\n");
+}
+
+/// Probe whether a ring-3 `syscall` reaches ring 0 here: run two bytes of user code
+/// (`syscall; ud2`) on the boot page tables. On kvm_pvm it jumps to LSTAR still in ring 3,
+/// which faults on the supervisor-only hypervisor text.
+fn probe_syscall() -> (bool, u64) {
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    static mut PROBE: Page = Page([0; 4096]);
+    // SAFETY: boot-time, single CPU; the probe page is ours and identity-mapped below 1 GiB;
+    // the US bits set for the probe are cleared again before returning.
+    unsafe {
+        let page = addr_of_mut!(PROBE) as *mut u8;
+        page.write(0x0f);
+        page.add(1).write(0x05);
+        page.add(2).write(0x0f);
+        page.add(3).write(0x0b);
+        let pa = page as u64 - DIRECTMAP;
+        let pml4 = (DIRECTMAP + (&boot::boot_pml4 as *const u8 as u64)) as *mut u64;
+        let pdpt = (DIRECTMAP + (&boot::boot_pdpt as *const u8 as u64)) as *mut u64;
+        let pd = (DIRECTMAP + (&boot::boot_pd as *const u8 as u64)) as *mut u64;
+        let slot = (pa >> 21) as usize;
+        *pml4 |= PTE_US;
+        *pdpt |= PTE_US;
+        *pd.add(slot) |= PTE_US;
+        cpu::write_cr3(cpu::read_cr3());
+        let f = Frame { rip: pa, cs: 0xe033, ss: 0xe02b, rflags: 0x2, rsp: pa + 4096, ..Frame::default() };
+        entry::xen_enter_guest(&f);
+        let e = *entry::XEN_EXIT_FRAME;
+        *pd.add(slot) &= !PTE_US;
+        *pdpt &= !PTE_US;
+        *pml4 &= !PTE_US;
+        cpu::write_cr3(cpu::read_cr3());
+        (e.vector == SYSCALL_VECTOR, e.vector)
+    }
+}
+
+fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Called from the PVH entry in long mode, on the boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
+    say("# xenolith image");
+    cpu::init();
+    // SAFETY: the PVH loader passed this address in ebx.
+    let Some(bi) = (unsafe { pvh::parse(start_info) }) else {
+        say("# error: no PVH start info");
+        cpu::exit(EXIT_FAIL);
+    };
+    let ram_top = if bi.ram_top == 0 { 128 << 20 } else { bi.ram_top.min(MAX_RAM) };
+    // SAFETY: the linker script defines __image_end at the end of the image (direct-map address).
+    let image_end = unsafe { &__image_end as *const u8 as u64 } - DIRECTMAP;
+    let heap_start = (image_end + 0xfff) & !0xfff;
+    let heap_end = heap_start + HEAP_BYTES;
+    if let Some((m, len)) = bi.module {
+        if m < heap_end && m + len > heap_start {
+            say("# error: the boot module overlaps the heap");
+            cpu::exit(EXIT_FAIL);
+        }
+    }
+    if heap_end >= ram_top {
+        say("# error: not enough RAM for the heap");
+        cpu::exit(EXIT_FAIL);
+    }
+    // SAFETY: [heap_start, heap_end) is RAM after the image and outside the boot module; the
+    // core never hands out frames below `reserved` (= heap_end).
+    unsafe { heap::HEAP.init((DIRECTMAP + heap_start) as usize, (DIRECTMAP + heap_end) as usize) };
+
+    let cmdline = String::from_utf8_lossy(bi.cmdline).into_owned();
+    let (works, vec) = probe_syscall();
+    let gate = match arg(&cmdline, "gate") {
+        Some("syscall") => Gate::Syscall,
+        Some("int3") => Gate::Int3,
+        _ if works => Gate::Syscall,
+        _ => Gate::Int3,
+    };
+    say(&format!(
+        "# gate={} (probe: ring-3 syscall {}; exit vector {vec})",
+        gate.name(),
+        if works { "reaches ring 0" } else { "does not reach ring 0" }
+    ));
+
+    let pack = bi.module.and_then(|(m, len)| {
+        // SAFETY: the module lies inside the direct map and was not overwritten (checked above).
+        let bytes = unsafe { core::slice::from_raw_parts((DIRECTMAP + m) as *const u8, len as usize) };
+        crate::pack::read(bytes)
+    });
+    let Some(pack) = pack else {
+        say("# error: no boot pack module (xtask boot-hw passes one as -initrd)");
+        cpu::exit(EXIT_FAIL);
+    };
+
+    // SAFETY: machine memory [0, ram_top) is direct-mapped; frames below heap_end (image, heap,
+    // boot data) are reserved and never given to domains.
+    let mem = unsafe { core::slice::from_raw_parts_mut(DIRECTMAP as *mut u8, ram_top as usize) };
+    // SAFETY: see above.
+    let plat = unsafe { BareMetal::new(mem, gate) };
+    let mut hv = match Hypervisor::new(plat, heap_end >> 12) {
+        Ok(h) => h,
+        Err(e) => {
+            say(&format!("# error: {e}"));
+            cpu::exit(EXIT_FAIL);
+        }
+    };
+    // The direct map, supervisor-only, in every guest address space (slot 262).
+    let mut a = 0;
+    while a < ram_top {
+        if let Err(e) = hv.map_xen_superpage(DIRECTMAP + a, a, PTE_RW) {
+            say(&format!("# error: direct map: {e}"));
+            cpu::exit(EXIT_FAIL);
+        }
+        a += 2 << 20;
+    }
+    let names: Vec<String> = pack.domains.iter().map(|d| d.name.clone()).collect();
+    for d in pack.domains {
+        let _ = hv.create_domain(d);
+    }
+    let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
+    while hv.any_running() && hv.now < end {
+        let next = hv.now.saturating_add(10_000_000).min(end);
+        hv.run_until(next);
+    }
+    let mut summary = String::from("# done");
+    for n in &names {
+        let st = match hv.record(n).map(|r| (r.state, r.shutdowns.last().copied())) {
+            Some((RecordState::Running | RecordState::Paused, _)) => "running",
+            Some((_, Some(r))) => r.name(),
+            Some((_, None)) => "destroyed",
+            None => "not-created",
+        };
+        summary.push_str(&format!(" {n}={st}"));
+    }
+    summary.push_str(&format!(" exits={} hypercalls={}", hv.platform.exits, hv.hypercalls));
+    say(&summary);
+    cpu::exit(EXIT_PASS);
+}
+
+/// A trap taken in ring 0: a hypervisor bug. Report it and stop.
+#[unsafe(no_mangle)]
+extern "C" fn xenolith_ring0_trap(f: &Frame) -> ! {
+    say(&format!(
+        "# hypervisor trap: vector {} error {:#x} rip {:#x} cr2 {:#x} rsp {:#x}",
+        f.vector,
+        f.error,
+        f.rip,
+        cpu::read_cr2(),
+        f.rsp
+    ));
+    cpu::exit(EXIT_FAIL);
+}
+
+/// For the image's panic handler.
+pub fn panic_exit(msg: &str) -> ! {
+    say(&format!("# hypervisor panic: {msg}"));
+    cpu::exit(EXIT_FAIL);
+}

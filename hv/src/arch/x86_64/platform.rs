@@ -1,0 +1,196 @@
+//! [`Platform`] on bare metal: guests run natively in ring 3 until a trap or the gate returns
+//! control; time is the TSC (one cycle counted as one nanosecond of "virtual" time).
+
+use super::cpu;
+use super::entry::{self, Frame, SYSCALL_VECTOR};
+use crate::abi::vector;
+use crate::mm::paging::walk_slice;
+use crate::mm::Mfn;
+use crate::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
+use crate::DomId;
+
+const MSR_FS_BASE: u32 = 0xC000_0100;
+const MSR_GS_BASE: u32 = 0xC000_0101;
+
+/// The bare-metal platform.
+pub struct BareMetal {
+    mem: &'static mut [u8],
+    pub gate: Gate,
+    boot_cr3: u64,
+    cur_cr3: u64,
+    fs: u64,
+    gs: u64,
+    /// Guest exits taken (for the summary).
+    pub exits: u64,
+}
+
+impl BareMetal {
+    /// # Safety
+    /// `mem` must be the direct map of machine memory [0, len): nothing else may alias it
+    /// except the hypervisor's own reserved frames, which the core never hands out.
+    pub unsafe fn new(mem: &'static mut [u8], gate: Gate) -> Self {
+        let boot_cr3 = cpu::read_cr3();
+        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0 }
+    }
+
+    fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
+        for (i, b) in out.iter_mut().enumerate() {
+            match walk_slice(self.mem, Mfn(cr3 >> 12), va.wrapping_add(i as u64)) {
+                Ok(w) if w.user => *b = self.mem[w.maddr.0 as usize],
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// An `int n` that the CPU turned into #GP (gate DPL 0) or, under kvm_pvm, #UD: decode the
+    /// instruction instead of trusting the error code (QEMU 7.2 TCG reports n*16+2).
+    fn soft_int_at(&self, cpu: &CpuState) -> Option<u8> {
+        let mut b = [0u8; 2];
+        (self.read_guest(cpu.cr3, cpu.rip, &mut b) && b[0] == 0xcd).then_some(b[1])
+    }
+}
+
+impl Platform for BareMetal {
+    fn memory(&mut self) -> &mut [u8] {
+        self.mem
+    }
+
+    fn gate(&self) -> Gate {
+        self.gate
+    }
+
+    fn vcpu_create(&mut self, _key: VcpuKey) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    fn vcpu_destroy(&mut self, _key: VcpuKey) {
+        // Its page tables are about to be freed: stop running on them.
+        if self.cur_cr3 != self.boot_cr3 {
+            // SAFETY: the boot tables map the hypervisor.
+            unsafe { cpu::write_cr3(self.boot_cr3) };
+            self.cur_cr3 = self.boot_cr3;
+        }
+    }
+
+    fn run(&mut self, _key: VcpuKey, c: &mut CpuState, _budget_ns: u64) -> (Exit, u64) {
+        if c.cr3 != self.cur_cr3 {
+            // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
+            unsafe { cpu::write_cr3(c.cr3) };
+            self.cur_cr3 = c.cr3;
+        }
+        if c.fs_base != self.fs {
+            // SAFETY: FS_BASE takes any canonical value; the core checks canonicality.
+            unsafe { cpu::wrmsr(MSR_FS_BASE, c.fs_base) };
+            self.fs = c.fs_base;
+        }
+        if c.gs_base != self.gs {
+            // SAFETY: as above.
+            unsafe { cpu::wrmsr(MSR_GS_BASE, c.gs_base) };
+            self.gs = c.gs_base;
+        }
+        let f = Frame {
+            r15: c.r15,
+            r14: c.r14,
+            r13: c.r13,
+            r12: c.r12,
+            r11: c.r11,
+            r10: c.r10,
+            r9: c.r9,
+            r8: c.r8,
+            rbp: c.rbp,
+            rdi: c.rdi,
+            rsi: c.rsi,
+            rdx: c.rdx,
+            rcx: c.rcx,
+            rbx: c.rbx,
+            rax: c.rax,
+            vector: 0,
+            error: 0,
+            rip: c.rip,
+            cs: (c.cs | 3) as u64,
+            rflags: (c.rflags & !0x3000) | 0x202,
+            rsp: c.rsp,
+            ss: (c.ss | 3) as u64,
+        };
+        let t0 = cpu::rdtsc();
+        // SAFETY: the frame describes a ring-3 context (CS/SS RPL 3, IOPL 0); the entry code
+        // returns here on the guest's next trap or syscall.
+        let e: Frame = unsafe {
+            entry::xen_enter_guest(&f);
+            *entry::XEN_EXIT_FRAME
+        };
+        let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
+        self.exits += 1;
+        c.r15 = e.r15;
+        c.r14 = e.r14;
+        c.r13 = e.r13;
+        c.r12 = e.r12;
+        c.r11 = e.r11;
+        c.r10 = e.r10;
+        c.r9 = e.r9;
+        c.r8 = e.r8;
+        c.rbp = e.rbp;
+        c.rdi = e.rdi;
+        c.rsi = e.rsi;
+        c.rdx = e.rdx;
+        c.rcx = e.rcx;
+        c.rbx = e.rbx;
+        c.rax = e.rax;
+        c.rip = e.rip;
+        c.rflags = e.rflags;
+        c.rsp = e.rsp;
+        let v = e.vector;
+        let exit = if v == SYSCALL_VECTOR {
+            Exit::Gate
+        } else if v == vector::BP as u64 {
+            Exit::SoftInt { vector: 3, len: 1 }
+        } else if v == vector::GP as u64 && e.error & 2 != 0 {
+            match self.soft_int_at(c) {
+                Some(n) => {
+                    c.rip += 2;
+                    Exit::SoftInt { vector: n, len: 2 }
+                }
+                None => Exit::Exception { vector: 13, error_code: Some(e.error as u32), cr2: 0 },
+            }
+        } else if v == vector::UD as u64 && self.soft_int_at(c).is_some() {
+            let n = self.soft_int_at(c).unwrap_or(0);
+            c.rip += 2;
+            Exit::SoftInt { vector: n, len: 2 }
+        } else if v < 32 {
+            let vec = v as u8;
+            let cr2 = if vec == vector::PF { cpu::read_cr2() } else { 0 };
+            let ec = vector::has_error_code(vec).then_some(e.error as u32);
+            Exit::Exception { vector: vec, error_code: ec, cr2 }
+        } else {
+            // An external interrupt while the guest ran: its time slice is over.
+            Exit::Budget
+        };
+        (exit, ran)
+    }
+
+    fn flush_tlb(&mut self, _key: VcpuKey) {
+        // Reload CR3 before the next run (a CR3 write flushes non-global entries).
+        self.cur_cr3 = 0;
+    }
+
+    fn code_changed(&mut self, _first: u64, _len: u64) {}
+
+    fn idle(&mut self, ns: u64) -> u64 {
+        let ns = ns.min(1_000_000_000);
+        let t0 = cpu::rdtsc();
+        while cpu::rdtsc().wrapping_sub(t0) < ns {
+            core::hint::spin_loop();
+        }
+        ns
+    }
+
+    fn trace(&mut self, line: &str) {
+        cpu::debugcon(line.as_bytes());
+        cpu::debugcon(b"\n");
+    }
+
+    fn console(&mut self, _dom: DomId, _name: &str, _bytes: &[u8]) {
+        // Console lines are in the trace (`dN console "..."`); xtask boot-hw shows them.
+    }
+}
