@@ -516,9 +516,8 @@ impl<P: Platform> Hypervisor<P> {
         if let Some(r) = self.records.get_mut(name) {
             r.cpu_ns += ran;
         }
-        let is_hc = exit == Exit::Gate;
         let (fx, lines) = self.with_ctx(id, v, |ctx| handle_exit(ctx, exit));
-        if is_hc {
+        if fx.hypercall {
             self.hypercalls += 1;
         }
         self.apply(id, v, fx, lines)
@@ -686,6 +685,9 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
                 return;
             }
             let ec = if vector::has_error_code(vec) { Some(error_code.unwrap_or(0)) } else { None };
+            if vec == vector::PF && crate::emulate::m2p_load(ctx, cr2) {
+                return;
+            }
             if vec == vector::PF {
                 let vi = ctx.cur_ref().vcpu_info;
                 ctx.mem.write_u64(vi.add(shinfo::CR2), cr2);
@@ -753,6 +755,7 @@ fn gate(ctx: &mut Ctx<'_, '_>) {
         }
         return;
     }
+    ctx.fx.hypercall = true;
     let c = ctx.cur_ref().cpu;
     let args = [c.rdi, c.rsi, c.rdx, c.r10, c.r8];
     let mut out = Vec::new();

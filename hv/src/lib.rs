@@ -19,6 +19,7 @@ pub mod arch;
 pub mod builder;
 pub mod domain;
 pub mod elf;
+pub mod emulate;
 pub mod evtchn;
 pub mod hv;
 pub mod hypercall;

@@ -92,6 +92,8 @@ pub struct Effects {
     /// The current domain's console ring was notified.
     pub console_kick: bool,
     pub store_kick: bool,
+    /// The exit was a hypercall (whatever the gate).
+    pub hypercall: bool,
     /// Bytes the current domain wrote with console_io.
     pub console_out: Vec<u8>,
 }

@@ -1,0 +1,98 @@
+//! Emulation of guest loads from the read-only M2P where the platform cannot map it for ring 3.
+//!
+//! On kvm_pvm (the KVM of these machines) ring-3 code runs on the host's shadow page tables, and
+//! the L4 slots Linux reserves for a hypervisor (256..=271, exactly Xen's hole) belong to the
+//! host: a guest's ring-3 read of the M2P at 0xFFFF800000000000 faults even though the
+//! hypervisor mapped it. The core then decodes the faulting instruction and performs the load
+//! itself. Only plain loads into a general register are emulated (`mov`, `movzx`, `movsx`,
+//! `movsxd`); anything else is bounced to the guest as the #PF it was.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
+
+use crate::abi::RO_MPT_VIRT_START;
+use crate::hypercall::Ctx;
+use crate::mm::PAGE_SIZE;
+use crate::platform::CpuState;
+
+fn reg64(c: &mut CpuState, r: Register) -> Option<&mut u64> {
+    use Register::*;
+    Some(match r.full_register() {
+        RAX => &mut c.rax,
+        RBX => &mut c.rbx,
+        RCX => &mut c.rcx,
+        RDX => &mut c.rdx,
+        RSI => &mut c.rsi,
+        RDI => &mut c.rdi,
+        RBP => &mut c.rbp,
+        RSP => &mut c.rsp,
+        R8 => &mut c.r8,
+        R9 => &mut c.r9,
+        R10 => &mut c.r10,
+        R11 => &mut c.r11,
+        R12 => &mut c.r12,
+        R13 => &mut c.r13,
+        R14 => &mut c.r14,
+        R15 => &mut c.r15,
+        _ => return Option::None,
+    })
+}
+
+/// Write `v` to `r` with x86 semantics (32-bit writes zero-extend, 8/16-bit writes merge).
+fn write_reg(c: &mut CpuState, r: Register, v: u64) -> bool {
+    let size = r.size();
+    let high8 = matches!(r, Register::AH | Register::BH | Register::CH | Register::DH);
+    let Some(full) = reg64(c, r) else { return false };
+    *full = match (size, high8) {
+        (8, _) => v,
+        (4, _) => v & 0xffff_ffff,
+        (2, _) => (*full & !0xffff) | (v & 0xffff),
+        (1, true) => (*full & !0xff00) | ((v & 0xff) << 8),
+        (1, false) => (*full & !0xff) | (v & 0xff),
+        _ => return false,
+    };
+    true
+}
+
+/// Try to emulate the load at the vCPU's rip that faulted on `cr2` inside the M2P.
+pub fn m2p_load(ctx: &mut Ctx<'_, '_>, cr2: u64) -> bool {
+    let m2p_len = ctx.xen.m2p_frames * PAGE_SIZE;
+    if !(RO_MPT_VIRT_START..RO_MPT_VIRT_START + m2p_len).contains(&cr2) {
+        return false;
+    }
+    let rip = ctx.cur_ref().cpu.rip;
+    let mut bytes = [0u8; 15];
+    // An instruction may end near an unmapped page: take what is readable.
+    let mut n = 0;
+    while n < bytes.len() && ctx.copy_from_guest(rip + n as u64, &mut bytes[n..n + 1]).is_ok() {
+        n += 1;
+    }
+    let mut dec = Decoder::with_ip(64, &bytes[..n], rip, DecoderOptions::NONE);
+    let ins: Instruction = dec.decode();
+    if ins.is_invalid() || ins.op_count() != 2 || ins.op0_kind() != OpKind::Register || ins.op1_kind() != OpKind::Memory {
+        return false;
+    }
+    let size = ins.memory_size().size() as u64;
+    let signed = matches!(ins.code(), Code::Movsx_r16_rm8 | Code::Movsx_r32_rm8 | Code::Movsx_r64_rm8
+        | Code::Movsx_r16_rm16 | Code::Movsx_r32_rm16 | Code::Movsx_r64_rm16 | Code::Movsxd_r64_rm32);
+    let plain = matches!(ins.mnemonic(), iced_x86::Mnemonic::Mov | iced_x86::Mnemonic::Movzx) || signed;
+    if !plain || !(1..=8).contains(&size) || cr2 + size > RO_MPT_VIRT_START + m2p_len {
+        return false;
+    }
+    let off = cr2 - RO_MPT_VIRT_START;
+    let mut buf = [0u8; 8];
+    if ctx.mem.read(ctx.xen.m2p.maddr().add(off), &mut buf[..size as usize]).is_none() {
+        return false;
+    }
+    let mut v = u64::from_le_bytes(buf);
+    if signed {
+        let shift = 64 - size * 8;
+        v = (((v << shift) as i64) >> shift) as u64;
+    }
+    let dst = ins.op0_register();
+    let c = &mut ctx.cur().cpu;
+    if !write_reg(c, dst, v) {
+        return false;
+    }
+    c.rip = ins.next_ip();
+    true
+}
