@@ -18,7 +18,9 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
                 return Err(format!("{}: has timed steps; the image runs only scenarios without steps", p.display()));
             }
             let d = s.domains.iter().map(|d| runner::domain_config(d, guests)).collect::<Result<Vec<_>, _>>()?;
-            (s.run_for_ns, d)
+            // No time limit on the image: it runs until every domain is done, and QEMU's
+            // timeout bounds it (virtual and real time do not line up).
+            (0, d)
         }
         (None, Some(k)) => {
             let bytes = std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?;
@@ -80,4 +82,171 @@ pub fn compare(expected: &str, got: &str) -> Option<String> {
         }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Can this process use /dev/kvm?
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// Accelerators named by `--accel kvm|tcg|auto|all` (`all`: TCG, and KVM where it works).
+pub fn accels(spec: &str) -> Result<Vec<Accel>, String> {
+    Ok(match spec {
+        "kvm" => vec![Accel::Kvm],
+        "tcg" => vec![Accel::Tcg],
+        "auto" => vec![if kvm_usable() { Accel::Kvm } else { Accel::Tcg }],
+        "all" => {
+            let mut v = vec![Accel::Tcg];
+            if kvm_usable() {
+                v.push(Accel::Kvm);
+            }
+            v
+        }
+        o => return Err(format!("--accel {o:?}: expected kvm, tcg, auto or all")),
+    })
+}
+
+/// One QEMU run of the image.
+pub struct QemuRun {
+    /// Everything the image wrote to the debug console.
+    pub output: String,
+    /// QEMU's exit status (`None` if killed at the timeout).
+    pub status: Option<i32>,
+    pub wall: std::time::Duration,
+    pub stderr: String,
+}
+
+impl QemuRun {
+    /// The image reached its end and reported through isa-debug-exit (0x10 -> 33).
+    pub fn completed(&self) -> bool {
+        self.status == Some(33)
+    }
+    /// Why the run did not complete, if it did not.
+    pub fn problem(&self) -> Option<String> {
+        match self.status {
+            Some(33) => None,
+            Some(35) => Some(format!("the image failed: {}", self.output.lines().rev().find(|l| l.starts_with('#')).unwrap_or(""))),
+            Some(c) => Some(format!("QEMU exited with status {c}: {}", self.stderr.trim())),
+            None => Some(format!("timed out after {:.1} s (QEMU killed)", self.wall.as_secs_f64())),
+        }
+    }
+}
+
+/// Boot `image` with `pack` as its module under `accel`, always under `timeout`.
+pub fn qemu(image: &Path, pack: &Path, accel: Accel, mem_mib: u64, append: &str, timeout: std::time::Duration) -> Result<QemuRun, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-M",
+        "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-debugcon",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-m",
+    ]);
+    cmd.arg(format!("{mem_mib}M"));
+    match accel {
+        Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
+        Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
+    };
+    cmd.arg("-kernel").arg(image).arg("-initrd").arg(pack);
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = std::time::Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run qemu-system-x86_64 (cargo xtask setup installs it): {e}"))?;
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let mut err = child.stderr.take().ok_or("no stderr")?;
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s.code(),
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            Err(e) => return Err(format!("waiting for QEMU: {e}")),
+        }
+    };
+    let wall = start.elapsed();
+    let output = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    Ok(QemuRun { output, status, wall, stderr })
+}
+
+/// Memory to give QEMU for a pack's domains: the image's heap (48 MiB) and tables, plus theirs.
+pub fn qemu_memory(domain_mib: u64) -> u64 {
+    (domain_mib + 128).max(192)
+}
+
+/// Why a scenario cannot be cross-checked on the image, if it cannot.
+pub fn hw_skip_reason(s: &scenario::Scenario) -> Option<String> {
+    if !s.steps.is_empty() {
+        return Some("timed steps (interleavings differ on real time)".into());
+    }
+    if s.expect.shutdown.values().any(|e| *e == scenario::DomainEnd::Running) {
+        return Some("a domain is expected to be still running".into());
+    }
+    None
+}
+
+/// Unescape the Rust-debug string of a `dN console "..."` trace line.
+pub fn console_text(line: &str) -> Option<String> {
+    let q = line.find(" console \"")?;
+    let s = &line[q + 10..line.len().checked_sub(1)?];
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('u') => {
+                let hex: String = it.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                out.push(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).unwrap_or('?'));
+            }
+            Some(o) => out.push(o),
+            None => {}
+        }
+    }
+    Some(out)
 }
