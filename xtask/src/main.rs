@@ -7,7 +7,13 @@
 //! - `test [ARGS]`   setup, then `cargo test --workspace ARGS`.
 //! - `run [ARGS]`    setup, then the release `xenolith` CLI with ARGS (default: `run scenarios/`).
 //! - `bench [ARGS]`  setup, then `cargo bench -p benches ARGS`.
-//! - `ci`      setup, workspace tests, then the release CLI over `scenarios/`, timing each step.
+//! - `ci`      setup, workspace tests, the release CLI over `scenarios/`, then boot-hw (TCG, and KVM
+//!   where /dev/kvm works), timing each step.
+//! - `image`   build the bootable image (hv's `xenolith-image`, target x86_64-unknown-none).
+//! - `boot-hw [SCENARIO...] [--accel kvm|tcg|auto|all] [--kernel ELF] [...]`  build the image and
+//!   guests, run the scenarios on the image under QEMU and compare each domain's trace with the
+//!   simulator's snapshot (`xenolith boot-hw --help` for every option).
+//! - `bench-hw`  hardware benches: hello launch-to-result under TCG/KVM, hypercall cycles per gate.
 
 use std::env;
 use std::ffi::OsStr;
@@ -23,7 +29,11 @@ commands:
   test [ARGS]    setup, then cargo test --workspace ARGS
   run [ARGS]     setup, then the release xenolith CLI with ARGS (default: run scenarios/)
   bench [ARGS]   setup, then cargo bench -p benches ARGS
-  ci             setup, tests, then the release CLI over scenarios/ (what .ci/run does)";
+  image          build the bootable image
+  boot-hw [ARGS] build image and guests, run scenarios on the image under QEMU, compare traces
+                 (ARGS: [SCENARIO...] [--accel kvm|tcg|auto|all] [--kernel ELF] [--gate syscall|int3])
+  bench-hw       hardware benches (launch-to-result, hypercall cycles per gate)
+  ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM";
 
 /// Debian packages `setup` installs when missing.
 const APT_PACKAGES: [&str; 3] = ["cmake", "libclang-dev", "qemu-system-x86"];
@@ -45,6 +55,9 @@ fn main() -> ExitCode {
         "run" => setup(&root).and_then(|()| run_cli(&root, rest)),
         "bench" => setup(&root).and_then(|()| cargo(&root, ["bench", "-p", "benches"], rest)),
         "ci" => ci(&root),
+        "image" => build_image(&root).map(|_| ()),
+        "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
+        "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -234,16 +247,44 @@ fn build_guests(root: &Path) -> Result {
     run(&mut cmd)
 }
 
+/// Build the bootable image; returns its path. Its own target dir keeps the image's RUSTFLAGS
+/// (linker script, no PIE) away from the host build's fingerprints.
+fn build_image(root: &Path) -> Result<PathBuf> {
+    let ld = root.join("hv/image.ld");
+    let target_dir = root.join("target/image");
+    run(Command::new(cargo_bin())
+        .current_dir(root)
+        .args(["build", "--release", "-p", "hv", "--bin", "xenolith-image", "--features", "image"])
+        .args(["--target", GUEST_TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", format!("-C link-arg=-T{} -C link-arg=--no-pie", ld.display())))?;
+    Ok(target_dir.join(GUEST_TARGET).join("release/xenolith-image"))
+}
+
+/// `xenolith boot-hw|bench-hw --image IMAGE ARGS` with a freshly built image.
+fn hw(root: &Path, what: &str, args: &[String]) -> Result {
+    let image = build_image(root)?;
+    let mut all = vec![what.to_string(), "--image".to_string(), image.display().to_string()];
+    all.extend(args.iter().cloned());
+    run_cli(root, &all)
+}
+
 /// Every CI step in order, each timed; stops at the first failure.
 fn ci(root: &Path) -> Result {
     let no_args: &[String] = &[];
-    let steps: [(&str, &dyn Fn() -> Result); 3] = [
+    let hw_args = ["--accel".to_string(), "all".to_string()];
+    let steps: [(&str, &dyn Fn() -> Result); 4] = [
         ("setup", &|| setup(root)),
         ("cargo test --workspace", &|| {
             cargo(root, ["test", "--workspace"], no_args)
         }),
         ("xenolith run scenarios/ (release)", &|| {
             run_cli(root, no_args)
+        }),
+        ("boot-hw: scenarios on the image, TCG and KVM where it works", &|| {
+            hw(root, "boot-hw", &hw_args)
         }),
     ];
     let total = Instant::now();
