@@ -106,27 +106,34 @@ struct Layout {
 
 fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
     let vb = img.virt_base;
+    let bad = || BuildError::Layout(alloc::format!("segments {:#x}..{:#x} (virt_base {vb:#x})", img.v_start, img.v_end));
     let kstart = img.v_start & !(PAGE_SIZE - 1);
-    let kend = round_up(img.v_end, PAGE_SIZE);
-    if kstart < vb || in_xen_range(kstart) || in_xen_range(kend - 1) || !is_canonical(kend - 1) {
-        return Err(BuildError::Layout(alloc::format!(
-            "segments {kstart:#x}..{kend:#x} (virt_base {vb:#x})"
-        )));
+    let kend = img.v_end.checked_add(PAGE_SIZE - 1).ok_or_else(bad)? & !(PAGE_SIZE - 1);
+    if kstart < vb || kend <= kstart || in_xen_range(kstart) || in_xen_range(kend - 1) || !is_canonical(kend - 1) {
+        return Err(bad());
     }
+    // Everything below is bounded by nr_pages (checked by the caller) and must stay canonical.
     let p2m_va = kend;
-    let si_va = p2m_va + round_up(nr_pages * 8, PAGE_SIZE);
-    let store_va = si_va + PAGE_SIZE;
-    let cons_va = store_va + PAGE_SIZE;
-    let pt_va = cons_va + PAGE_SIZE;
+    let si_va = p2m_va.checked_add(round_up(nr_pages * 8, PAGE_SIZE)).ok_or_else(bad)?;
+    let store_va = si_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
+    let cons_va = store_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
+    let pt_va = cons_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
     let mut nr_pt = 1;
     let map_end = loop {
-        let end = round_up(pt_va + (nr_pt + 1) * PAGE_SIZE + (512 << 10), 4 << 20);
+        let end = pt_va
+            .checked_add((nr_pt + 1) * PAGE_SIZE + (512 << 10) + (4 << 20) - 1)
+            .ok_or_else(bad)?
+            / (4 << 20)
+            * (4 << 20);
         let need = 1 + regions(vb, end, 1 << 39) + regions(vb, end, 1 << 30) + regions(vb, end, 1 << 21);
         if need <= nr_pt {
             break end;
         }
         nr_pt = need;
     };
+    if !is_canonical(map_end - 1) || in_xen_range(map_end - 1) {
+        return Err(bad());
+    }
     let stack_va = pt_va + nr_pt * PAGE_SIZE;
     let mapped = (map_end - vb) / PAGE_SIZE;
     if mapped > nr_pages {
@@ -138,9 +145,22 @@ fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
     Ok(Layout { img, vb, p2m_va, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
 }
 
+/// Largest domain the builder accepts (MiB).
+pub const MAX_MEMORY_MIB: u64 = 1 << 20;
+
 /// Build domain `id` from `config`; `generation` distinguishes rebuilds.
 pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, generation: u32) -> Result<Domain, BuildError> {
     let img = elf::parse(&config.kernel).map_err(BuildError::Elf)?;
+    if config.memory_mib == 0 || config.memory_mib > MAX_MEMORY_MIB {
+        return Err(BuildError::Layout(alloc::format!("memory = {} MiB: must be 1..={MAX_MEMORY_MIB}", config.memory_mib)));
+    }
+    if config.vcpus == 0 || config.vcpus as usize > abi::XEN_LEGACY_MAX_VCPUS {
+        return Err(BuildError::Layout(alloc::format!(
+            "vcpus = {}: must be 1..={} (the vcpu_info slots of shared_info)",
+            config.vcpus,
+            abi::XEN_LEGACY_MAX_VCPUS
+        )));
+    }
     let nr_pages = config.memory_mib * 256;
     let l = layout(img, nr_pages)?;
     let need = nr_pages + 1;

@@ -125,3 +125,24 @@ fn kernel_at_the_top_of_the_address_space_is_an_error() {
     let r = r.expect("create_domain panicked");
     assert!(matches!(r, Err(ControlError::Build(_))), "{r:?}");
 }
+
+#[test]
+#[ignore]
+fn debug_mangle_timing() {
+    let good = image::kernel();
+    for n in (0..good.len()).step_by(7) {
+        let t = std::time::Instant::now();
+        let _ = parse(&good[..n]);
+        if t.elapsed().as_millis() > 50 { eprintln!("prefix {n}: {:?}", t.elapsed()); }
+    }
+    eprintln!("prefixes done");
+    for i in (0..good.len()).filter(|i| *i < 0x200 || *i >= good.len() - 0x200) {
+        for v in [0x00u8, 0xff, 0x80] {
+            let mut b = good.clone();
+            b[i] = v;
+            let t = std::time::Instant::now();
+            let _ = parse(&b);
+            if t.elapsed().as_millis() > 50 { eprintln!("byte {i:#x}={v:#x}: {:?}", t.elapsed()); }
+        }
+    }
+}
