@@ -191,9 +191,13 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     // Kernel segments.
     for s in &l.img.segments {
         let data = &config.kernel[s.offset as usize..(s.offset + s.filesz) as usize];
-        for (i, chunk) in data.chunks(1).enumerate() {
-            // Byte-wise copy keeps page crossings trivial; images are small.
-            mem.write(va_maddr(s.vaddr + i as u64), chunk);
+        let mut done = 0usize;
+        while done < data.len() {
+            // Page by page: pseudo-physically contiguous pages need not be machine-contiguous.
+            let va = s.vaddr + done as u64;
+            let n = ((PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize).min(data.len() - done);
+            mem.write(va_maddr(va), &data[done..done + n]);
+            done += n;
         }
     }
     // P2M list.

@@ -79,6 +79,7 @@ fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 /// Called from the PVH entry in long mode, on the boot stack.
 #[unsafe(no_mangle)]
 extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
+    let t_boot = cpu::rdtsc();
     say("# xenolith image");
     cpu::init();
     // SAFETY: the PVH loader passed this address in ebx.
@@ -150,10 +151,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         }
         a += 2 << 20;
     }
+    let t_hv = cpu::rdtsc();
     let names: Vec<String> = pack.domains.iter().map(|d| d.name.clone()).collect();
     for d in pack.domains {
         let _ = hv.create_domain(d);
     }
+    let t_built = cpu::rdtsc();
     let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
     while hv.any_running() && hv.now < end {
         let next = hv.now.saturating_add(10_000_000).min(end);
@@ -170,6 +173,13 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         summary.push_str(&format!(" {n}={st}"));
     }
     summary.push_str(&format!(" exits={} hypercalls={}", hv.platform.exits, hv.hypercalls));
+    let t_end = cpu::rdtsc();
+    say(&format!(
+        "# tsc: setup {} build {} run {} (cycles)",
+        t_hv.wrapping_sub(t_boot),
+        t_built.wrapping_sub(t_hv),
+        t_end.wrapping_sub(t_built)
+    ));
     say(&summary);
     cpu::exit(EXIT_PASS);
 }
