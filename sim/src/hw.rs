@@ -250,3 +250,66 @@ pub fn console_text(line: &str) -> Option<String> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIM: &str = "d1 create name=a\nd1v0 xen_version(version) = 0x40011\nd2 create name=b\nd2v0 sched_op(yield) = 0\nd1 destroy\n";
+
+    #[test]
+    fn interleaving_does_not_matter_per_domain_order_does() {
+        let hw = "# xenolith image\n# gate=int3\nd2 create name=b\nd1 create name=a\nd2v0 sched_op(yield) = 0\nd1v0 xen_version(version) = 0x40011\nd1 destroy\n# done\n";
+        assert_eq!(compare(SIM, hw), None);
+    }
+
+    #[test]
+    fn a_changed_hypercall_result_is_reported() {
+        let hw = SIM.replace("= 0x40011", "= 0x40012");
+        let diff = compare(SIM, &hw).expect("a difference");
+        assert!(diff.contains("d1: traces differ at event 2"), "{diff}");
+        assert!(diff.contains("- d1v0 xen_version(version) = 0x40011"), "{diff}");
+        assert!(diff.contains("+ d1v0 xen_version(version) = 0x40012"), "{diff}");
+        assert!(!diff.contains("d2:"), "{diff}");
+    }
+
+    #[test]
+    fn missing_events_are_reported() {
+        let hw = "d1 create name=a\nd1v0 xen_version(version) = 0x40011\nd2 create name=b\n";
+        let diff = compare(SIM, hw).expect("a difference");
+        assert!(diff.contains("d2: traces differ at event 2 (simulator 2 events, image 1 events)"), "{diff}");
+        assert!(diff.contains("d1: traces differ at event 3"), "{diff}");
+    }
+
+    #[test]
+    fn lines_are_grouped_by_domain_id_not_prefix() {
+        let m = by_domain("d1 a\nd10v0 b\nd1v2 c\ndone d1\nd1x nope\n");
+        assert_eq!(m["d1"], vec!["d1 a", "d1v2 c"]);
+        assert_eq!(m["d10"], vec!["d10v0 b"]);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn snapshot_header_is_stripped() {
+        let snap = "---\nsource: sim/tests/scenarios.rs\ndescription: x\n---\nd1 create\n";
+        assert_eq!(snapshot_body(snap), "d1 create\n");
+    }
+
+    #[test]
+    fn console_lines_are_unescaped() {
+        assert_eq!(console_text(r#"d1 console "say \"hi\"\tnow \u{1b}""#).as_deref(), Some("say \"hi\"\tnow \u{1b}"));
+        assert_eq!(console_text("d1v0 sched_op(yield) = 0"), None);
+    }
+
+    #[test]
+    fn scenarios_with_steps_are_not_cross_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert!(hw_skip_reason(&s).is_some());
+        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert!(hw_skip_reason(&s).is_none());
+    }
+}
