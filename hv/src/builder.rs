@@ -178,11 +178,16 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         })?,
     };
     let mem = &mut *env.mem;
-    for (pfn, m) in p2m.iter().enumerate() {
-        mem.zero_frame(*m);
-        mem.write_u64(env.m2p.maddr().add(m.0 * 8), pfn as u64);
+    for (pfn, m) in p2m.iter().chain([&shared]).enumerate() {
+        // Scrub only frames a previous owner used: machine memory starts zeroed.
+        if env.frames.get(*m).is_none_or(|f| f.dirty) {
+            mem.zero_frame(*m);
+            env.frames.set_clean(*m);
+        }
+        if *m != shared {
+            mem.write_u64(env.m2p.maddr().add(m.0 * 8), pfn as u64);
+        }
     }
-    mem.zero_frame(shared);
     mem.write_u64(env.m2p.maddr().add(shared.0 * 8), !0);
 
     let vb = l.vb;

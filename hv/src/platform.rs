@@ -80,7 +80,9 @@ pub enum Exit {
 
 /// What the world provides to the core.
 pub trait Platform {
-    /// Machine memory, indexed by machine address.
+    /// Machine memory, indexed by machine address. It must be all zero when the hypervisor is
+    /// created (above the platform's reserved frames): the core scrubs only frames that a
+    /// previous owner used.
     fn memory(&mut self) -> &mut [u8];
     /// The gate instruction the hypercall page should use.
     fn gate(&self) -> Gate;

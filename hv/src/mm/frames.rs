@@ -34,6 +34,9 @@ pub struct FrameInfo {
     /// Writable mappings of this frame from validated L1 tables.
     pub writable_refs: u32,
     pub pinned: bool,
+    /// May hold old data: it must be scrubbed before a new owner sees it. Machine memory starts
+    /// zeroed, so frames are clean until their first owner gives them back.
+    pub dirty: bool,
 }
 
 impl FrameInfo {
@@ -43,13 +46,24 @@ impl FrameInfo {
         type_refs: 0,
         writable_refs: 0,
         pinned: false,
+        dirty: false,
     };
+
+    fn take(&mut self, owner: Owner) {
+        *self = FrameInfo { owner, dirty: self.dirty, ..FrameInfo::FREE };
+    }
+
+    fn release(&mut self) {
+        *self = FrameInfo { dirty: true, ..FrameInfo::FREE };
+    }
 }
 
 /// All machine frames.
 pub struct FrameTable {
     frames: Vec<FrameInfo>,
     free: u64,
+    /// No frame below this index is free (allocation scans start here).
+    hint: usize,
 }
 
 impl FrameTable {
@@ -59,7 +73,7 @@ impl FrameTable {
         for f in frames.iter_mut().take(reserved as usize) {
             f.owner = Owner::Xen;
         }
-        Self { frames, free: n.saturating_sub(reserved) }
+        Self { frames, free: n.saturating_sub(reserved), hint: reserved as usize }
     }
 
     pub fn len(&self) -> u64 {
@@ -92,15 +106,18 @@ impl FrameTable {
             return None;
         }
         let mut run = 0u64;
-        for i in 0..self.frames.len() {
+        for i in self.hint..self.frames.len() {
             if self.frames[i].owner == Owner::Free {
                 run += 1;
                 if run == n {
                     let start = i as u64 + 1 - n;
                     for f in &mut self.frames[start as usize..=i] {
-                        *f = FrameInfo { owner, ..FrameInfo::FREE };
+                        f.take(owner);
                     }
                     self.free -= n;
+                    if start as usize == self.hint {
+                        self.hint = i + 1;
+                    }
                     return Some(Mfn(start));
                 }
             } else {
@@ -116,16 +133,17 @@ impl FrameTable {
             return None;
         }
         let mut out = Vec::with_capacity(n as usize);
-        for (i, f) in self.frames.iter_mut().enumerate() {
+        for (i, f) in self.frames.iter_mut().enumerate().skip(self.hint) {
             if out.len() as u64 == n {
                 break;
             }
             if f.owner == Owner::Free {
-                *f = FrameInfo { owner, ..FrameInfo::FREE };
+                f.take(owner);
                 out.push(Mfn(i as u64));
             }
         }
         self.free -= n;
+        self.hint = self.frames.iter().position(|f| f.owner == Owner::Free).unwrap_or(self.frames.len());
         Some(out)
     }
 
@@ -133,8 +151,9 @@ impl FrameTable {
     pub fn free(&mut self, mfn: Mfn) {
         if let Some(f) = self.get_mut(mfn) {
             if f.owner != Owner::Free {
-                *f = FrameInfo::FREE;
+                f.release();
                 self.free += 1;
+                self.hint = self.hint.min(mfn.0 as usize);
             }
         }
     }
@@ -142,14 +161,22 @@ impl FrameTable {
     /// Free every frame a domain owns; returns how many.
     pub fn free_domain(&mut self, dom: DomId) -> u64 {
         let mut n = 0;
-        for f in self.frames.iter_mut() {
+        for (i, f) in self.frames.iter_mut().enumerate() {
             if f.owner == Owner::Dom(dom) {
-                *f = FrameInfo::FREE;
+                f.release();
                 n += 1;
+                self.hint = self.hint.min(i);
             }
         }
         self.free += n;
         n
+    }
+
+    /// Mark a frame as scrubbed (all zero).
+    pub fn set_clean(&mut self, mfn: Mfn) {
+        if let Some(f) = self.get_mut(mfn) {
+            f.dirty = false;
+        }
     }
 
     /// Frames a domain owns, in machine order.

@@ -74,6 +74,24 @@ fn create_domain_reports_elf_errors() {
     w.assert_trace(&["d1 create failed: no Xen ELF notes"]);
 }
 
+/// Images with one header byte corrupted: (offset, value) pairs, header and section table.
+fn mangled() -> impl Iterator<Item = (usize, u8, Vec<u8>)> {
+    let good = image::kernel();
+    let n = good.len();
+    (0..n).filter(move |i| *i < 0xb0 || *i >= n - 0x100).flat_map(move |i| {
+        let good = good.clone();
+        [0x00u8, 0xff, 0x80, 0x01].into_iter().map(move |v| {
+            let mut b = good.clone();
+            b[i] = v;
+            (i, v, b)
+        })
+    })
+}
+
+/// Bytes of the PT_NOTE program header (phdr 1): corrupting them hangs the parser (see the
+/// ignored test below), so the no-panic sweep leaves them out.
+const PT_NOTE_PHDR: std::ops::Range<usize> = 64 + 56..64 + 112;
+
 /// Every prefix of a valid image, and images with single bytes corrupted, parse to a result:
 /// nothing panics.
 #[test]
@@ -82,13 +100,31 @@ fn mangled_images_never_panic() {
     for n in (0..good.len()).step_by(7) {
         let _ = parse(&good[..n]);
     }
-    for i in (0..good.len()).filter(|i| *i < 0x200 || *i >= good.len() - 0x200) {
-        for v in [0x00u8, 0xff, 0x80] {
-            let mut b = good.clone();
-            b[i] = v;
-            let _ = parse(&b);
+    for (_, _, b) in mangled().filter(|(i, _, _)| !PT_NOTE_PHDR.contains(i)) {
+        let _ = parse(&b);
+    }
+}
+
+/// A malformed note (e.g. a PT_NOTE whose offset is not 4-aligned) makes goblin's note
+/// iterator yield the same `Err` forever; `elf::parse` iterates with `.flatten()`, which
+/// never ends.
+#[test]
+#[ignore = "bug: elf.rs parse() loops forever on a malformed note: `notes.flatten()` over goblin's note iterator, which repeats its Err"]
+fn malformed_notes_do_not_hang_the_parser() {
+    let mut hung = Vec::new();
+    for (i, v, b) in mangled().filter(|(i, _, _)| PT_NOTE_PHDR.contains(i)) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(parse(&b).is_ok());
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(2)).is_err() {
+            hung.push(format!("byte {i:#x} = {v:#x}"));
+            if hung.len() >= 3 {
+                break;
+            }
         }
     }
+    assert!(hung.is_empty(), "parse() hangs on: {hung:?}");
 }
 
 /// The builder, too, turns hostile layouts into errors.
@@ -114,7 +150,6 @@ fn hostile_layouts_are_build_errors() {
 /// A kernel linked in the top 4 MiB of the address space: the layout arithmetic (`round_up`
 /// of the end of the bootstrap area) overflows u64.
 #[test]
-#[ignore = "bug: builder.rs layout() overflows (panics in debug) for a kernel linked near the top of the address space"]
 fn kernel_at_the_top_of_the_address_space_is_an_error() {
     let top = 0xffff_ffff_ffc0_0000;
     let s = Spec { vaddr: top, virt_base: top, entry: top + 0x1000, hypercall_page: Some(top), ..Spec::default() };
@@ -124,25 +159,4 @@ fn kernel_at_the_top_of_the_address_space_is_an_error() {
     }));
     let r = r.expect("create_domain panicked");
     assert!(matches!(r, Err(ControlError::Build(_))), "{r:?}");
-}
-
-#[test]
-#[ignore]
-fn debug_mangle_timing() {
-    let good = image::kernel();
-    for n in (0..good.len()).step_by(7) {
-        let t = std::time::Instant::now();
-        let _ = parse(&good[..n]);
-        if t.elapsed().as_millis() > 50 { eprintln!("prefix {n}: {:?}", t.elapsed()); }
-    }
-    eprintln!("prefixes done");
-    for i in (0..good.len()).filter(|i| *i < 0x200 || *i >= good.len() - 0x200) {
-        for v in [0x00u8, 0xff, 0x80] {
-            let mut b = good.clone();
-            b[i] = v;
-            let t = std::time::Instant::now();
-            let _ = parse(&b);
-            if t.elapsed().as_millis() > 50 { eprintln!("byte {i:#x}={v:#x}: {:?}", t.elapsed()); }
-        }
-    }
 }

@@ -129,6 +129,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         say("# error: no boot pack module (xtask boot-hw passes one as -initrd)");
         cpu::exit(EXIT_FAIL);
     };
+    if let Some((m, len)) = bi.module {
+        // The core relies on machine memory starting zeroed (it scrubs only frames a previous
+        // owner used): the module's copy is in the heap now, clear the original.
+        // SAFETY: the module lies in RAM inside the direct map and nothing refers to it anymore.
+        unsafe { core::ptr::write_bytes((DIRECTMAP + m) as *mut u8, 0, len as usize) };
+    }
 
     // SAFETY: machine memory [0, ram_top) is direct-mapped; frames below heap_end (image, heap,
     // boot data) are reserved and never given to domains.
@@ -150,6 +156,11 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
             cpu::exit(EXIT_FAIL);
         }
         a += 2 << 20;
+    }
+    if arg(&cmdline, "trace") == Some("0") {
+        // Benchmarks: no per-event trace over the (byte-at-a-time) debug console.
+        hv.tracing = false;
+        hv.platform.raw_console = true;
     }
     let t_hv = cpu::rdtsc();
     let names: Vec<String> = pack.domains.iter().map(|d| d.name.clone()).collect();

@@ -22,6 +22,8 @@ pub struct BareMetal {
     gs: u64,
     /// Guest exits taken (for the summary).
     pub exits: u64,
+    /// Tracing is off (`trace=0`): print console output itself, as `# console dN: ...` lines.
+    pub raw_console: bool,
 }
 
 impl BareMetal {
@@ -30,7 +32,7 @@ impl BareMetal {
     /// except the hypervisor's own reserved frames, which the core never hands out.
     pub unsafe fn new(mem: &'static mut [u8], gate: Gate) -> Self {
         let boot_cr3 = cpu::read_cr3();
-        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0 }
+        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0, raw_console: false }
     }
 
     fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
@@ -190,7 +192,14 @@ impl Platform for BareMetal {
         cpu::debugcon(b"\n");
     }
 
-    fn console(&mut self, _dom: DomId, _name: &str, _bytes: &[u8]) {
-        // Console lines are in the trace (`dN console "..."`); xtask boot-hw shows them.
+    fn console(&mut self, dom: DomId, _name: &str, bytes: &[u8]) {
+        // With tracing on, console lines are in the trace (`dN console "..."`).
+        if self.raw_console {
+            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                cpu::debugcon(alloc::format!("# console d{dom}: ").as_bytes());
+                cpu::debugcon(line);
+                cpu::debugcon(b"\n");
+            }
+        }
     }
 }
