@@ -261,6 +261,15 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         // The vCPU's base pointer holds its own reference.
         pt.get_type(l4, 4).map_err(|e| BuildError::Layout(alloc::format!("{e}")))?;
     }
+
+    // Frames the hypervisor itself writes by machine address (shared_info, the two rings) hold a
+    // permanent writable reference, so that no page-table type can ever be taken on them: a
+    // guest that could pin one as a page table would have the hypervisor write its entries.
+    for f in [shared, va_maddr(l.store_va).mfn(), va_maddr(l.cons_va).mfn()] {
+        if let Some(fi) = env.frames.get_mut(f) {
+            fi.writable_refs += 1;
+        }
+    }
     let mem = &mut *env.mem;
 
     // Event channels for the two rings.

@@ -123,7 +123,8 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
     };
     let mut saw_entry_note = false;
     if let Some(notes) = elf.iter_note_headers(bytes) {
-        for n in notes.flatten() {
+        // goblin's iterator repeats an error forever: stop at the first malformed note.
+        for n in notes.map_while(Result::ok) {
             if n.name == "Xen" {
                 saw_entry_note |= n.n_type == elfnote::ENTRY;
                 found = true;
@@ -134,7 +135,7 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
     if !found {
         for sect in [".note", ".note.Xen"] {
             if let Some(notes) = elf.iter_note_sections(bytes, Some(sect)) {
-                for n in notes.flatten() {
+                for n in notes.map_while(Result::ok) {
                     if n.name == "Xen" {
                         saw_entry_note |= n.n_type == elfnote::ENTRY;
                         found = true;

@@ -142,7 +142,7 @@ pub struct MmuextOp {
 }
 layout!(MmuextOp, size = 24, cmd @ 0, arg1 @ 8, arg2 @ 16);
 
-/// `multicall_entry` (56 bytes on x86_64).
+/// `multicall_entry` (64 bytes on x86_64).
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct MulticallEntry {

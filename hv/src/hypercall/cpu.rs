@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::abi::hypercall::{callback as cb, segbase, vcpu_op as vop, vm_assist as vma, VGCF_IN_SYSCALL};
 use crate::abi::{self, shinfo, CallbackRegister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
 use crate::domain::VcpuState;
-use crate::mm::frames::Owner;
+use crate::mm::frames::{Owner, PageType};
 use crate::mm::paging::{in_xen_range, is_canonical};
 use crate::mm::{Maddr, Mfn};
 
@@ -268,13 +268,19 @@ pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             if r.offset as u64 + shinfo::VCPU_INFO_SIZE > 4096 {
                 return Err(Errno::EINVAL);
             }
-            match ctx.frames.owner(Mfn(r.mfn)) {
-                Some(Owner::Dom(d)) if d == ctx.dom => {}
+            match ctx.frames.get(Mfn(r.mfn)).map(|f| (f.owner, f.ty)) {
+                Some((Owner::Dom(d), PageType::None)) if d == ctx.dom => {}
+                // Never in a page table: the hypervisor writes vcpu_info by machine address.
+                Some((Owner::Dom(d), _)) if d == ctx.dom => return Err(Errno::EINVAL),
                 None => return Err(Errno::EINVAL),
                 Some(_) => return Err(Errno::EPERM),
             }
             if ctx.domain_ref().vcpus[id].vcpu_info_registered {
                 return Err(Errno::EINVAL);
+            }
+            // Like Xen's get_page_type(PGT_writable_page): it can never become a page table.
+            if let Some(f) = ctx.frames.get_mut(Mfn(r.mfn)) {
+                f.writable_refs += 1;
             }
             let old = ctx.domain_ref().vcpus[id].vcpu_info;
             let new = Maddr(Mfn(r.mfn).maddr().0 + r.offset as u64);

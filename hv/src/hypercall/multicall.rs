@@ -22,9 +22,16 @@ pub fn multicall(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let head = core::mem::take(&mut ctx.desc);
     let mut inner = alloc::vec::Vec::new();
     ctx.depth += 1;
+    let mut result = Ok(0);
     for i in 0..count {
         let va = list.wrapping_add(i * 64);
-        let mut e: MulticallEntry = ctx.read_guest(va)?;
+        let mut e: MulticallEntry = match ctx.read_guest(va) {
+            Ok(e) => e,
+            Err(er) => {
+                result = Err(er);
+                break;
+            }
+        };
         let r = if e.op == nr::MULTICALL as u64 || e.op == nr::IRET as u64 {
             if ctx.tracing {
                 inner.push(alloc::format!("d{}v{}   multicall[{i}] op {} = -EINVAL", ctx.dom, ctx.vcpu, e.op));
@@ -38,13 +45,17 @@ pub fn multicall(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             Ok(v) => v as u64,
             Err(er) => er.to_ret() as u64,
         };
-        ctx.write_guest(va, &e)?;
+        if let Err(er) = ctx.write_guest(va, &e) {
+            result = Err(er);
+            break;
+        }
         if ctx.fx.shutdown.is_some() || ctx.fx.crash.is_some() {
             break;
         }
     }
+    // Always leave the nesting state as it was, whatever happened above.
     ctx.depth -= 1;
     ctx.desc = head;
     ctx.lines.append(&mut inner);
-    Ok(0)
+    result
 }

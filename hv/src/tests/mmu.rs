@@ -1,0 +1,272 @@
+//! Page-type rules, exercised through mmu_update / update_va_mapping / mmuext_op hypercalls.
+
+use super::{nr, World, EINVAL, EPERM};
+use crate::abi::hypercall::mmuext;
+use crate::abi::{RO_MPT_VIRT_START, XEN_L4_FIRST, XEN_L4_LAST};
+use crate::mm::frames::PageType;
+use crate::mm::paging::{PTE_A, PTE_P, PTE_RW, PTE_US};
+use crate::mm::{Mfn, PAGE_SIZE};
+use crate::DomId;
+
+const RW: u64 = PTE_P | PTE_RW | PTE_US | PTE_A;
+const RO: u64 = PTE_P | PTE_US | PTE_A;
+
+fn pte(m: Mfn, flags: u64) -> u64 {
+    m.maddr().0 | flags
+}
+
+fn l4(w: &World, d: DomId) -> Mfn {
+    w.hv.doms[&d].vcpus[0].guest_table
+}
+
+#[test]
+fn mapping_another_domains_frame_is_eperm() {
+    let mut w = World::new();
+    let d1 = w.create("attacker");
+    let d2 = w.create("victim");
+    let victim = w.hv.doms[&d2].p2m[100];
+    let va = w.scratch(d1, 0);
+    let own = w.mfn_of(d1, va);
+
+    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RW)), EPERM);
+    w.assert_trace(&["d1v0 update_va_mapping(", "= -EPERM", "owned by d2"]);
+    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RO)), EPERM, "read-only is no better");
+
+    let l1e = w.l1e(d1, va);
+    assert_eq!(w.mmu_update(d1, &[(l1e.0, pte(victim, RW))]), EPERM);
+    w.assert_trace(&["d1v0 mmu_update(1 req) = -EPERM", "owned by d2"]);
+
+    // Nothing changed: the VA still maps the attacker's own frame, the victim has no mapping.
+    assert_eq!(w.mfn_of(d1, va), own);
+    assert_eq!(w.hv.frames.get(victim).unwrap().writable_refs, 1, "only the victim's own mapping");
+
+    // The hypervisor's frames are no better: the M2P.
+    assert_eq!(w.update_va_mapping(d1, va, pte(w.hv.xen.m2p, RO)), EPERM);
+    // Nor is a foreign mmu_update on behalf of another domain.
+    let list = w.scratch(d1, 13);
+    w.write_pod(d1, list, &crate::abi::MmuUpdate { ptr: l1e.0, val: pte(own, RW) });
+    assert_eq!(w.hypercall(d1, nr::MMU_UPDATE, [list, 1, 0, d2 as u64, 0]), EPERM);
+}
+
+#[test]
+fn page_tables_are_never_writable() {
+    let mut w = World::new();
+    let d = w.create("pt");
+    let va = w.scratch(d, 0);
+    let own = w.mfn_of(d, va);
+    let si = w.start_info(d);
+    let l1_of_va = w.l1e(d, va).mfn();
+    for table in [l4(&w, d), l1_of_va, w.mfn_of(d, si.pt_base + PAGE_SIZE)] {
+        assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EPERM, "RW mapping of {table:?}");
+        assert_eq!(w.hv.frames.get(table).unwrap().writable_refs, 0);
+    }
+    w.assert_trace(&["= -EPERM", "page table"]);
+    // Read-only mappings of page tables are fine (Linux reads its tables that way).
+    assert_eq!(w.update_va_mapping(d, va, pte(l4(&w, d), RO)), 0);
+    let e511 = w.read_u64(d, va + 511 * 8);
+    assert_eq!(e511 & PTE_P, PTE_P, "the L4 seen through the RO mapping");
+    assert!(!w.walk(d, va).unwrap().writable);
+    // A failed update flushes nothing; a successful one asks the platform for a TLB flush
+    // before the vCPU runs again.
+    let flushes = w.hv.platform.flushes.len();
+    assert_eq!(w.update_va_mapping(d, va, pte(l4(&w, d), RW)), EPERM);
+    assert_eq!(w.hv.platform.flushes.len(), flushes);
+    assert_eq!(w.update_va_mapping(d, va, pte(own, RW)), 0);
+    assert_eq!(w.hv.platform.flushes.len(), flushes + 1);
+}
+
+#[test]
+fn nonexistent_frames_are_einval() {
+    let mut w = World::new();
+    let d = w.create("nx");
+    let va = w.scratch(d, 0);
+    let nframes = w.hv.frames.len();
+    assert_eq!(w.update_va_mapping(d, va, pte(Mfn(nframes + 5), RW)), EINVAL);
+    w.assert_trace(&["= -EINVAL", "does not exist"]);
+    let l1e = w.l1e(d, va);
+    assert_eq!(w.mmu_update(d, &[(l1e.0, pte(Mfn(1 << 30), RO))]), EINVAL);
+    // A page-table pointer into a frame that does not exist.
+    assert_eq!(w.mmu_update(d, &[((nframes + 1) << 12, 0)]), EINVAL);
+    // update_va_mapping of an address with no L1 (beyond the bootstrap area) or in Xen's range.
+    assert_eq!(w.update_va_mapping(d, 0x1000, 0), EINVAL);
+    assert_eq!(w.update_va_mapping(d, RO_MPT_VIRT_START, 0), EINVAL);
+}
+
+#[test]
+fn l4_hypervisor_slots_are_eperm() {
+    let mut w = World::new();
+    let d = w.create("slots");
+    let l4 = l4(&w, d);
+    let before: Vec<u64> = (0..512).map(|s| w.mread_u64(l4.maddr().add(s * 8))).collect();
+    for slot in [XEN_L4_FIRST, 262, XEN_L4_LAST] {
+        assert_eq!(w.mmu_update(d, &[(l4.maddr().0 + slot as u64 * 8, 0)]), EPERM, "slot {slot}");
+    }
+    let after: Vec<u64> = (0..512).map(|s| w.mread_u64(l4.maddr().add(s * 8))).collect();
+    assert_eq!(before, after);
+    // Guest slots stay writable through mmu_update (clear an empty one).
+    assert_eq!(w.mmu_update(d, &[(l4.maddr().0 + 272 * 8, 0)]), 0);
+    // Several requests: the first failure stops the batch and is reported.
+    let done = w.scratch(d, 10);
+    let list = w.scratch(d, 13);
+    for (i, (ptr, val)) in [(l4.maddr().0 + 300 * 8, 0u64), (l4.maddr().0 + 256 * 8, 0), (l4.maddr().0 + 301 * 8, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        w.write_pod(d, list + i as u64 * 16, &crate::abi::MmuUpdate { ptr, val });
+    }
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 3, done, 0x7FF0, 0]), EPERM);
+    assert_eq!(w.read_pod::<u32>(d, done), 1, "one request done");
+}
+
+#[test]
+fn pin_and_unpin_a_table_built_by_the_guest() {
+    let mut w = World::new();
+    let d = w.create("pin");
+    let (tva, dva) = (w.scratch(d, 1), w.scratch(d, 2));
+    let (table, data) = (w.mfn_of(d, tva), w.mfn_of(d, dva));
+    // An L1 table with one writable mapping of an ordinary page.
+    w.write(d, tva, &pte(data, RW).to_le_bytes());
+
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EPERM, "still mapped writable");
+    assert_eq!(w.update_va_mapping(d, tva, pte(table, RO)), 0);
+    assert_eq!(w.hv.frames.get(table).unwrap().writable_refs, 0);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), 0);
+    let f = *w.hv.frames.get(table).unwrap();
+    assert!(f.pinned);
+    assert_eq!(f.ty, PageType::PageTable(1));
+    assert_eq!(w.hv.frames.get(data).unwrap().writable_refs, 2, "its entry holds a writable reference");
+
+    // Typed: no writable mapping, no second pin, no pin at another level.
+    assert_eq!(w.update_va_mapping(d, tva, pte(table, RW)), EPERM);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EINVAL);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L2_TABLE, table.0), EINVAL);
+    // The page it maps cannot become a page table while mapped writable.
+    assert_eq!(w.update_va_mapping(d, dva, pte(data, RO)), 0);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, data.0), EPERM);
+
+    // Unpin: ordinary memory again; its entries give back their references.
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, table.0), 0);
+    let f = *w.hv.frames.get(table).unwrap();
+    assert!(!f.pinned);
+    assert_eq!(f.ty, PageType::None);
+    assert_eq!(w.hv.frames.get(data).unwrap().writable_refs, 0);
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, table.0), EINVAL, "not pinned");
+    assert_eq!(w.update_va_mapping(d, tva, pte(table, RW)), 0);
+    w.write(d, tva, &[0xaa; 8]);
+    w.assert_trace(&["mmuext_op(pin_l1) = 0"]);
+}
+
+#[test]
+fn pinning_a_table_that_maps_a_foreign_frame_fails_cleanly() {
+    let mut w = World::new();
+    let d = w.create("a");
+    let other = w.create("b");
+    let victim = w.hv.doms[&other].p2m[7];
+    let (tva, dva) = (w.scratch(d, 1), w.scratch(d, 2));
+    let (table, data) = (w.mfn_of(d, tva), w.mfn_of(d, dva));
+    // Entry 0: a good writable mapping; entry 1: the victim's frame.
+    w.write(d, tva, &pte(data, RW).to_le_bytes());
+    w.write(d, tva + 8, &pte(victim, RW).to_le_bytes());
+    assert_eq!(w.update_va_mapping(d, tva, pte(table, RO)), 0);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EPERM);
+    let f = *w.hv.frames.get(table).unwrap();
+    assert_eq!((f.ty, f.pinned, f.type_refs), (PageType::None, false, 0));
+    assert_eq!(w.hv.frames.get(data).unwrap().writable_refs, 1, "entry 0's reference was undone");
+    assert_eq!(w.hv.frames.get(victim).unwrap().writable_refs, 1);
+}
+
+#[test]
+fn new_baseptr_switches_cr3() {
+    let mut w = World::new();
+    let d = w.create("cr3");
+    let old = l4(&w, d);
+    let nva = w.scratch(d, 3);
+    let new = w.mfn_of(d, nva);
+    // A copy of the guest half of the current L4.
+    for slot in (0..512u64).filter(|s| !(XEN_L4_FIRST as u64..=XEN_L4_LAST as u64).contains(s)) {
+        let e = w.mread_u64(old.maddr().add(slot * 8));
+        w.write(d, nva + slot * 8, &e.to_le_bytes());
+    }
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, new.0), EPERM, "mapped writable");
+    assert_eq!(w.cr3(d), old.maddr().0);
+    assert_eq!(w.update_va_mapping(d, nva, pte(new, RO)), 0);
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, new.0), 0);
+    assert_eq!(w.cr3(d), new.maddr().0);
+    assert_eq!(w.hv.doms[&d].vcpus[0].guest_table, new);
+    assert_eq!(w.hv.frames.get(new).unwrap().ty, PageType::PageTable(4));
+    assert_eq!(w.hv.frames.get(old).unwrap().type_refs, 1, "only the pin is left on the old L4");
+    for slot in XEN_L4_FIRST..=XEN_L4_LAST {
+        assert_eq!(w.mread_u64(new.maddr().add(slot as u64 * 8)), w.hv.xen.slots[slot - XEN_L4_FIRST]);
+    }
+    // Guest pointers now translate through the new tables.
+    assert_eq!(w.console_write(d, "after cr3 switch\n"), 0);
+    assert_eq!(w.hv.record("cr3").unwrap().console, vec!["after cr3 switch".to_string()]);
+    // Not an L4: an ordinary page typed as L4 must validate, and an L1 cannot be an L4.
+    let l1 = w.l1e(d, nva).mfn();
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, l1.0), EINVAL);
+    assert_eq!(w.cr3(d), new.maddr().0);
+}
+
+#[test]
+fn machphys_update_only_for_own_frames() {
+    let mut w = World::new();
+    let d = w.create("m2p");
+    let other = w.create("other");
+    let own = w.hv.doms[&d].p2m[5];
+    let foreign = w.hv.doms[&other].p2m[5];
+    assert_eq!(w.mmu_update(d, &[(own.maddr().0 | 1, 0x1234)]), 0);
+    let m2p = w.hv.xen.m2p.maddr();
+    assert_eq!(w.mread_u64(m2p.add(own.0 * 8)), 0x1234);
+    assert_eq!(w.mmu_update(d, &[(foreign.maddr().0 | 1, 0x1234)]), EPERM);
+    assert_eq!(w.mread_u64(m2p.add(foreign.0 * 8)), 5);
+}
+
+/// The hypervisor writes into shared_info by machine address (vcpu_info time and cr2, event
+/// bits). If the guest may turn that frame into a page table, those writes forge page-table
+/// entries that were never validated: a #PF with a chosen cr2 maps any machine frame.
+#[test]
+fn shared_info_can_never_become_a_page_table() {
+    let mut w = World::new();
+    let d = w.create("attacker");
+    let victim_dom = w.create("victim");
+    let victim = w.hv.doms[&victim_dom].p2m[42];
+    let shared = w.hv.doms[&d].shared_info;
+    let r = w.mmuext(d, mmuext::PIN_L1_TABLE, shared.0);
+    if r == 0 {
+        // Show the consequence: hook it into the L2 as the table for a free 2 MiB region,
+        // then fault with cr2 = the victim's frame as a PTE. cr2 lands in L1 entry 2.
+        let si = w.start_info(d);
+        let l2 = w.mfn_of(d, si.pt_base + 2 * PAGE_SIZE);
+        assert_eq!(w.hv.frames.get(l2).unwrap().ty, PageType::PageTable(2));
+        let region = w.hv.doms[&d].virt_base + 10 * (2 << 20);
+        assert_eq!(w.mmu_update(d, &[(l2.maddr().0 + 10 * 8, pte(shared, RW))]), 0);
+        assert_eq!(w.set_traps(d, &[(14, 0, super::image::ENTRY)]), 0);
+        w.exit(d, crate::platform::Exit::Exception { vector: 14, error_code: Some(2), cr2: pte(victim, RW | crate::mm::paging::PTE_D) });
+        let hit = w.walk(d, region + 2 * PAGE_SIZE);
+        assert!(
+            hit.is_none_or(|h| h.maddr.mfn() != victim),
+            "d1 now maps d2's frame {victim:?} writable at {:#x}",
+            region + 2 * PAGE_SIZE
+        );
+    }
+    assert_ne!(r, 0, "pinning shared_info as an L1 table must fail");
+    // The console ring: the backend writes out_cons into it.
+    let cons = Mfn(w.start_info(d).console_mfn);
+    let cons_va = w.hv.doms[&d].start_info_va + 2 * PAGE_SIZE;
+    assert_eq!(w.update_va_mapping(d, cons_va, pte(cons, RO)), 0);
+    assert_ne!(w.mmuext(d, mmuext::PIN_L1_TABLE, cons.0), 0, "pinning the console ring must fail");
+}
+
+/// VCPUOP_register_vcpu_info on a page-table frame: same hole as above.
+#[test]
+fn vcpu_info_cannot_live_in_a_page_table() {
+    let mut w = World::new();
+    let d = w.create("vi");
+    let si = w.start_info(d);
+    let l1 = w.mfn_of(d, si.pt_base + 3 * PAGE_SIZE);
+    assert_eq!(w.hv.frames.get(l1).unwrap().ty, PageType::PageTable(1));
+    let arg = w.scratch(d, 9);
+    w.write_pod(d, arg, &crate::abi::RegisterVcpuInfo { mfn: l1.0, offset: 0, rsvd: 0 });
+    let r = w.hypercall(d, nr::VCPU_OP, [crate::abi::hypercall::vcpu_op::REGISTER_VCPU_INFO, 0, arg, 0, 0]);
+    assert_ne!(r, 0, "vcpu_info registered inside an L1 page table");
+}

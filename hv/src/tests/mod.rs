@@ -24,10 +24,11 @@ use crate::mm::memory::Pod;
 use crate::mm::paging::{walk, Walk};
 use crate::mm::{MachineMemory, Maddr, Mfn, PAGE_SIZE};
 use crate::platform::{CpuState, Exit, Gate};
+
 use crate::platform::Platform;
 use crate::{DomId, Hypervisor};
 
-use mock::{Mock, OnEmpty, Step};
+use mock::{Mock, Step};
 
 /// Machine memory of the mock (MiB).
 const MACHINE_MIB: usize = 64;
@@ -82,10 +83,6 @@ impl World {
 
     pub fn create(&mut self, name: &str) -> DomId {
         self.try_create(Self::config(name)).expect("create_domain")
-    }
-
-    pub fn mock(&mut self) -> &mut Mock {
-        &mut self.hv.platform
     }
 
     pub fn cpu(&self, d: DomId) -> CpuState {
@@ -143,11 +140,6 @@ impl World {
     pub fn mread_u64(&mut self, a: Maddr) -> u64 {
         let i = a.0 as usize;
         u64::from_le_bytes(self.hv.platform.mem[i..i + 8].try_into().unwrap())
-    }
-
-    pub fn mwrite_u64(&mut self, a: Maddr, v: u64) {
-        let i = a.0 as usize;
-        self.hv.platform.mem[i..i + 8].copy_from_slice(&v.to_le_bytes());
     }
 
     pub fn mread_u8(&mut self, a: Maddr) -> u8 {
@@ -311,5 +303,4 @@ fn world_makes_a_hypercall() {
     w.assert_trace(&["d1v0 xen_version(version) = 0x40011"]);
     assert_eq!(w.console_write(d, "hi\n"), 0);
     assert_eq!(w.hv.record("hello").unwrap().console, vec!["hi".to_string()]);
-    let _ = OnEmpty::Fatal;
 }
