@@ -140,17 +140,16 @@ impl<P: Platform> Hypervisor<P> {
         Ok(hv)
     }
 
-    /// Map a hypervisor page at `va` (inside the reserved range) in every guest address space.
-    /// `flags` beyond present are the caller's (RW, US, NX).
-    pub fn map_xen_page(&mut self, va: u64, mfn: Mfn, flags: u64) -> Result<(), &'static str> {
+    /// The machine address of the entry for `va` in the hypervisor's table of `level` (1 or 2),
+    /// creating the intermediate tables below the slot's L3 as needed.
+    fn xen_entry(&mut self, va: u64, level: u8) -> Result<crate::mm::Maddr, &'static str> {
         if !in_xen_range(va) {
             return Err("not a hypervisor address");
         }
-        let slot = table_index(va, 4) - XEN_L4_FIRST;
-        let mut table = self.xen.l3[slot];
+        let mut table = self.xen.l3[table_index(va, 4) - XEN_L4_FIRST];
         let mut mem = MachineMemory::new(self.platform.memory());
-        for level in [3u8, 2] {
-            let ea = table.maddr().add(table_index(va, level) as u64 * 8);
+        for l in (level + 1..=3).rev() {
+            let ea = table.maddr().add(table_index(va, l) as u64 * 8);
             let e = mem.read_u64(ea).ok_or("xen table")?;
             table = if e & PTE_P != 0 {
                 pte_mfn(e)
@@ -161,33 +160,28 @@ impl<P: Platform> Hypervisor<P> {
                 t
             };
         }
-        let ea = table.maddr().add(table_index(va, 1) as u64 * 8);
-        mem.write_u64(ea, mfn.maddr().0 | PTE_P | PTE_A | PTE_D | flags).ok_or("xen table")?;
-        Ok(())
+        Ok(table.maddr().add(table_index(va, level) as u64 * 8))
+    }
+
+    /// Map a hypervisor page at `va` (inside the reserved range) in every guest address space.
+    /// `flags` beyond present are the caller's (RW, US, NX).
+    pub fn map_xen_page(&mut self, va: u64, mfn: Mfn, flags: u64) -> Result<(), &'static str> {
+        let ea = self.xen_entry(va, 1)?;
+        MachineMemory::new(self.platform.memory())
+            .write_u64(ea, mfn.maddr().0 | PTE_P | PTE_A | PTE_D | flags)
+            .ok_or("xen table")
     }
 
     /// Map 2 MiB of machine memory at `maddr` as one superpage at `va` (hypervisor range, both
     /// 2 MiB aligned), supervisor-only. The bare-metal layer maps its direct map this way.
     pub fn map_xen_superpage(&mut self, va: u64, maddr: u64, flags: u64) -> Result<(), &'static str> {
-        if !in_xen_range(va) || va & 0x1f_ffff != 0 || maddr & 0x1f_ffff != 0 {
+        if va & 0x1f_ffff != 0 || maddr & 0x1f_ffff != 0 {
             return Err("bad superpage");
         }
-        let slot = table_index(va, 4) - XEN_L4_FIRST;
-        let l3 = self.xen.l3[slot];
-        let mut mem = MachineMemory::new(self.platform.memory());
-        let ea = l3.maddr().add(table_index(va, 3) as u64 * 8);
-        let e = mem.read_u64(ea).ok_or("xen table")?;
-        let l2 = if e & PTE_P != 0 {
-            pte_mfn(e)
-        } else {
-            let t = self.frames.alloc_contig(1, Owner::Xen).ok_or("out of memory for Xen tables")?;
-            mem.zero_frame(t).ok_or("xen table")?;
-            mem.write_u64(ea, t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A).ok_or("xen table")?;
-            t
-        };
-        let ea = l2.maddr().add(table_index(va, 2) as u64 * 8);
-        mem.write_u64(ea, maddr | PTE_P | PTE_PS | PTE_A | PTE_D | flags).ok_or("xen table")?;
-        Ok(())
+        let ea = self.xen_entry(va, 2)?;
+        MachineMemory::new(self.platform.memory())
+            .write_u64(ea, maddr | PTE_P | PTE_PS | PTE_A | PTE_D | flags)
+            .ok_or("xen table")
     }
 
     /// Emit one trace line.

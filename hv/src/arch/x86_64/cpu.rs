@@ -147,10 +147,46 @@ pub fn outl(port: u16, v: u32) {
     unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) }
 }
 
-/// Write to the debug console (QEMU `-debugcon`, port 0xe9).
+pub fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: reading the COM1 registers has no memory effects.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+
+static mut COM1: bool = false;
+const COM1_PORT: u16 = 0x3f8;
+
+/// Detect COM1 (scratch-register test) and set it to 115200 8N1; output is mirrored there.
+pub fn com1_init() -> bool {
+    outb(COM1_PORT + 7, 0x5a);
+    if inb(COM1_PORT + 7) != 0x5a {
+        return false;
+    }
+    outb(COM1_PORT + 1, 0); // no interrupts
+    outb(COM1_PORT + 3, 0x80); // DLAB
+    outb(COM1_PORT, 1); // 115200
+    outb(COM1_PORT + 1, 0);
+    outb(COM1_PORT + 3, 0x03); // 8N1
+    // SAFETY: single CPU; written once at boot before any output that reads it.
+    unsafe { COM1 = true };
+    true
+}
+
+/// Write to the debug console (QEMU `-debugcon`, port 0xe9), and to COM1 when present.
 pub fn debugcon(s: &[u8]) {
     for &b in s {
         outb(0xe9, b);
+    }
+    // SAFETY: a plain read of a flag written once at boot.
+    if unsafe { COM1 } {
+        for &b in s {
+            let mut spins = 0;
+            while inb(COM1_PORT + 5) & 0x20 == 0 && spins < 100_000 {
+                spins += 1;
+            }
+            outb(COM1_PORT, b);
+        }
     }
 }
 

@@ -80,7 +80,8 @@ fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 #[unsafe(no_mangle)]
 extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     let t_boot = cpu::rdtsc();
-    say("# xenolith image");
+    let com1 = cpu::com1_init();
+    say(if com1 { "# xenolith image (output on port 0xe9 and COM1)" } else { "# xenolith image" });
     cpu::init();
     // SAFETY: the PVH loader passed this address in ebx.
     let Some(bi) = (unsafe { pvh::parse(start_info) }) else {
