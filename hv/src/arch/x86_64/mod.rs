@@ -115,10 +115,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         _ if works => Gate::Syscall,
         _ => Gate::Int3,
     };
+    let timer = arg(&cmdline, "timer") != Some("0") && cpu::timer_init();
     say(&format!(
-        "# gate={} (probe: ring-3 syscall {}; exit vector {vec})",
+        "# gate={} (probe: ring-3 syscall {}; exit vector {vec}) preemption={}",
         gate.name(),
-        if works { "reaches ring 0" } else { "does not reach ring 0" }
+        if works { "reaches ring 0" } else { "does not reach ring 0" },
+        if timer { "x2apic-tsc-deadline" } else { "none" }
     ));
 
     let pack = bi.module.and_then(|(m, len)| {
@@ -141,7 +143,8 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // boot data) are reserved and never given to domains.
     let mem = unsafe { core::slice::from_raw_parts_mut(DIRECTMAP as *mut u8, ram_top as usize) };
     // SAFETY: see above.
-    let plat = unsafe { BareMetal::new(mem, gate) };
+    let mut plat = unsafe { BareMetal::new(mem, gate) };
+    plat.timer = timer;
     let mut hv = match Hypervisor::new(plat, heap_end >> 12) {
         Ok(h) => h,
         Err(e) => {

@@ -24,6 +24,8 @@ pub struct BareMetal {
     pub exits: u64,
     /// Tracing is off (`trace=0`): print console output itself, as `# console dN: ...` lines.
     pub raw_console: bool,
+    /// The APIC timer preempts guests at the end of their budget.
+    pub timer: bool,
 }
 
 impl BareMetal {
@@ -32,7 +34,7 @@ impl BareMetal {
     /// except the hypervisor's own reserved frames, which the core never hands out.
     pub unsafe fn new(mem: &'static mut [u8], gate: Gate) -> Self {
         let boot_cr3 = cpu::read_cr3();
-        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0, raw_console: false }
+        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0, raw_console: false, timer: false }
     }
 
     fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
@@ -75,7 +77,7 @@ impl Platform for BareMetal {
         }
     }
 
-    fn run(&mut self, _key: VcpuKey, c: &mut CpuState, _budget_ns: u64) -> (Exit, u64) {
+    fn run(&mut self, _key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
@@ -116,12 +118,18 @@ impl Platform for BareMetal {
             ss: (c.ss | 3) as u64,
         };
         let t0 = cpu::rdtsc();
+        if self.timer {
+            cpu::timer_arm(t0.wrapping_add(budget_ns.max(1000)));
+        }
         // SAFETY: the frame describes a ring-3 context (CS/SS RPL 3, IOPL 0); the entry code
         // returns here on the guest's next trap or syscall.
         let e: Frame = unsafe {
             entry::xen_enter_guest(&f);
             *entry::XEN_EXIT_FRAME
         };
+        if self.timer {
+            cpu::timer_arm(0);
+        }
         let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
         self.exits += 1;
         c.r15 = e.r15;
@@ -165,7 +173,10 @@ impl Platform for BareMetal {
             let ec = vector::has_error_code(vec).then_some(e.error as u32);
             Exit::Exception { vector: vec, error_code: ec, cr2 }
         } else {
-            // An external interrupt while the guest ran: its time slice is over.
+            // The APIC timer (end of the budget) or another interrupt while the guest ran.
+            if v == cpu::TIMER_VECTOR && self.timer {
+                cpu::timer_eoi();
+            }
             Exit::Budget
         };
         (exit, ran)
