@@ -63,7 +63,7 @@ pub fn m2p_load(ctx: &mut Ctx<'_, '_>, cr2: u64) -> bool {
     let mut bytes = [0u8; 15];
     // An instruction may end near an unmapped page: take what is readable.
     let mut n = 0;
-    while n < bytes.len() && ctx.copy_from_guest(rip + n as u64, &mut bytes[n..n + 1]).is_ok() {
+    while n < bytes.len() && ctx.copy_from_guest(rip.wrapping_add(n as u64), &mut bytes[n..n + 1]).is_ok() {
         n += 1;
     }
     let mut dec = Decoder::with_ip(64, &bytes[..n], rip, DecoderOptions::NONE);
@@ -75,7 +75,7 @@ pub fn m2p_load(ctx: &mut Ctx<'_, '_>, cr2: u64) -> bool {
     let signed = matches!(ins.code(), Code::Movsx_r16_rm8 | Code::Movsx_r32_rm8 | Code::Movsx_r64_rm8
         | Code::Movsx_r16_rm16 | Code::Movsx_r32_rm16 | Code::Movsx_r64_rm16 | Code::Movsxd_r64_rm32);
     let plain = matches!(ins.mnemonic(), iced_x86::Mnemonic::Mov | iced_x86::Mnemonic::Movzx) || signed;
-    if !plain || !(1..=8).contains(&size) || cr2 + size > RO_MPT_VIRT_START + m2p_len {
+    if !plain || !(1..=8).contains(&size) || cr2.saturating_add(size) > RO_MPT_VIRT_START + m2p_len {
         return false;
     }
     let off = cr2 - RO_MPT_VIRT_START;

@@ -728,7 +728,7 @@ fn forced_cpuid(ctx: &mut Ctx<'_, '_>) -> bool {
     c.rbx = r[1] as u64;
     c.rcx = r[2] as u64;
     c.rdx = r[3] as u64;
-    c.rip = rip + 7;
+    c.rip = rip.wrapping_add(7);
     if ctx.tracing {
         ctx.lines.push(alloc::format!("{who} cpuid({leaf:#x}, {sub:#x}) = {:#x} {:#x} {:#x} {:#x}", r[0], r[1], r[2], r[3]));
     }

@@ -158,14 +158,14 @@ impl Platform for BareMetal {
         } else if v == vector::GP as u64 && e.error & 2 != 0 {
             match self.soft_int_at(c) {
                 Some(n) => {
-                    c.rip += 2;
+                    c.rip = c.rip.wrapping_add(2);
                     Exit::SoftInt { vector: n, len: 2 }
                 }
                 None => Exit::Exception { vector: 13, error_code: Some(e.error as u32), cr2: 0 },
             }
         } else if v == vector::UD as u64 && self.soft_int_at(c).is_some() {
             let n = self.soft_int_at(c).unwrap_or(0);
-            c.rip += 2;
+            c.rip = c.rip.wrapping_add(2);
             Exit::SoftInt { vector: n, len: 2 }
         } else if v < 32 {
             let vec = v as u8;
