@@ -361,6 +361,34 @@ mod tests {
         assert_eq!(console_text("d1v0 sched_op(yield) = 0"), None);
     }
 
+    fn run(status: Option<i32>, output: &str) -> QemuRun {
+        QemuRun { output: output.into(), status, wall: std::time::Duration::from_millis(40), stderr: String::new() }
+    }
+
+    #[test]
+    fn every_image_outcome_but_poweroff_is_a_failure_code() {
+        let done = |st: &str| format!("# xenolith image\n# gate=syscall\n# done hello={st} exits=3 hypercalls=9\n");
+        let end = |r: &QemuRun| kernel_end(r, "hello");
+        assert_eq!(end(&run(Some(33), &done("poweroff"))), KernelEnd::Poweroff);
+        assert_eq!(end(&run(Some(33), &done("poweroff"))).code(), 0);
+        assert_eq!(end(&run(Some(33), &done("crash"))).code(), 1);
+        assert_eq!(end(&run(Some(33), &done("running"))).code(), 3);
+        assert_eq!(end(&run(None, "# xenolith image\n")).code(), 3);
+        assert_eq!(end(&run(Some(33), &done("reboot"))), KernelEnd::OtherShutdown("reboot".into()));
+        assert_eq!(end(&run(Some(33), &done("destroyed"))).code(), 4);
+        // The bug: the image reset, came back and reported the domain not created; exit 0.
+        let reset = format!("# xenolith image\n# gate=syscall\n{}", done("not-created"));
+        assert_eq!(end(&run(Some(33), &reset)).code(), 5);
+        let twice = format!("# xenolith image\n# gate=syscall\n# xenolith image\n{}", done("poweroff"));
+        assert!(matches!(end(&run(Some(33), &twice)), KernelEnd::ImageFailed(w) if w.contains("reset")));
+        assert_eq!(end(&run(Some(33), "# xenolith image\n")).code(), 5, "no result");
+        assert_eq!(end(&run(Some(33), "# done other=poweroff\n")).code(), 5, "no result for this domain");
+        assert_eq!(end(&run(Some(35), "# xenolith image\n# error: panic\n")).code(), 5, "the image failed");
+        assert_eq!(end(&run(Some(1), "")).code(), 5, "QEMU did not run");
+        // A name that is a prefix of another is not confused with it.
+        assert_eq!(end(&run(Some(33), "# done hello2=poweroff hello=crash\n")).code(), 1);
+    }
+
     #[test]
     fn scenarios_with_steps_are_not_cross_checked() {
         let dir = tempfile::tempdir().unwrap();

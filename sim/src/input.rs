@@ -70,8 +70,8 @@ pub enum InputError {
     TooLarge {
         path: PathBuf,
         kind: InputKind,
-        /// The size seen; limit + 1 when the file grew past the limit while being read.
-        size: u64,
+        /// Its size; `None` when it grew past the limit while being read.
+        size: Option<u64>,
         limit: u64,
     },
     #[error("{}: {kind} is not UTF-8 text", path.display())]
@@ -79,11 +79,10 @@ pub enum InputError {
 }
 
 /// `size` bytes, or "more than" the limit when the file grew past it while being read.
-fn size_text(size: u64, limit: u64) -> String {
-    if size == limit + 1 {
-        format!("more than {limit} bytes")
-    } else {
-        format!("{size} bytes")
+fn size_text(size: Option<u64>, limit: u64) -> String {
+    match size {
+        Some(size) => format!("{size} bytes"),
+        None => format!("more than {limit} bytes"),
     }
 }
 
@@ -142,12 +141,12 @@ pub fn read_limited(path: &Path, kind: InputKind, limit: u64) -> Result<Vec<u8>,
         return Err(InputError::NotAFile { path: path.to_path_buf(), kind, what: describe(&meta.file_type()) });
     }
     if meta.len() > limit {
-        return Err(InputError::TooLarge { path: path.to_path_buf(), kind, size: meta.len(), limit });
+        return Err(InputError::TooLarge { path: path.to_path_buf(), kind, size: Some(meta.len()), limit });
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
-        return Err(InputError::TooLarge { path: path.to_path_buf(), kind, size: limit + 1, limit });
+        return Err(InputError::TooLarge { path: path.to_path_buf(), kind, size: None, limit });
     }
     Ok(bytes)
 }
@@ -222,11 +221,19 @@ mod tests {
         let p = dir.path().join("x.cfg");
         std::fs::write(&p, b"12345").unwrap();
         assert_eq!(read_limited(&p, InputKind::XlConfig, 5).unwrap(), b"12345");
-        assert!(matches!(read_limited(&p, InputKind::XlConfig, 4), Err(InputError::TooLarge { size: 5, .. })));
+        assert!(matches!(read_limited(&p, InputKind::XlConfig, 4), Err(InputError::TooLarge { size: Some(5), .. })));
         let e = read_input(&dir.path().join("nope"), InputKind::Kernel).unwrap_err();
         assert!(e.to_string().contains("nope: cannot read kernel: No such file"), "{e}");
         std::fs::write(&p, b"\xff\xfe").unwrap();
         assert!(read_text(&p, InputKind::XlConfig).unwrap_err().to_string().ends_with("x.cfg: xl.cfg file is not UTF-8 text"));
+    }
+
+    #[test]
+    fn a_file_longer_than_its_length_says_is_still_bounded() {
+        // /proc files report length 0, like a file that grows after the check.
+        let e = read_limited(Path::new("/proc/self/status"), InputKind::Scenario, 16).unwrap_err();
+        assert!(matches!(e, InputError::TooLarge { size: None, limit: 16, .. }), "{e}");
+        assert!(e.to_string().ends_with("scenario file is too large: more than 16 bytes (the limit is 16 bytes)"), "{e}");
     }
 
     #[test]

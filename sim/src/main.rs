@@ -270,7 +270,8 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     let mut hv = match sim::new_hypervisor(memory + 16) {
         Ok(h) => h,
         Err(e @ StartError::Host(_)) => {
-            eprintln!("xenolith: {}: cannot start the simulator: {e}", kernel.display());
+            let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
+            eprintln!("xenolith: {}: domain {}: cannot start the simulator: {e}", kernel.display(), input::quote(name));
             return ExitCode::from(EXIT_HOST);
         }
         Err(e) => {

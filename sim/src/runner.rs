@@ -111,7 +111,8 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
     let mut hv = match crate::new_hypervisor(mem) {
         Ok(h) => h,
         Err(e) => {
-            let msg = format!("{}: cannot start the simulator: {e}", sc.path.display());
+            let names: Vec<String> = sc.domains.iter().map(|d| input::quote(&d.name)).collect();
+            let msg = format!("{}: domain {}: cannot start the simulator: {e}", sc.path.display(), names.join(", "));
             return Outcome {
                 name: sc.name.clone(),
                 path: sc.path.clone(),
