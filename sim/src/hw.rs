@@ -203,7 +203,8 @@ pub fn kernel_end(run: &QemuRun, name: &str) -> KernelEnd {
         Some("crash") => KernelEnd::Crash,
         Some("running") => KernelEnd::Timeout,
         Some(s @ ("reboot" | "destroyed" | "suspend" | "watchdog")) => KernelEnd::OtherShutdown(s.to_string()),
-        Some(other) => KernelEnd::ImageFailed(format!("domain {}: {}", input::quote(name), input::clip(other))),
+        Some("not-created") => KernelEnd::ImageFailed(format!("the image did not create domain {}", input::quote(name))),
+        Some(other) => KernelEnd::ImageFailed(format!("domain {} ended as {}", input::quote(name), input::quote(other))),
         None => KernelEnd::ImageFailed(format!("no result for domain {} in {}", input::quote(name), input::quote(done))),
     }
 }
@@ -378,9 +379,10 @@ mod tests {
         assert_eq!(end(&run(Some(33), &done("destroyed"))).code(), 4);
         // The bug: the image reset, came back and reported the domain not created; exit 0.
         let reset = format!("# xenolith image\n# gate=syscall\n{}", done("not-created"));
-        assert_eq!(end(&run(Some(33), &reset)).code(), 5);
-        let twice = format!("# xenolith image\n# gate=syscall\n# xenolith image\n{}", done("poweroff"));
-        assert!(matches!(end(&run(Some(33), &twice)), KernelEnd::ImageFailed(w) if w.contains("reset")));
+        assert_eq!(end(&run(Some(33), &reset)), KernelEnd::ImageFailed("the image reset (2 starts)".into()));
+        assert_eq!(end(&run(Some(33), &done("not-created"))), KernelEnd::ImageFailed("the image did not create domain \"hello\"".into()));
+        let twice = format!("# xenolith image\n# gate=syscall\n{}", done("poweroff"));
+        assert_eq!(end(&run(Some(33), &twice)).code(), 5, "a reset, even if the second start powered off");
         assert_eq!(end(&run(Some(33), "# xenolith image\n")).code(), 5, "no result");
         assert_eq!(end(&run(Some(33), "# done other=poweroff\n")).code(), 5, "no result for this domain");
         assert_eq!(end(&run(Some(35), "# xenolith image\n# error: panic\n")).code(), 5, "the image failed");

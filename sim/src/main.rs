@@ -396,7 +396,7 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         eprintln!("xenolith: {} under {} ({}): {} in {:.3} s", kernel.display(), a.name(), &gate[2..], done.trim_start_matches("# "), run.wall.as_secs_f64());
         let end = sim::hw::kernel_end(&run, &name);
         match &end {
-            sim::hw::KernelEnd::ImageFailed(why) => eprintln!("xenolith: the image failed under {}: {why}", a.name()),
+            sim::hw::KernelEnd::ImageFailed(why) => eprintln!("xenolith: under {}: {why}", a.name()),
             sim::hw::KernelEnd::Timeout if run.status.is_none() => eprintln!("xenolith: {}", run.problem().unwrap_or_default()),
             _ => {}
         }

@@ -2,6 +2,7 @@
 //! configs or scenarios; bad kernels in `run`; huge user strings; an address-space limit. Each must
 //! end quickly with the documented exit code and a message naming the file (or scenario and domain).
 
+#[allow(dead_code)] // run_scenario is for the scenario tests
 mod common;
 
 use std::path::{Path, PathBuf};
