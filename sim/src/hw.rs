@@ -281,6 +281,20 @@ pub fn qemu_memory(domain_mib: u64) -> u64 {
     (domain_mib + 128).max(192)
 }
 
+/// The image maps and manages 1 GiB of machine memory (`hv/src/arch/x86_64`: MAX_RAM), of
+/// which its own heap, tables and the M2P take up to 128 MiB: what is left for domains (MiB).
+pub const IMAGE_DOMAIN_MIB: u64 = 1024 - 128;
+
+/// Refuse domains that the image could not hold, before QEMU starts.
+pub fn check_image_memory(domain_mib: u64) -> Result<(), String> {
+    if domain_mib > IMAGE_DOMAIN_MIB {
+        return Err(format!(
+            "the domains need {domain_mib} MiB; the image manages 1 GiB of machine memory and can give domains at most {IMAGE_DOMAIN_MIB} MiB in all"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a scenario cannot be cross-checked on the image, if it cannot.
 pub fn hw_skip_reason(s: &scenario::Scenario) -> Option<String> {
     if !s.steps.is_empty() {

@@ -368,6 +368,10 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = sim::hw::check_image_memory(memory) {
+        eprintln!("xenolith: --memory {memory}: {e}");
+        return ExitCode::from(2);
+    }
     let pack = scratch("kernel.pack");
     if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
@@ -458,6 +462,11 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
             continue;
         }
         let mem: u64 = sc.domains.iter().map(|d| d.memory_mib + 2).sum();
+        if let Err(e) = sim::hw::check_image_memory(mem) {
+            let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
+            failed += 1;
+            continue;
+        }
         for &a in &accels {
             let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(mem), &append(&o.gate), o.timeout) {
                 Ok(r) => r,

@@ -94,6 +94,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     let heap_start = (image_end + 0xfff) & !0xfff;
     let heap_end = heap_start + HEAP_BYTES;
     if let Some((m, len)) = bi.module {
+        if m.checked_add(len).is_none_or(|end| end > MAX_RAM) {
+            // QEMU puts the module near the top of RAM: with more than 1 GiB it lies beyond
+            // the direct map, where reading it would fault in the hypervisor.
+            say("# error: the boot module lies above the 1 GiB the image maps (give QEMU less memory)");
+            cpu::exit(EXIT_FAIL);
+        }
         if m < heap_end && m + len > heap_start {
             say("# error: the boot module overlaps the heap");
             cpu::exit(EXIT_FAIL);
