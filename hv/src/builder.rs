@@ -211,7 +211,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     }
     // Hypercall page.
     if let Some(hp) = l.img.hypercall_page {
-        if hp < vb || hp + PAGE_SIZE > l.map_end || hp & (PAGE_SIZE - 1) != 0 {
+        if hp < vb || hp.checked_add(PAGE_SIZE).is_none_or(|end| end > l.map_end) || hp & (PAGE_SIZE - 1) != 0 {
             return Err(BuildError::Layout(alloc::format!("hypercall page {hp:#x} outside the image")));
         }
         let mut page = [0u8; PAGE_SIZE as usize];

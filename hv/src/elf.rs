@@ -40,8 +40,10 @@ pub struct KernelImage {
 /// Why an image cannot be booted as a PV64 guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElfError {
-    /// Not a parseable ELF file.
+    /// Not a parseable ELF file (the reason in our words, not the parser's).
     Parse(String),
+    /// Two PT_LOAD segments claim the same virtual bytes.
+    Overlap { a: (u64, u64), b: (u64, u64) },
     /// Not a 64-bit x86 ELF.
     NotX86_64,
     /// No loadable segments.
@@ -58,6 +60,11 @@ impl core::fmt::Display for ElfError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Parse(e) => write!(f, "not an ELF file: {e}"),
+            Self::Overlap { a, b } => write!(
+                f,
+                "PT_LOAD segments overlap: {:#x}..{:#x} and {:#x}..{:#x}",
+                a.0, a.1, b.0, b.1
+            ),
             Self::NotX86_64 => write!(f, "not an x86_64 ELF64 image"),
             Self::NoSegments => write!(f, "no PT_LOAD segments"),
             Self::Truncated => write!(f, "a segment lies outside the file"),
@@ -80,9 +87,25 @@ fn note_str(desc: &[u8]) -> String {
     String::from_utf8_lossy(&desc[..end]).into_owned()
 }
 
+/// Say why goblin refused the file, in words a user can act on (goblin's own are terse:
+/// "bad offset 1234").
+fn parse_error(bytes: &[u8], e: goblin::error::Error) -> ElfError {
+    use goblin::error::Error as G;
+    let len = bytes.len();
+    ElfError::Parse(match e {
+        _ if len < 4 || bytes[..4] != *b"\x7fELF" => "no ELF magic at the start of the file".into(),
+        G::BadMagic(_) => "bad ELF magic".into(),
+        G::BufferTooShort(n, what) => alloc::format!("the file ({len} bytes) is too short for {n} {what}"),
+        G::Scroll(_) => alloc::format!("a header or table lies outside the file ({len} bytes)"),
+        G::Malformed(m) => alloc::format!("malformed headers ({m})"),
+        #[allow(unreachable_patterns)] // goblin's IO variant exists only with its `std` feature
+        _ => "unreadable headers".into(),
+    })
+}
+
 /// Parse a kernel image.
 pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
-    let elf = Elf::parse(bytes).map_err(|e| ElfError::Parse(alloc::format!("{e}")))?;
+    let elf = Elf::parse(bytes).map_err(|e| parse_error(bytes, e))?;
     if !elf.is_64 || elf.header.e_machine != goblin::elf::header::EM_X86_64 {
         return Err(ElfError::NotX86_64);
     }
@@ -105,6 +128,13 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
     }
     if img.segments.is_empty() {
         return Err(ElfError::NoSegments);
+    }
+    // Segments may share a page, never a byte (libelf would load the later one over the
+    // earlier, silently). Sorted, so that a hostile header count costs n log n, not n^2.
+    let mut spans: Vec<(u64, u64)> = img.segments.iter().map(|s| (s.vaddr, s.vaddr + s.memsz)).collect();
+    spans.sort_unstable();
+    if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(ElfError::Overlap { a: w[0], b: w[1] });
     }
 
     let mut found = false;
@@ -150,6 +180,16 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
     }
     if !saw_entry_note && img.pvh_entry.is_some() && img.hypercall_page.is_none() {
         return Err(ElfError::Unsupported("PVH-only image (no PV entry point)".into()));
+    }
+    if img.virt_base & 0xfff != 0 {
+        return Err(ElfError::Unsupported(alloc::format!("VIRT_BASE {:#x} is not page-aligned", img.virt_base)));
+    }
+    // As libelf's elf_xen_addr_calc_check: the entry point must lie inside the image.
+    if img.entry < img.v_start || img.entry >= img.v_end {
+        return Err(ElfError::Unsupported(alloc::format!(
+            "entry point {:#x} outside the loaded segments {:#x}..{:#x}",
+            img.entry, img.v_start, img.v_end
+        )));
     }
     if img.virt_base > img.v_start {
         return Err(ElfError::Unsupported(alloc::format!(

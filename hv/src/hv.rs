@@ -13,7 +13,7 @@ use crate::evtchn;
 use crate::hypercall::{self, Ctx, Effects};
 use crate::mm::frames::{FrameTable, Owner};
 use crate::mm::paging::*;
-use crate::mm::pagetable::XenSlots;
+use crate::mm::pagetable::{PtCtx, XenSlots};
 use crate::mm::{MachineMemory, Mfn, PAGE_SIZE};
 use crate::platform::{Exit, Platform};
 use crate::traps;
@@ -539,6 +539,9 @@ impl<P: Platform> Hypervisor<P> {
 
     /// Carry out what a handled exit asked for. Returns false when the vCPU stops running.
     fn apply(&mut self, id: DomId, v: usize, fx: Effects, lines: Vec<String>) -> bool {
+        if !fx.release_tables.is_empty() {
+            self.release_tables(id, v, &fx.release_tables);
+        }
         for l in &lines {
             self.platform.trace(l);
         }
@@ -614,6 +617,20 @@ impl<P: Platform> Hypervisor<P> {
             return false;
         }
         !fx.yield_
+    }
+
+    /// Drop the base-pointer references a hypercall gave up, once the platform runs on the
+    /// vCPU's current tables: this is where a table the guest left can lose its type.
+    fn release_tables(&mut self, id: DomId, v: usize, tables: &[Mfn]) {
+        let Some((key, cr3)) = self.doms.get(&id).and_then(|d| d.vcpus.get(v)).map(|vc| (vc.key, vc.cpu.cr3)) else {
+            return;
+        };
+        self.platform.switch_tables(key, cr3);
+        let mut mem = MachineMemory::new(self.platform.memory());
+        let mut pt = PtCtx { frames: &mut self.frames, mem: &mut mem, dom: id, xen_slots: &self.xen.slots };
+        for &t in tables {
+            pt.put_type(t);
+        }
     }
 
     /// A domain's record by name.

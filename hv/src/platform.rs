@@ -95,6 +95,12 @@ pub trait Platform {
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64);
     /// The vCPU's page tables changed in ways a TLB may have cached.
     fn flush_tlb(&mut self, key: VcpuKey);
+    /// The vCPU's base pointer moved to `cr3`, and the core is about to drop its reference to
+    /// the tables it left (which may devalidate them, making them ordinary guest memory). A
+    /// platform whose hypervisor runs on the guest's page tables (bare metal, like Xen) must stop
+    /// running on the old tables now, before this returns: as Xen's `new_guest_cr3` writes the
+    /// new base before it puts the old one.
+    fn switch_tables(&mut self, key: VcpuKey, cr3: u64);
     /// Code in these machine frames may have been rewritten by the hypervisor (a rebuilt domain).
     fn code_changed(&mut self, first_maddr: u64, len: u64);
     /// Nothing is runnable: let `ns` of time pass. Returns the time that passed.

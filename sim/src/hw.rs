@@ -142,6 +142,10 @@ impl QemuRun {
         match self.status {
             Some(33) => None,
             Some(35) => Some(format!("the image failed: {}", self.output.lines().rev().find(|l| l.starts_with('#')).unwrap_or(""))),
+            Some(0) => Some(format!(
+                "the machine reset (a triple fault in the hypervisor){}",
+                self.output.lines().rev().find(|l| l.starts_with('#')).map(|l| format!("; last line: {l}")).unwrap_or_default()
+            )),
             Some(c) => Some(format!("QEMU exited with status {c}: {}", self.stderr.trim())),
             None => Some(format!("timed out after {:.1} s (QEMU killed)", self.wall.as_secs_f64())),
         }
@@ -158,6 +162,9 @@ pub fn qemu(image: &Path, pack: &Path, accel: Accel, mem_mib: u64, append: &str,
         "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off,acpi=off",
         "-nodefaults",
         "-no-user-config",
+        // A reset (a triple fault in the hypervisor) ends QEMU at once instead of booting the
+        // image again and again until the timeout.
+        "-no-reboot",
         "-display",
         "none",
         "-debugcon",

@@ -399,6 +399,11 @@ impl Platform for SimPlatform {
         }
     }
 
+    fn switch_tables(&mut self, _key: VcpuKey, _cr3: u64) {
+        // The simulated hypervisor runs on the host, never on guest page tables; the vCPU's
+        // instance loads the new CR3 when it next runs.
+    }
+
     fn code_changed(&mut self, _first_maddr: u64, _len: u64) {
         // New domains get new unicorn instances, whose translation caches start empty.
     }

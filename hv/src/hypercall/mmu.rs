@@ -189,8 +189,11 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
         op::UNPIN_TABLE => pt(ctx).unpin(mfn),
         op::NEW_BASEPTR => {
             pt(ctx).get_type(mfn, 4)?;
+            // The old base keeps its reference until the platform has left it (see
+            // `Effects::release_tables`): dropping it here could devalidate the very table the
+            // hypervisor is running on (Xen's new_guest_cr3 also switches before the put).
             let old = ctx.cur_ref().guest_table;
-            pt(ctx).put_type(old);
+            ctx.fx.release_tables.push(old);
             let v = ctx.cur();
             v.guest_table = mfn;
             if v.kernel_mode {
@@ -204,7 +207,7 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
                 pt(ctx).get_type(mfn, 4)?;
             }
             if let Some(old) = ctx.cur_ref().guest_table_user {
-                pt(ctx).put_type(old);
+                ctx.fx.release_tables.push(old);
             }
             let v = ctx.cur();
             v.guest_table_user = (o.arg1 != 0).then_some(mfn);

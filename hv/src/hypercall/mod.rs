@@ -96,6 +96,10 @@ pub struct Effects {
     pub hypercall: bool,
     /// Bytes the current domain wrote with console_io.
     pub console_out: Vec<u8>,
+    /// Page tables the current vCPU stopped using as a base pointer: their type references are
+    /// dropped only after the platform has switched away from them (`Platform::switch_tables`),
+    /// so that the hypervisor never runs on a table it has devalidated.
+    pub release_tables: Vec<Mfn>,
 }
 
 /// Everything a handler may touch.

@@ -158,3 +158,74 @@ fn kernel_at_the_top_of_the_address_space_is_an_error() {
     let r = r.expect("create_domain panicked");
     assert!(matches!(r, Err(ControlError::Build(_))), "{r:?}");
 }
+
+fn create(w: &mut World, name: &str, s: &Spec, memory_mib: u64) -> Result<crate::DomId, ControlError> {
+    let mut c = crate::domain::DomainConfig::new(name, name, Arc::from(image::build(s)));
+    c.memory_mib = memory_mib;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.try_create(c)));
+    r.unwrap_or_else(|_| panic!("create_domain panicked for {name}: {s:?}"))
+}
+
+/// Issue 6, bug 2: a HYPERCALL_PAGE note at the top of the address space made the builder's
+/// range check `hp + PAGE_SIZE` overflow (a panic for the whole batch).
+#[test]
+fn hypercall_page_at_the_top_of_the_address_space_is_a_build_error() {
+    let mut w = World::new();
+    let free = w.hv.frames.free_frames();
+    let s = Spec { hypercall_page: Some(0xffff_ffff_ffff_f000), ..Spec::default() };
+    let r = create(&mut w, "hp-top", &s, 16);
+    assert!(matches!(r, Err(ControlError::Build(BuildError::Layout(_)))), "{r:?}");
+    assert_eq!(w.hv.frames.free_frames(), free, "frames leaked");
+}
+
+/// Issue 6, bug 3: a VIRT_BASE that is not page-aligned panicked the builder with the minimum
+/// memory, and with more memory built a domain with shifted mappings. It is refused.
+#[test]
+fn unaligned_virt_base_is_refused() {
+    let mut w = World::new();
+    for (i, mib) in [1u64, 4, 16, 64].into_iter().enumerate() {
+        let s = Spec { virt_base: VB - 0x800, ..Spec::default() };
+        let r = create(&mut w, &format!("vb{i}"), &s, mib);
+        match r {
+            Err(ControlError::Build(BuildError::Elf(ElfError::Unsupported(m)))) => assert!(m.contains("not page-aligned"), "{m}"),
+            other => panic!("memory {mib}: {other:?}"),
+        }
+    }
+}
+
+/// Xen's libelf refuses an entry point outside the image (elf_xen_addr_calc_check).
+#[test]
+fn entry_outside_the_image_is_refused() {
+    for entry in [VB - 0x1000, VB + 0x10_0000, 0] {
+        let r = parse(&image::build(&Spec { entry, ..Spec::default() }));
+        assert!(matches!(&r, Err(ElfError::Unsupported(m)) if m.contains("entry point")), "{entry:#x}: {r:?}");
+    }
+}
+
+/// Overlapping PT_LOAD segments were accepted silently; sharing a page is fine.
+#[test]
+fn overlapping_segments_are_refused() {
+    let r = parse(&image::build(&Spec { extra_load: Some((VB + 0x2000, 0x1000)), ..Spec::default() }));
+    assert_eq!(r.unwrap_err(), ElfError::Overlap { a: (VB, VB + 0x5000), b: (VB + 0x2000, VB + 0x3000) });
+    let msg = format!("{}", ElfError::Overlap { a: (VB, VB + 0x5000), b: (VB + 0x2000, VB + 0x3000) });
+    assert!(msg.contains("overlap") && msg.contains("0xffffffff80002000"), "{msg}");
+    // Adjacent, and in the same page but not the same bytes.
+    assert!(parse(&image::build(&Spec { extra_load: Some((VB + 0x5000, 0x1000)), ..Spec::default() })).is_ok());
+    assert!(parse(&image::build(&Spec { bss_pages: 0, extra_load: Some((VB + 0x4000, 0x10)), ..Spec::default() })).is_ok());
+}
+
+/// Parse errors are in our words, never the parser's ("bad offset 1234").
+#[test]
+fn parse_errors_say_what_is_wrong() {
+    let good = image::kernel();
+    for cut in [0usize, 3, 20, 63, 64, 100, 200] {
+        let e = parse(&good[..cut]).unwrap_err();
+        let m = format!("{e}");
+        assert!(!m.contains("bad offset") && !m.contains("BadOffset"), "cut {cut}: {m}");
+        assert!(m.starts_with("not an ELF file") || m.contains("segment") || m.contains("Xen"), "cut {cut}: {m}");
+    }
+    let mut bad = good.clone();
+    bad[0x20..0x28].copy_from_slice(&0xffff_0000u64.to_le_bytes()); // e_phoff far past the end
+    let m = format!("{}", parse(&bad).unwrap_err());
+    assert!(m.contains("outside the file") || m.contains("too short") || m.contains("malformed"), "{m}");
+}

@@ -33,6 +33,8 @@ pub struct Spec {
     pub bss_pages: u64,
     /// Claim more file bytes than the file has.
     pub truncate: bool,
+    /// A second PT_LOAD (zero-filled): (vaddr, memsz).
+    pub extra_load: Option<(u64, u64)>,
 }
 
 impl Default for Spec {
@@ -47,6 +49,7 @@ impl Default for Spec {
             text_pages: 4,
             bss_pages: 1,
             truncate: false,
+            extra_load: None,
         }
     }
 }
@@ -127,8 +130,8 @@ pub fn build(s: &Spec) -> Vec<u8> {
     let text_off = 0x1000u64;
     let text_len = s.text_pages * 0x1000;
     let mut text = vec![0x90u8; text_len as usize];
-    let m = (s.entry - s.vaddr) as usize;
-    if m + MARKER.len() <= text.len() {
+    let m = s.entry.wrapping_sub(s.vaddr) as usize;
+    if m.saturating_add(MARKER.len()) <= text.len() {
         text[m..m + MARKER.len()].copy_from_slice(MARKER);
     }
     let notes = xen_notes(s);
@@ -137,7 +140,7 @@ pub fn build(s: &Spec) -> Vec<u8> {
     let shstr_off = notes_off + notes.len() as u64;
     let sh_off = (shstr_off + shstr.len() as u64).next_multiple_of(8);
     let with_pt_note = s.notes != Notes::SectionOnly;
-    let phnum: u16 = if with_pt_note { 2 } else { 1 };
+    let phnum: u16 = 1 + with_pt_note as u16 + s.extra_load.is_some() as u16;
 
     let mut f = Vec::new();
     f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -160,6 +163,9 @@ pub fn build(s: &Spec) -> Vec<u8> {
     phdr(&mut f, 1, 5, text_off, s.vaddr, filesz, memsz, 0x1000); // PT_LOAD R+X
     if with_pt_note {
         phdr(&mut f, 4, 4, notes_off, 0, notes.len() as u64, notes.len() as u64, 4); // PT_NOTE
+    }
+    if let Some((vaddr, memsz)) = s.extra_load {
+        phdr(&mut f, 1, 6, 0, vaddr, 0, memsz, 0x1000); // PT_LOAD RW, bss only
     }
     f.resize(text_off as usize, 0);
     f.extend_from_slice(&text);

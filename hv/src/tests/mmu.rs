@@ -270,3 +270,60 @@ fn vcpu_info_cannot_live_in_a_page_table() {
     let r = w.hypercall(d, nr::VCPU_OP, [crate::abi::hypercall::vcpu_op::REGISTER_VCPU_INFO, 0, arg, 0, 0]);
     assert_ne!(r, 0, "vcpu_info registered inside an L1 page table");
 }
+
+/// Copy the guest half of `d`'s current L4 into the page at `va` and map it read-only there.
+fn copy_l4(w: &mut World, d: DomId, va: u64) -> Mfn {
+    let old = l4(w, d);
+    let new = w.mfn_of(d, va);
+    for slot in (0..512u64).filter(|s| !(XEN_L4_FIRST as u64..=XEN_L4_LAST as u64).contains(s)) {
+        let e = w.mread_u64(old.maddr().add(slot * 8));
+        w.write(d, va + slot * 8, &e.to_le_bytes());
+    }
+    assert_eq!(w.update_va_mapping(d, va, pte(new, RO)), 0);
+    new
+}
+
+/// Issue 6, bug 1: a guest leaves an L4 whose last type reference was its base pointer. The
+/// core must not devalidate it (and remove the hypervisor's slots) while the CPU still runs on
+/// it: the mock checks, whenever the CPU leaves a table, that the slots were there all along.
+#[test]
+fn leaving_an_l4_held_only_by_the_base_pointer_never_runs_on_it_devalidated() {
+    let mut w = World::new();
+    let d = w.create("leave");
+    let old = l4(&w, d);
+    let copy_va = w.scratch(d, 3);
+    let copy = copy_l4(&mut w, d, copy_va);
+    // The builder's pin goes; the base pointer is now the old L4's only reference.
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, old.0), 0);
+    assert_eq!(w.hv.frames.get(old).unwrap().type_refs, 1);
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, copy.0), 0);
+    assert_eq!(w.cr3(d), copy.maddr().0);
+    assert_eq!(w.hv.platform.loaded_cr3, copy.maddr().0, "the platform switched before the put");
+    // The old L4 is ordinary memory again, as in Xen: the guest may map it writable.
+    assert_eq!(w.hv.frames.get(old).unwrap().ty, PageType::None);
+    // Switch back: the copy's base reference was its last one too (it was never pinned).
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, old.0), 0);
+    assert_eq!(w.hv.frames.get(copy).unwrap().ty, PageType::None);
+    assert_eq!(w.hv.frames.get(old).unwrap().ty, PageType::PageTable(4));
+    assert_eq!(w.console_write(d, "still alive\n"), 0);
+    assert_eq!(w.hv.record("leave").unwrap().console, vec!["still alive".to_string()]);
+}
+
+/// The same attack with the copy pinned, switched to, unpinned while in use, and left.
+#[test]
+fn unpinning_the_running_copy_then_leaving_it_is_safe() {
+    let mut w = World::new();
+    let d = w.create("leave2");
+    let old = l4(&w, d);
+    let copy_va = w.scratch(d, 4);
+    let copy = copy_l4(&mut w, d, copy_va);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L4_TABLE, copy.0), 0);
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, copy.0), 0);
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, copy.0), 0);
+    assert_eq!(w.hv.frames.get(copy).unwrap().type_refs, 1, "the base pointer holds it");
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, old.0), 0);
+    assert_eq!(w.hv.frames.get(copy).unwrap().ty, PageType::None);
+    // Mapping the ex-table writable is allowed now, and harmless.
+    assert_eq!(w.update_va_mapping(d, copy_va, pte(copy, RW)), 0);
+    assert_eq!(w.console_write(d, "ok\n"), 0);
+}

@@ -53,6 +53,12 @@ pub struct Mock {
     pub flushes: Vec<VcpuKey>,
     pub code_changed: Vec<(u64, u64)>,
     pub idle_ns: u64,
+    /// The page tables the "CPU" is on, as bare metal would be: the CR3 of the last run, or
+    /// of the last `switch_tables`; 0 (the platform's own tables) after a vCPU is destroyed.
+    pub loaded_cr3: u64,
+    /// The hypervisor's L4 slots (set by the test bench): every table the CPU is on must carry
+    /// them, or bare metal would fault in the hypervisor. Checked before the CPU leaves a table.
+    pub xen_slots: Option<Vec<u64>>,
 }
 
 impl Mock {
@@ -70,6 +76,22 @@ impl Mock {
             flushes: Vec::new(),
             code_changed: Vec::new(),
             idle_ns: 0,
+            loaded_cr3: 0,
+            xen_slots: None,
+        }
+    }
+
+    /// The CPU has been running the hypervisor on `loaded_cr3` since the last switch: it must
+    /// still be a table with the hypervisor's slots, as bare metal needs (panics otherwise).
+    fn check_loaded(&self) {
+        let (Some(slots), cr3) = (&self.xen_slots, self.loaded_cr3) else { return };
+        if cr3 == 0 {
+            return;
+        }
+        for (i, want) in slots.iter().enumerate() {
+            let a = (cr3 & !0xfff) as usize + (crate::abi::XEN_L4_FIRST + i) * 8;
+            let got = u64::from_le_bytes(self.mem[a..a + 8].try_into().expect("8 bytes"));
+            assert_eq!(got, *want, "the hypervisor ran on the table at {cr3:#x} after its slot {} was removed", crate::abi::XEN_L4_FIRST + i);
         }
     }
 
@@ -96,10 +118,14 @@ impl Platform for Mock {
     }
     fn vcpu_destroy(&mut self, key: VcpuKey) {
         self.destroyed.push(key);
+        self.check_loaded();
+        self.loaded_cr3 = 0;
     }
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget: u64) -> (Exit, u64) {
         assert!(self.created.contains(&key) && !self.destroyed.contains(&key), "run of a dead vCPU {key:?}");
         self.runs.push(Run { key, entry: *cpu, budget });
+        self.check_loaded();
+        self.loaded_cr3 = cpu.cr3;
         match self.scripts.get_mut(&key.dom).and_then(|q| q.pop_front()) {
             Some(step) => {
                 let exit = (step.f)(cpu, &mut self.mem);
@@ -113,6 +139,10 @@ impl Platform for Mock {
     }
     fn flush_tlb(&mut self, key: VcpuKey) {
         self.flushes.push(key);
+    }
+    fn switch_tables(&mut self, _key: VcpuKey, cr3: u64) {
+        self.check_loaded();
+        self.loaded_cr3 = cr3;
     }
     fn code_changed(&mut self, first_maddr: u64, len: u64) {
         self.code_changed.push((first_maddr, len));

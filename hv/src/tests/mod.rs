@@ -68,7 +68,8 @@ impl World {
     }
 
     pub fn with_gate(gate: Gate) -> Self {
-        let hv = Hypervisor::new(Mock::new(MACHINE_MIB, gate), RESERVED).expect("hypervisor over the mock");
+        let mut hv = Hypervisor::new(Mock::new(MACHINE_MIB, gate), RESERVED).expect("hypervisor over the mock");
+        hv.platform.xen_slots = Some(hv.xen.slots.to_vec());
         Self { hv }
     }
 

@@ -187,6 +187,17 @@ impl Platform for BareMetal {
         self.cur_cr3 = 0;
     }
 
+    fn switch_tables(&mut self, _key: VcpuKey, cr3: u64) {
+        // The hypervisor runs on the guest's tables (its slots are in every validated L4): move
+        // to the vCPU's new base now, before the core may devalidate the one we are on.
+        if self.cur_cr3 != cr3 {
+            // SAFETY: `cr3` is the vCPU's base pointer, a validated L4 holding a type reference,
+            // so it carries the hypervisor slots (the core writes them on validation).
+            unsafe { cpu::write_cr3(cr3) };
+            self.cur_cr3 = cr3;
+        }
+    }
+
     fn code_changed(&mut self, _first: u64, _len: u64) {}
 
     fn idle(&mut self, ns: u64) -> u64 {
