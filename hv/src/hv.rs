@@ -502,6 +502,11 @@ impl<P: Platform> Hypervisor<P> {
             vc.needs_flush = false;
             self.platform.flush_tlb(key);
         }
+        if let Some(why) = traps::entry_problem(&vc.cpu) {
+            let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
+            self.crash_domain(id, &line);
+            return false;
+        }
         update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now);
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
         self.now += ran;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use hv::domain::{Action, DomainConfig};
 
+use crate::input::{self, InputKind};
 use crate::{runner, scenario};
 
 /// Write the boot pack for a scenario, or for one kernel.
@@ -23,7 +24,9 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
             (0, d)
         }
         (None, Some(k)) => {
-            let bytes = std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?;
+            let bytes = input::read_input(k, InputKind::Kernel).map_err(|e| e.to_string())?;
+            // Refuse what the image could not load here, as bad input, not as the image's failure.
+            hv::elf::parse(&bytes).map_err(|e| format!("{}: not a Xen PV64 kernel: {e}", k.display()))?;
             let name = k.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
             let mut c = DomainConfig::new(name, &k.display().to_string(), Arc::from(bytes));
             c.memory_mib = memory;
@@ -149,6 +152,64 @@ impl QemuRun {
             Some(c) => Some(format!("QEMU exited with status {c}: {}", self.stderr.trim())),
             None => Some(format!("timed out after {:.1} s (QEMU killed)", self.wall.as_secs_f64())),
         }
+    }
+}
+
+/// How a `boot-hw --kernel` run ended, as `xenolith boot`'s exit codes where they apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEnd {
+    /// The guest powered off: exit 0.
+    Poweroff,
+    /// The guest crashed: exit 1.
+    Crash,
+    /// Still running when the image stopped it, or QEMU was killed at the timeout: exit 3.
+    Timeout,
+    /// Shut down otherwise (reboot) or destroyed: exit 4.
+    OtherShutdown(String),
+    /// The image itself failed — it reset, reported an error or panic, never created the domain,
+    /// or gave no result — or QEMU did not run: exit 5.
+    ImageFailed(String),
+}
+
+impl KernelEnd {
+    /// The process exit code (see the README's "Limits and exit codes").
+    pub fn code(&self) -> u8 {
+        match self {
+            KernelEnd::Poweroff => 0,
+            KernelEnd::Crash => 1,
+            KernelEnd::Timeout => 3,
+            KernelEnd::OtherShutdown(_) => 4,
+            KernelEnd::ImageFailed(_) => 5,
+        }
+    }
+}
+
+/// How the image's run of the one domain `name` ended (see [`KernelEnd`]).
+pub fn kernel_end(run: &QemuRun, name: &str) -> KernelEnd {
+    if run.status.is_none() {
+        return KernelEnd::Timeout;
+    }
+    if let Some(p) = run.problem() {
+        return KernelEnd::ImageFailed(p);
+    }
+    // A reset reboots the image: it would run again from the start, with a second header.
+    let starts = run.output.lines().filter(|l| l.starts_with("# xenolith image")).count();
+    if starts > 1 {
+        return KernelEnd::ImageFailed(format!("the image reset ({starts} starts)"));
+    }
+    let Some(done) = run.output.lines().find(|l| l.starts_with("# done")) else {
+        return KernelEnd::ImageFailed("the image gave no result (no \"# done\" line)".into());
+    };
+    let key = format!("{name}=");
+    let state = done.split_whitespace().find_map(|w| w.strip_prefix(key.as_str()));
+    match state {
+        Some("poweroff") => KernelEnd::Poweroff,
+        Some("crash") => KernelEnd::Crash,
+        Some("running") => KernelEnd::Timeout,
+        Some(s @ ("reboot" | "destroyed" | "suspend" | "watchdog")) => KernelEnd::OtherShutdown(s.to_string()),
+        Some("not-created") => KernelEnd::ImageFailed(format!("the image did not create domain {}", input::quote(name))),
+        Some(other) => KernelEnd::ImageFailed(format!("domain {} ended as {}", input::quote(name), input::quote(other))),
+        None => KernelEnd::ImageFailed(format!("no result for domain {} in {}", input::quote(name), input::quote(done))),
     }
 }
 
@@ -306,6 +367,35 @@ mod tests {
     fn console_lines_are_unescaped() {
         assert_eq!(console_text(r#"d1 console "say \"hi\"\tnow \u{1b}""#).as_deref(), Some("say \"hi\"\tnow \u{1b}"));
         assert_eq!(console_text("d1v0 sched_op(yield) = 0"), None);
+    }
+
+    fn run(status: Option<i32>, output: &str) -> QemuRun {
+        QemuRun { output: output.into(), status, wall: std::time::Duration::from_millis(40), stderr: String::new() }
+    }
+
+    #[test]
+    fn every_image_outcome_but_poweroff_is_a_failure_code() {
+        let done = |st: &str| format!("# xenolith image\n# gate=syscall\n# done hello={st} exits=3 hypercalls=9\n");
+        let end = |r: &QemuRun| kernel_end(r, "hello");
+        assert_eq!(end(&run(Some(33), &done("poweroff"))), KernelEnd::Poweroff);
+        assert_eq!(end(&run(Some(33), &done("poweroff"))).code(), 0);
+        assert_eq!(end(&run(Some(33), &done("crash"))).code(), 1);
+        assert_eq!(end(&run(Some(33), &done("running"))).code(), 3);
+        assert_eq!(end(&run(None, "# xenolith image\n")).code(), 3);
+        assert_eq!(end(&run(Some(33), &done("reboot"))), KernelEnd::OtherShutdown("reboot".into()));
+        assert_eq!(end(&run(Some(33), &done("destroyed"))).code(), 4);
+        // The bug: the image reset, came back and reported the domain not created; exit 0.
+        let reset = format!("# xenolith image\n# gate=syscall\n{}", done("not-created"));
+        assert_eq!(end(&run(Some(33), &reset)), KernelEnd::ImageFailed("the image reset (2 starts)".into()));
+        assert_eq!(end(&run(Some(33), &done("not-created"))), KernelEnd::ImageFailed("the image did not create domain \"hello\"".into()));
+        let twice = format!("# xenolith image\n# gate=syscall\n{}", done("poweroff"));
+        assert_eq!(end(&run(Some(33), &twice)).code(), 5, "a reset, even if the second start powered off");
+        assert_eq!(end(&run(Some(33), "# xenolith image\n")).code(), 5, "no result");
+        assert_eq!(end(&run(Some(33), "# done other=poweroff\n")).code(), 5, "no result for this domain");
+        assert_eq!(end(&run(Some(35), "# xenolith image\n# error: panic\n")).code(), 5, "the image failed");
+        assert_eq!(end(&run(Some(1), "")).code(), 5, "QEMU did not run");
+        // A name that is a prefix of another is not confused with it.
+        assert_eq!(end(&run(Some(33), "# done hello2=poweroff hello=crash\n")).code(), 1);
     }
 
     #[test]

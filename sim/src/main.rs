@@ -10,8 +10,22 @@ use hv::abi::ShutdownReason;
 use hv::domain::{Action, DomainConfig};
 use hv::RecordState;
 use rayon::prelude::*;
+use hv::hv::ControlError;
+use sim::input::{self, InputKind};
+use sim::platform::StartError;
 use sim::runner::{self, Outcome};
 use sim::scenario;
+
+/// Exit codes of `boot`, `run` and `boot-hw` (the README lists them under "Limits and exit codes"):
+/// 0 the guest powered off / every scenario passed; 1 the guest crashed / a scenario failed;
+/// [`EXIT_BAD_INPUT`]; 3 the instruction budget ran out (the guest still runs) or, on hardware,
+/// the timeout; 4 the guest shut down otherwise (reboot, watchdog) or was destroyed;
+/// [`EXIT_HOST`].
+const EXIT_BAD_INPUT: u8 = 2;
+/// The hypervisor itself could not run the guest: the host could not give the simulator its
+/// machine memory or a vCPU its unicorn instance; on hardware, the image reset, failed or gave no
+/// result.
+const EXIT_HOST: u8 = 5;
 
 #[derive(Parser)]
 #[command(name = "xenolith", version, about = "Xen-compatible PV64 hypervisor: the simulator")]
@@ -168,7 +182,24 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     if bad {
         return ExitCode::from(2);
     }
-    let outcomes: Vec<Outcome> = scenarios.par_iter().map(|s| runner::run(s, &guests)).collect();
+    // Every domain's kernel is read and checked before any scenario runs: bad input ends the
+    // command at once, with a line naming the scenario and the domain.
+    let mut configs = Vec::new();
+    for s in &scenarios {
+        let c = runner::domain_configs(s, &guests);
+        for (d, e) in s.domains.iter().zip(&c).filter_map(|(d, c)| Some((d, c.as_ref().err()?))) {
+            // The error names the domain's source file; name the scenario too when that is an xl.cfg.
+            let sc = if d.source == s.path { String::new() } else { format!("{}: ", s.path.display()) };
+            eprintln!("xenolith: {sc}{e}");
+            bad = true;
+        }
+        configs.push(c);
+    }
+    if bad {
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let outcomes: Vec<Outcome> =
+        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_configs(s, c)).collect::<Vec<_>>();
     let mut out = std::io::stdout().lock();
     if !quiet {
         for o in &outcomes {
@@ -209,15 +240,27 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
         failed += (!o.passed()) as usize;
     }
     let _ = writeln!(out, "{} passed, {} failed", outcomes.len() - failed, failed);
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let _ = out.flush();
+    for e in outcomes.iter().flat_map(|o| o.host_errors.iter().chain(&o.input_errors)) {
+        eprintln!("xenolith: {e}");
+    }
+    if outcomes.iter().any(|o| !o.host_errors.is_empty()) {
+        ExitCode::from(EXIT_HOST)
+    } else if outcomes.iter().any(|o| !o.input_errors.is_empty()) {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
-    let bytes = match std::fs::read(kernel) {
+    let bytes = match input::read_input(kernel, InputKind::Kernel) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("xenolith: {}: {e}", kernel.display());
-            return ExitCode::from(2);
+            eprintln!("xenolith: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
     if !(1..=4096).contains(&memory) {
@@ -226,9 +269,14 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     }
     let mut hv = match sim::new_hypervisor(memory + 16) {
         Ok(h) => h,
+        Err(e @ StartError::Host(_)) => {
+            let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
+            eprintln!("xenolith: {}: domain {}: cannot start the simulator: {e}", kernel.display(), input::quote(name));
+            return ExitCode::from(EXIT_HOST);
+        }
         Err(e) => {
             eprintln!("xenolith: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
     hv.platform.console_sink = Some(Box::new(|_, _, b| {
@@ -241,9 +289,17 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     c.memory_mib = memory;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
-    if let Err(e) = hv.create_domain(c) {
-        eprintln!("xenolith: {}: {e}", kernel.display());
-        return ExitCode::from(2);
+    match hv.create_domain(c) {
+        Ok(_) => {}
+        Err(e @ ControlError::Platform(_)) => {
+            let why = hv.platform.vcpu_error.take().unwrap_or_else(|| e.to_string());
+            eprintln!("xenolith: {}: domain {}: {why}", kernel.display(), input::quote(&name));
+            return ExitCode::from(EXIT_HOST);
+        }
+        Err(e) => {
+            eprintln!("xenolith: {}: {e}", kernel.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
     }
     while hv.any_running() && hv.now < max_insns {
         let next = (hv.now + 10_000_000).min(max_insns);
@@ -317,7 +373,8 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
     }
-    let mut code = ExitCode::SUCCESS;
+    let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
+    let mut code = 0u8;
     for a in accels {
         let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory), &append(&o.gate), o.timeout) {
             Ok(r) => r,
@@ -337,16 +394,16 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         let done = run.output.lines().find(|l| l.starts_with("# done")).unwrap_or("").to_string();
         let gate = run.output.lines().find(|l| l.starts_with("# gate=")).unwrap_or("# gate=?").to_string();
         eprintln!("xenolith: {} under {} ({}): {} in {:.3} s", kernel.display(), a.name(), &gate[2..], done.trim_start_matches("# "), run.wall.as_secs_f64());
-        if let Some(p) = run.problem() {
-            eprintln!("xenolith: {p}");
-            code = ExitCode::from(2);
-        } else if done.contains("=crash") {
-            code = ExitCode::from(1);
-        } else if done.contains("=running") {
-            code = ExitCode::from(3);
+        let end = sim::hw::kernel_end(&run, &name);
+        match &end {
+            sim::hw::KernelEnd::ImageFailed(why) => eprintln!("xenolith: under {}: {why}", a.name()),
+            sim::hw::KernelEnd::Timeout if run.status.is_none() => eprintln!("xenolith: {}", run.problem().unwrap_or_default()),
+            _ => {}
         }
+        // The worst outcome over the accelerators: any failure beats a poweroff.
+        code = code.max(end.code());
     }
-    code
+    ExitCode::from(code)
 }
 
 fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {

@@ -12,7 +12,7 @@ use hv::mm::paging::{self, PTE_NX, PTE_RW};
 use hv::mm::Mfn;
 use hv::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
 use hv::DomId;
-use unicorn_engine::{Arch, Mode, Prot, RegisterX86, Unicorn};
+use unicorn_engine::{Prot, RegisterX86, Unicorn};
 
 use crate::uc_fix::ExceptionState;
 
@@ -40,16 +40,18 @@ struct Ram {
 }
 
 impl Ram {
-    fn new(len: usize) -> Ram {
+    fn new(len: usize) -> Result<Ram, String> {
         // Ask for 16-byte alignment and align by hand: a page-aligned `alloc_zeroed` makes the
         // allocator memset the whole buffer, while a plain zeroed allocation of this size comes
         // straight from fresh (already zero) pages, so machine memory costs nothing until used.
-        let layout = std::alloc::Layout::from_size_align(len + 4096, 16).expect("valid layout");
+        let layout = std::alloc::Layout::from_size_align(len + 4096, 16).map_err(|e| format!("{len} bytes of machine memory: {e}"))?;
         // SAFETY: the layout has a non-zero size.
         let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!base.is_null(), "out of host memory for {len} bytes of machine memory");
+        if base.is_null() {
+            return Err(format!("the host cannot give {} MiB of machine memory", len >> 20));
+        }
         let ptr = base.wrapping_add(base.align_offset(4096));
-        Ram { ptr, len, base, layout }
+        Ok(Ram { ptr, len, base, layout })
     }
 }
 
@@ -142,6 +144,9 @@ pub struct SimPlatform {
     pub console_sink: Option<ConsoleSink>,
     /// Total guest instructions retired.
     pub instructions: u64,
+    /// Why the last vCPU could not be created (the core only hears "cannot create a unicorn
+    /// instance"), for the CLI's message.
+    pub vcpu_error: Option<String>,
 }
 
 fn gdt_entries() -> Vec<(usize, u64)> {
@@ -155,9 +160,15 @@ fn gdt_entries() -> Vec<(usize, u64)> {
 }
 
 impl SimPlatform {
-    /// A platform with `mib` MiB of machine memory.
+    /// A platform with `mib` MiB of machine memory; panics when the host cannot allocate it
+    /// (see [`SimPlatform::try_new`]).
     pub fn new(mib: u64) -> SimPlatform {
-        let ram = Ram::new((mib as usize) << 20);
+        Self::try_new(mib).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A platform with `mib` MiB of machine memory, or why the host cannot give it.
+    pub fn try_new(mib: u64) -> Result<SimPlatform, String> {
+        let ram = Ram::new((mib as usize) << 20)?;
         let mut p = SimPlatform {
             vcpus: HashMap::new(),
             ram,
@@ -165,6 +176,7 @@ impl SimPlatform {
             echo_trace: false,
             console_sink: None,
             instructions: 0,
+            vcpu_error: None,
         };
         let mem = p.memory();
         for (idx, d) in gdt_entries() {
@@ -174,7 +186,7 @@ impl SimPlatform {
         // The ring-0 entry stub: iretq into the guest.
         let s = (STUB_FRAME * 4096) as usize;
         mem[s..s + 2].copy_from_slice(&[0x48, 0xcf]);
-        p
+        Ok(p)
     }
 
     /// Map the simulator's private pages (GDT, stub, stack) into the hypervisor's address space.
@@ -197,7 +209,7 @@ impl SimPlatform {
             cr3: 0,
             icache: vec![(0, 0, 0); ICACHE],
         };
-        let mut uc = Unicorn::new_with_data(Arch::X86, Mode::MODE_64, data).map_err(|e| format!("unicorn: {e:?}"))?;
+        let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
         // platform drops its vCPUs before its memory).
         unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }
@@ -329,7 +341,7 @@ impl Platform for SimPlatform {
 
     fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
         let v = self.new_vcpu().map_err(|e| {
-            eprintln!("xenolith: cannot create vCPU {key:?}: {e}");
+            self.vcpu_error = Some(format!("cannot create vCPU {}: {e}", key.vcpu));
             "cannot create a unicorn instance"
         })?;
         self.vcpus.insert(key, v);
@@ -426,9 +438,20 @@ impl Platform for SimPlatform {
     }
 }
 
+/// Why a simulator could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The host could not give what it needs (machine memory).
+    #[error("{0}")]
+    Host(String),
+    #[error("{0}")]
+    Core(&'static str),
+}
+
 /// A hypervisor over a fresh simulator with `mib` MiB of machine memory.
-pub fn new_hypervisor(mib: u64) -> Result<hv::Hypervisor<SimPlatform>, &'static str> {
-    let mut h = hv::Hypervisor::new(SimPlatform::new(mib), RESERVED_FRAMES)?;
-    SimPlatform::map_private(&mut h)?;
+pub fn new_hypervisor(mib: u64) -> Result<hv::Hypervisor<SimPlatform>, StartError> {
+    let p = SimPlatform::try_new(mib).map_err(StartError::Host)?;
+    let mut h = hv::Hypervisor::new(p, RESERVED_FRAMES).map_err(StartError::Core)?;
+    SimPlatform::map_private(&mut h).map_err(StartError::Core)?;
     Ok(h)
 }

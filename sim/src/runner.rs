@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use hv::abi::ShutdownReason;
 use hv::domain::{Action as HvAction, DomainConfig};
+use hv::hv::ControlError;
 use hv::{Record, RecordState};
 
+use crate::input::{self, InputError, InputKind};
 use crate::scenario::{self, Action, DomainEnd, DomainSpec, Scenario, ShutdownKind, StepAction};
 
 /// The result of one scenario run.
@@ -24,6 +26,11 @@ pub struct Outcome {
     pub hypercalls: u64,
     pub virtual_ns: u64,
     pub wall: Duration,
+    /// Bad input among `failures`: a kernel that cannot be read or is refused (`run` exits 2).
+    pub input_errors: Vec<String>,
+    /// The host could not run the scenario among `failures`: no machine memory, no unicorn
+    /// instance for a vCPU (`run` exits 5).
+    pub host_errors: Vec<String>,
 }
 
 impl Outcome {
@@ -54,13 +61,20 @@ fn action(a: Action) -> HvAction {
     }
 }
 
-/// Build the core's config for a domain spec, reading its kernel.
+/// Build the core's config for a domain spec, reading its kernel (bounded, see [`crate::input`])
+/// and checking that it is an ELF the core can load. Errors start with the domain's source file
+/// (the scenario, or its xl.cfg) and name the domain and the kernel.
 pub fn domain_config(spec: &DomainSpec, guests: &Path) -> Result<DomainConfig, String> {
     let path = scenario::resolve_kernel(spec, guests);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        let hint = if spec.kernel.contains('/') { "" } else { " (build the guests: cargo xtask guests)" };
-        format!("{}: domain {:?}: kernel {}: {e}{hint}", spec.source.display(), spec.name, path.display())
+    let whose = format!("{}: domain {}", spec.source.display(), input::quote(&spec.name));
+    let bytes = input::read_input(&path, InputKind::Kernel).map_err(|e| {
+        let missing = matches!(&e, InputError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let hint = if missing && !spec.kernel.contains('/') { " (build the guests: cargo xtask guests)" } else { "" };
+        format!("{whose}: {e}{hint}")
     })?;
+    if let Err(e) = hv::elf::parse(&bytes) {
+        return Err(format!("{whose}: {}: not a Xen PV64 kernel: {e}", path.display()));
+    }
     let mut c = DomainConfig::new(&spec.name, &spec.kernel, Arc::from(bytes));
     c.memory_mib = spec.memory_mib;
     c.vcpus = spec.vcpus;
@@ -77,37 +91,59 @@ pub fn domain_config(spec: &DomainSpec, guests: &Path) -> Result<DomainConfig, S
     Ok(c)
 }
 
+/// Every domain's config (see [`domain_config`]), in scenario order.
+pub fn domain_configs(sc: &Scenario, guests: &Path) -> Vec<Result<DomainConfig, String>> {
+    sc.domains.iter().map(|spec| domain_config(spec, guests)).collect()
+}
+
 /// Run one scenario in a fresh simulator.
 pub fn run(sc: &Scenario, guests: &Path) -> Outcome {
+    run_configs(sc, domain_configs(sc, guests))
+}
+
+/// Run one scenario in a fresh simulator, with its domains' configs already built (one per
+/// domain, see [`domain_configs`]); a domain whose config is an error is not created.
+pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) -> Outcome {
     let started = Instant::now();
     let mut failures = Vec::new();
+    let (mut input_errors, mut host_errors) = (Vec::new(), Vec::new());
     let mem: u64 = sc.domains.iter().map(|d| d.memory_mib + 2).sum::<u64>() + 16;
     let mut hv = match crate::new_hypervisor(mem) {
         Ok(h) => h,
         Err(e) => {
+            let names: Vec<String> = sc.domains.iter().map(|d| input::quote(&d.name)).collect();
+            let msg = format!("{}: domain {}: cannot start the simulator: {e}", sc.path.display(), names.join(", "));
             return Outcome {
                 name: sc.name.clone(),
                 path: sc.path.clone(),
                 trace: vec![],
-                failures: vec![format!("cannot start the simulator: {e}")],
+                failures: vec![msg.clone()],
                 records: BTreeMap::new(),
                 instructions: 0,
                 hypercalls: 0,
                 virtual_ns: 0,
                 wall: started.elapsed(),
-            }
+                input_errors,
+                host_errors: vec![msg],
+            };
         }
     };
-    for spec in &sc.domains {
-        match domain_config(spec, guests) {
-            Ok(c) => {
-                if let Err(e) = hv.create_domain(c) {
-                    failures.push(format!("domain {:?}: {e}", spec.name));
+    for (spec, config) in sc.domains.iter().zip(configs) {
+        match config {
+            Ok(c) => match hv.create_domain(c) {
+                Ok(_) => {}
+                Err(e @ ControlError::Platform(_)) => {
+                    let why = hv.platform.vcpu_error.take().unwrap_or_else(|| e.to_string());
+                    host_errors.push(format!("{}: domain {}: {why}", sc.path.display(), input::quote(&spec.name)));
                 }
-            }
-            Err(e) => failures.push(e),
+                Err(e) => input_errors.push(format!("{}: domain {}: {e}", sc.path.display(), input::quote(&spec.name))),
+            },
+            // Errors name the domain's source file; name the scenario too when that is an xl.cfg.
+            Err(e) if spec.source == sc.path => input_errors.push(e),
+            Err(e) => input_errors.push(format!("{}: {e}", sc.path.display())),
         }
     }
+    failures.extend(input_errors.iter().chain(&host_errors).cloned());
     for step in &sc.steps {
         hv.run_until(step.at_ns);
         let r = match &step.action {
@@ -147,6 +183,8 @@ pub fn run(sc: &Scenario, guests: &Path) -> Outcome {
         failures,
         records,
         wall: started.elapsed(),
+        input_errors,
+        host_errors,
     }
 }
 

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::input::{self, clip, quote, InputKind};
 use super::xlcfg;
 
 /// A loaded, validated scenario.
@@ -242,6 +243,8 @@ pub enum ScenarioError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
     #[error("{}:{line}: {field}: {message}", file.display())]
     Invalid {
         file: PathBuf,
@@ -264,7 +267,7 @@ impl At {
         ScenarioError::Invalid {
             file: self.file.clone(),
             line: self.line,
-            field: self.field.clone(),
+            field: clip(&self.field),
             message: message.into(),
         }
     }
@@ -312,7 +315,8 @@ pub(crate) fn canonical_key(key: &str) -> Option<&'static str> {
 pub(crate) fn unknown_key(at: &At, key: &str, extra: &str) -> ScenarioError {
     let known: Vec<&str> = DOMAIN_KEYS.iter().map(|(k, _)| *k).collect();
     at.err(format!(
-        "unknown key \"{key}\" (expected {extra}{})",
+        "unknown key {} (expected {extra}{})",
+        quote(key),
         known.join(", ")
     ))
 }
@@ -352,7 +356,7 @@ fn want_int(v: FieldValue, at: &At, range: Range<i64>) -> Result<i64, ScenarioEr
     let i = match v {
         FieldValue::Int(i) => i,
         FieldValue::Str(s) => {
-            return Err(at.err(format!("expected an integer, found string \"{s}\"")))
+            return Err(at.err(format!("expected an integer, found string {}", quote(&s))))
         }
         FieldValue::List(_) => return Err(at.err("expected an integer, found a list")),
     };
@@ -372,7 +376,8 @@ fn want_action(v: FieldValue, at: &At) -> Result<Action, ScenarioError> {
     Action::parse(&s).ok_or_else(|| {
         let all: Vec<&str> = Action::ALL.iter().map(|(n, _)| *n).collect();
         at.err(format!(
-            "unknown action \"{s}\" (expected {})",
+            "unknown action {} (expected {})",
+            quote(&s),
             all.join(", ")
         ))
     })
@@ -381,19 +386,21 @@ fn want_action(v: FieldValue, at: &At) -> Result<Action, ScenarioError> {
 /// Checks a domain name: `[A-Za-z0-9_.-]{1,64}`, not all digits.
 pub fn check_domain_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
-        return Err(format!("domain name \"{name}\" must be 1 to 64 characters"));
+        return Err(format!("domain name {} must be 1 to 64 characters", quote(name)));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
     {
         return Err(format!(
-            "domain name \"{name}\" has {c:?}; allowed are A-Z a-z 0-9 _ . -"
+            "domain name {} has {c:?}; allowed are A-Z a-z 0-9 _ . -",
+            quote(name)
         ));
     }
     if name.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
-            "domain name \"{name}\" is all digits (xl would read it as a domain id)"
+            "domain name {} is all digits (xl would read it as a domain id)",
+            quote(name)
         ));
     }
     Ok(())
@@ -441,7 +448,8 @@ impl DomainBuilder {
                 let s = want_str(v, &at)?;
                 if s != "pv" {
                     return Err(at.err(format!(
-                        "type \"{s}\" is not supported (xenolith runs PV guests: \"pv\")"
+                        "type {} is not supported (xenolith runs PV guests: \"pv\")",
+                        quote(&s)
                     )));
                 }
             }
@@ -449,7 +457,8 @@ impl DomainBuilder {
                 let s = want_str(v, &at)?;
                 if s != "generic" && s != "linux" {
                     return Err(at.err(format!(
-                        "builder \"{s}\" is not supported (PV: \"generic\")"
+                        "builder {} is not supported (PV: \"generic\")",
+                        quote(&s)
                     )));
                 }
             }
@@ -542,7 +551,7 @@ pub fn resolve_kernel(spec: &DomainSpec, guests_dir: &Path) -> PathBuf {
 /// e.g. `"50ms"`, `"1.5 us"`. The result must be a whole number of nanoseconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let bad =
-        || format!("bad duration \"{s}\" (expected a number and ns, us, ms or s, e.g. \"50ms\")");
+        || format!("bad duration {} (expected a number and ns, us, ms or s, e.g. \"50ms\")", quote(s));
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -559,7 +568,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     if int.is_empty() || frac.contains('.') || (num.contains('.') && frac.is_empty()) {
         return Err(bad());
     }
-    let too_big = || format!("duration \"{s}\" is too large");
+    let too_big = || format!("duration {} is too large", quote(s));
     let mut ns = int
         .parse::<u64>()
         .map_err(|_| too_big())?
@@ -572,7 +581,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         if place == 0 {
             if digit != 0 {
                 return Err(format!(
-                    "duration \"{s}\" is not a whole number of nanoseconds"
+                    "duration {} is not a whole number of nanoseconds",
+                    quote(s)
                 ));
             }
             continue;
@@ -623,10 +633,7 @@ pub fn load_dir_or_file(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = input::read_text(path, InputKind::Scenario)?;
     parse_str(&text, path)
 }
 
@@ -892,7 +899,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     for (k, v) in &top {
         if !["description", "run_for", "domain", "step", "expect"].contains(&k.as_str()) {
             let msg = format!(
-                "unknown key \"{k}\" (expected description, run_for, domain, step, expect)"
+                "unknown key {} (expected description, run_for, domain, step, expect)",
+                quote(k)
             );
             return Err(cx.at(v.span(), k.clone()).err(msg));
         }
@@ -933,7 +941,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
                 .map_or(d.span(), |(_, v)| v.span());
             return Err(cx
                 .at(name_line, format!("{field}.name"))
-                .err(format!("duplicate domain name \"{}\"", spec.name)));
+                .err(format!("duplicate domain name {}", quote(&spec.name))));
         }
         domains.push(spec);
     }
@@ -982,10 +990,8 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         let cfg_field = format!("{field}.config");
         let rel = cx.str(v, &cfg_field)?;
         let cfg = cx.file.parent().unwrap_or(Path::new("")).join(&rel);
-        let text = std::fs::read_to_string(&cfg).map_err(|e| {
-            cx.at(v.span(), &cfg_field)
-                .err(format!("cannot read \"{}\": {e}", cfg.display()))
-        })?;
+        let text = input::read_text(&cfg, InputKind::XlConfig)
+            .map_err(|e| cx.at(v.span(), &cfg_field).err(e.to_string()))?;
         xlcfg::apply(&text, &cfg, &mut b)?;
         source = cfg;
     }
@@ -999,7 +1005,8 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         let canon = canonical_key(key).ok_or_else(|| unknown_key(&at, key, "config, "))?;
         if !seen.insert(canon) {
             return Err(at.err(format!(
-                "\"{key}\" given twice (aliases: cmdline/extra, weight/cpu_weight)"
+                "{} given twice (aliases: cmdline/extra, weight/cpu_weight)",
+                quote(key)
             )));
         }
         let value = match v.get_ref() {
@@ -1032,7 +1039,7 @@ fn parse_step(
             "at" => at = Some((cx.duration(v, &format!("{field}.at"))?, v.span())),
             "do" => action = Some((cx.str(v, &format!("{field}.do"))?, v.span())),
             other => {
-                let msg = format!("unknown key \"{other}\" (expected at, do)");
+                let msg = format!("unknown key {} (expected at, do)", quote(other));
                 return Err(cx.at(v.span(), format!("{field}.{other}")).err(msg));
             }
         }
@@ -1067,13 +1074,13 @@ pub fn parse_action(text: &str, domains: &[DomainSpec]) -> Result<StepAction, St
     let domain = |name: &str| -> Result<String, String> {
         match domains.iter().find(|d| d.name == name) {
             Some(_) => Ok(name.to_string()),
-            None => Err(format!("no domain named \"{name}\" in this scenario")),
+            None => Err(format!("no domain named {} in this scenario", quote(name))),
         }
     };
     let one = |args: &[&str]| -> Result<String, String> {
         match args {
             [name] => domain(name),
-            _ => Err(format!("usage: {cmd} DOMAIN")),
+            _ => Err(format!("usage: {} DOMAIN", clip(cmd))),
         }
     };
     Ok(match cmd {
@@ -1091,7 +1098,8 @@ pub fn parse_action(text: &str, domains: &[DomainSpec]) -> Result<StepAction, St
         "sched-credit" => parse_sched_credit(args, domains, &domain)?,
         other => {
             return Err(format!(
-                "unknown action \"{other}\" (expected pause, unpause, shutdown, reboot, destroy, sched-credit, console)"
+                "unknown action {} (expected pause, unpause, shutdown, reboot, destroy, sched-credit, console)",
+                quote(other)
             ))
         }
     })
@@ -1111,13 +1119,15 @@ fn parse_sched_credit(
             _ => (opt, None),
         };
         let Some(value) = inline.or_else(|| it.next().copied()) else {
-            return Err(format!("{opt} needs a value; {USAGE}"));
+            return Err(format!("{} needs a value; {USAGE}", clip(opt)));
         };
         let number = |lo: u32, hi: u32| -> Result<u16, String> {
             match value.parse::<u32>() {
                 Ok(n) if (lo..=hi).contains(&n) => Ok(n as u16),
                 _ => Err(format!(
-                    "{name} {value}: expected an integer in {lo}..={hi}"
+                    "{} {}: expected an integer in {lo}..={hi}",
+                    clip(name),
+                    clip(value)
                 )),
             }
         };
@@ -1125,7 +1135,7 @@ fn parse_sched_credit(
             "-d" | "--domain" => dom = Some(domain(value)?),
             "-w" | "--weight" => weight = Some(number(1, 65535)?),
             "-c" | "--cap" => cap = Some(number(0, 65535)?),
-            _ => return Err(format!("unknown option \"{opt}\"; {USAGE}")),
+            _ => return Err(format!("unknown option {}; {USAGE}", quote(opt))),
         }
     }
     let Some(dom) = dom else {
@@ -1156,14 +1166,14 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
         let kind = kind.as_str();
         if !["console", "shutdown", "trace", "cpu_percent"].contains(&kind) {
             let msg =
-                format!("unknown key \"{kind}\" (expected console, shutdown, trace, cpu_percent)");
+                format!("unknown key {} (expected console, shutdown, trace, cpu_percent)", quote(kind));
             return Err(cx.at(table.span(), format!("expect.{kind}")).err(msg));
         }
         for (name, value) in cx.table(table, &format!("expect.{kind}"))? {
             let field = format!("expect.{kind}.{}", name);
             let at = cx.at(value.span(), &field);
             let Some(dom) = domains.iter().find(|d| d.name == *name) else {
-                return Err(at.err(format!("no domain named \"{}\" in this scenario", name)));
+                return Err(at.err(format!("no domain named {} in this scenario", quote(name))));
             };
             let name = dom.name.clone();
             match kind {
@@ -1183,7 +1193,7 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
                 "shutdown" => {
                     let s = cx.str(value, &field)?;
                     let end = DomainEnd::parse(&s).ok_or_else(|| {
-                        at.err(format!("unknown end \"{s}\" (expected poweroff, reboot, crash, running, destroyed)"))
+                        at.err(format!("unknown end {} (expected poweroff, reboot, crash, running, destroyed)", quote(&s)))
                     })?;
                     expect.shutdown.insert(name, end);
                 }
@@ -1368,7 +1378,7 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}[expect]\nshutdown.a = \"melted\"\n"), "scenarios/x.toml:6: expect.shutdown.a: unknown end \"melted\""),
             (&format!("{DOM}[expect]\ncpu_percent.a = [50, 10]\n"), "scenarios/x.toml:6: expect.cpu_percent.a: expected [LOW, HIGH]"),
             (&format!("{DOM}[expect]\nlogs.a = 1\n"), "scenarios/x.toml:6: expect.logs: unknown key \"logs\""),
-            (&format!("{DOM}config = \"nope.cfg\"\n"), "scenarios/x.toml:5: domain[0].config: cannot read \"scenarios/nope.cfg\""),
+            (&format!("{DOM}config = \"nope.cfg\"\n"), "scenarios/x.toml:5: domain[0].config: scenarios/nope.cfg: cannot read xl.cfg file: No such file"),
             ("run_for = \"1s\"\n[[domain]\n", "scenarios/x.toml:2: [[domain]: syntax error:"),
             ("run_for = \"1s\"\nmemory = = 3\n", "scenarios/x.toml:2: memory: syntax error:"),
             ("run_for = \"1s\"\nrun_for = \"2s\"\n", "scenarios/x.toml:2: run_for: syntax error:"),
@@ -1469,7 +1479,7 @@ cpu_percent.spin = [10, 200]
         assert!(load(&dir.path().join("missing.toml"))
             .unwrap_err()
             .to_string()
-            .contains("missing.toml: cannot read"));
+            .contains("missing.toml: cannot read scenario file"));
     }
 
     #[test]

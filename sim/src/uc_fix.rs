@@ -8,12 +8,54 @@
 //! `uc_context_save` copies. We find their offset once per process by calibration (a known
 //! `int $0x41`, then a known #DE), then after every exception exit read the error code and
 //! `exception_is_int` and write `old_exception = -1` back through a context restore.
+//!
+//! Also [`new_instance`], which every unicorn instance of the simulator comes from: it gives the
+//! instance a small translation buffer (unicorn's default reserves 1 GiB of address space per
+//! instance) and checks that the host has room for it first, since unicorn ends the process when
+//! it cannot allocate one.
 
 use std::sync::OnceLock;
 
 use unicorn_engine::unicorn_const::uc_error;
 use unicorn_engine::{uc_context, uc_context_alloc, uc_context_free, uc_context_restore, uc_context_save, uc_context_size};
 use unicorn_engine::{Arch, Mode, Prot, RegisterX86, Unicorn};
+
+/// The translation (TCG) buffer of every instance. Unicorn's default is 1 GiB of virtual memory
+/// per instance, all of it reserved up front; 8 MiB holds the guests' code many times over.
+pub const TCG_BUFFER_BYTES: u32 = 8 << 20;
+
+/// Address space an instance needs, with a margin: its translation buffer, its TLB and QEMU's
+/// other structures come to about 9 MiB of virtual memory (measured with unicorn 2.1.5).
+pub const INSTANCE_ADDRESS_SPACE: usize = 32 << 20;
+
+/// `UC_CTL_WRITE(UC_CTL_TCG_BUFFER_SIZE, 1)` (unicorn.h; the Rust crate has no wrapper for it).
+const CTL_WRITE_TCG_BUFFER_SIZE: u32 = 13 | (1 << 26) | (1 << 30);
+
+/// A new x86-64 unicorn instance with a [`TCG_BUFFER_BYTES`] translation buffer.
+///
+/// Unicorn initialises its engine on the first call that needs it and allocates the translation
+/// buffer then, so the size is set right after `uc_open`. When that allocation fails unicorn
+/// prints "Could not allocate dynamic translator buffer" and calls `exit(1)`; so first this
+/// reserves (and gives back) [`INSTANCE_ADDRESS_SPACE`] of address space, and reports an error
+/// instead when the host (e.g. an address-space limit) cannot give it.
+pub fn new_instance<'a, D>(data: D) -> Result<Unicorn<'a, D>, String> {
+    let mut probe: Vec<u8> = Vec::new();
+    if probe.try_reserve_exact(INSTANCE_ADDRESS_SPACE).is_err() {
+        return Err(format!(
+            "the host cannot give a unicorn instance its {} MiB of address space (is an address-space limit, ulimit -v, set?)",
+            INSTANCE_ADDRESS_SPACE >> 20
+        ));
+    }
+    drop(probe);
+    let uc = Unicorn::new_with_data(Arch::X86, Mode::MODE_64, data).map_err(|e| format!("unicorn: {e:?}"))?;
+    // SAFETY: a valid handle; this control takes one uint32_t argument (unicorn.h) and is only
+    // stored until the engine initialises, which no call before this one has triggered.
+    let err = unsafe { unicorn_engine::uc_ctl(uc.get_handle(), unicorn_engine::ControlType(CTL_WRITE_TCG_BUFFER_SIZE), TCG_BUFFER_BYTES) };
+    if err != uc_error::OK {
+        return Err(format!("unicorn: setting the translation buffer size: {err:?}"));
+    }
+    Ok(uc)
+}
 
 /// Offsets (from the start of a saved `uc_context`) of the fields we use.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +111,7 @@ fn rd_u64(b: &[u8], o: usize) -> Option<u64> {
 
 /// Find the offsets with a throw-away instance.
 fn calibrate() -> Result<Offsets, String> {
-    let mut uc = Unicorn::new(Arch::X86, Mode::MODE_64).map_err(|e| format!("{e:?}"))?;
+    let mut uc = new_instance(())?;
     uc.mem_map(0x1000, 0x2000, Prot::ALL).map_err(|e| format!("{e:?}"))?;
     // 0x1000: int $0x41 ; 0x1002: xor ecx,ecx ; div ecx
     uc.mem_write(0x1000, &[0xcd, 0x41, 0x31, 0xc9, 0xf7, 0xf1, 0xf4]).map_err(|e| format!("{e:?}"))?;

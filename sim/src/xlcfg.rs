@@ -22,6 +22,7 @@
 
 use std::path::Path;
 
+use super::input::quote;
 use super::scenario::{
     canonical_key, unknown_key, At, DomainBuilder, DomainSpec, FieldValue, ScenarioError,
 };
@@ -44,10 +45,7 @@ pub struct XlEntry {
 
 /// Reads an xl.cfg file into a domain spec (its `source`).
 pub fn load(path: &Path) -> Result<DomainSpec, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_text(path, crate::input::InputKind::XlConfig)?;
     parse_str(&text, path)
 }
 
@@ -77,8 +75,8 @@ pub(crate) fn apply(text: &str, file: &Path, b: &mut DomainBuilder) -> Result<()
         let canon = canonical_key(&e.key).ok_or_else(|| unknown_key(&at, &e.key, ""))?;
         if seen.contains(&canon) {
             return Err(at.err(format!(
-                "\"{}\" given twice (aliases: cmdline/extra, weight/cpu_weight)",
-                e.key
+                "{} given twice (aliases: cmdline/extra, weight/cpu_weight)",
+                quote(&e.key)
             )));
         }
         seen.push(canon);
@@ -168,7 +166,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
                         Some(hex) => i64::from_str_radix(hex, 16),
                         None => w.parse(),
                     };
-                    Tok::Int(n.map_err(|_| (line, format!("bad number \"{w}\"")))?)
+                    Tok::Int(n.map_err(|_| (line, format!("bad number {}", quote(&w))))?)
                 } else {
                     Tok::Ident(w)
                 }
@@ -259,8 +257,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<XlEntry>, ScenarioError> {
 fn describe(t: Option<&Tok>) -> String {
     match t {
         None => "end of file".into(),
-        Some(Tok::Ident(w)) => format!("\"{w}\""),
-        Some(Tok::Str(s)) => format!("string \"{s}\""),
+        Some(Tok::Ident(w)) => quote(w),
+        Some(Tok::Str(s)) => format!("string {}", quote(s)),
         Some(Tok::Int(i)) => format!("number {i}"),
         Some(Tok::Eq) => "'='".into(),
         Some(Tok::Open) => "'['".into(),

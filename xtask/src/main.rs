@@ -22,6 +22,7 @@ use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
@@ -77,10 +78,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xtask {cmd}: error: {e}");
-            ExitCode::FAILURE
+            // `xenolith boot-hw`'s exit code says how the run ended (README: "Limits and exit codes").
+            match CHILD_CODE.load(Ordering::Relaxed) {
+                c if cmd == "boot-hw" && c != 0 => ExitCode::from(c),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
+
+/// The exit code of the last command that failed with one (see `run`).
+static CHILD_CODE: AtomicU8 = AtomicU8::new(0);
 
 /// The workspace root: the parent of this crate's directory.
 fn repo_root() -> PathBuf {
@@ -93,7 +101,10 @@ fn run(cmd: &mut Command) -> Result {
     let line = format!("{cmd:?}").replace('"', "");
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("`{line}` failed ({s})")),
+        Ok(s) => {
+            CHILD_CODE.store(s.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1), Ordering::Relaxed);
+            Err(format!("`{line}` failed ({s})"))
+        }
         Err(e) => Err(format!("cannot run `{line}`: {e}")),
     }
 }

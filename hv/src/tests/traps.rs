@@ -296,3 +296,24 @@ fn pending_events_are_delivered_to_the_callback() {
     assert_eq!(w.upcall_mask(d), 1, "the callback runs with events masked");
     w.assert_trace(&[&format!("d1v0 event upcall -> {cb:#x}")]);
 }
+
+/// A context the CPU would refuse to enter (bare metal faults in its own `iretq`) crashes the
+/// domain before the platform is asked to run it; the platform never sees it.
+#[test]
+fn iret_to_a_context_the_cpu_cannot_enter_crashes_only_the_domain() {
+    for (cs, ss, rip, why) in [
+        (0x1230u64, 0xe02bu64, ENTRY, "code selector 0x1233"),
+        (0xe030, 0x0, ENTRY, "stack selector 0x3"),
+        (0xe030, 0xe02b, 0x8000_0000_0000_0000, "rip 0x8000000000000000 is not canonical"),
+    ] {
+        let (mut w, d) = with_traps();
+        let stack = w.scratch(d, 28) + 0x400;
+        iret_ctx(&mut w, d, IretContext { rip, cs, rflags: 0x202, rsp: stack, ss, ..Default::default() });
+        w.step_hypercall(d, nr::IRET, [0; 5]);
+        let runs = w.hv.platform.runs.len();
+        w.run();
+        assert_eq!(w.hv.record("traps").unwrap().shutdowns, vec![ShutdownReason::Crash], "{why}");
+        assert_eq!(w.hv.platform.runs.len(), runs + 1, "{why}: the refused context was run");
+        w.assert_trace(&["cannot enter d1v0", why]);
+    }
+}

@@ -4,7 +4,10 @@
 //! guest's registers and `iretq`s to ring 3. Any trap or `syscall` from ring 3 lands on the trap
 //! stack (TSS.rsp0), pushes a [`Frame`], and jumps back to the saved hypervisor stack, so
 //! `enter_guest` returns with the exit frame in `XEN_EXIT_FRAME`. A trap taken in ring 0 is a
-//! hypervisor bug: it is reported and the machine stops.
+//! hypervisor bug: it is reported and the machine stops, with one exception: a fault on the
+//! `iretq` that enters the guest (the CPU refused the guest's selectors or rip) returns from
+//! `enter_guest` like an exit, with a ring-0 `cs` in the frame, so the platform can crash that
+//! domain alone (Xen's entry code has the same fixup for its return to a PV guest).
 
 /// Guest registers at an exit, in the order the entry code pushes them.
 #[repr(C)]
@@ -77,8 +80,11 @@ xen_trap_common:
     push %r15
     cld
     testb $3, 144(%rsp)
-    jz 1f
-    mov %rsp, XEN_EXIT_FRAME(%rip)
+    jnz 3f
+    lea xen_guest_iretq(%rip), %rax
+    cmp %rax, 136(%rsp)
+    jne 1f
+3:  mov %rsp, XEN_EXIT_FRAME(%rip)
     mov XEN_HOST_RSP(%rip), %rsp
     pop %r15
     pop %r14
@@ -134,6 +140,8 @@ xen_enter_guest:
     mov 104(%rdi), %rbx
     mov 112(%rdi), %rax
     mov 72(%rdi), %rdi
+    .global xen_guest_iretq
+xen_guest_iretq:
     iretq
     .popsection
 

@@ -132,6 +132,11 @@ impl Platform for BareMetal {
         }
         let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
         self.exits += 1;
+        if e.cs & 3 == 0 {
+            // The `iretq` into the guest faulted in ring 0 (see entry.rs): `c` still holds the
+            // context the CPU refused. The core checks contexts before entry; this is the net.
+            return (Exit::Fatal("the CPU refused to enter the guest's context"), ran);
+        }
         c.r15 = e.r15;
         c.r14 = e.r14;
         c.r13 = e.r13;
