@@ -14,6 +14,9 @@
 //!   guests, run the scenarios on the image under QEMU and compare each domain's trace with the
 //!   simulator's snapshot (`xenolith boot-hw --help` for every option).
 //! - `bench-hw`  hardware benches: hello launch-to-result under TCG/KVM, hypercall cycles per gate.
+//! - `fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed]`  run the
+//!   `hostile` guest once per seed and fail on any run that does not end in its poweroff and
+//!   summary line (see `fuzz_guest`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -34,6 +37,8 @@ commands:
   boot-hw [ARGS] build image and guests, run scenarios on the image under QEMU, compare traces
                  (ARGS: [SCENARIO...] [--accel kvm|tcg|auto|all] [--kernel ELF] [--gate syscall|int3])
   bench-hw       hardware benches (launch-to-result, hypercall cycles per gate)
+  fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed] [--timeout S]
+                 run the hostile guest once per seed (A..B half-open, A..=B inclusive, or N)
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM";
 
 /// Debian packages `setup` installs when missing.
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         "image" => build_image(&root).map(|_| ()),
         "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
+        "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -314,4 +320,157 @@ fn ci(root: &Path) -> Result {
         total.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `fuzz-guest`: the `hostile` guest once per seed, in the simulator (the release `xenolith boot`)
+/// or on the image under QEMU (`xenolith boot-hw --kernel`). A seed passes only when its run ends
+/// in the guest's own poweroff *and* its `hostile: seed=N ... invariants held` line; a hypervisor
+/// panic or trap, a reset, a crash of the guest (a broken invariant), a hang or a timeout fail it.
+fn fuzz_guest(root: &Path, args: &[String]) -> Result {
+    let mut seeds: Option<(u64, u64)> = None;
+    let (mut accel, mut mode, mut calls, mut timeout) = ("sim".to_string(), "mixed".to_string(), None::<u64>, 300u64);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("fuzz-guest: {a} needs a value"));
+        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("fuzz-guest: {a} {v}: not a number"));
+        match a.as_str() {
+            "--seeds" => {
+                let v = val()?;
+                seeds = Some(if let Some((x, y)) = v.split_once("..=") {
+                    (num(x)?, num(y)?.saturating_add(1))
+                } else if let Some((x, y)) = v.split_once("..") {
+                    (num(x)?, num(y)?)
+                } else {
+                    let n = num(&v)?;
+                    (n, n + 1)
+                });
+            }
+            "--accel" => accel = val()?,
+            "--mode" => mode = val()?,
+            "--calls" => calls = Some(num(&val()?)?),
+            "--timeout" => timeout = num(&val()?)?,
+            o => return Err(format!("fuzz-guest: unknown argument {o:?}")),
+        }
+    }
+    let (lo, hi) = seeds.ok_or("fuzz-guest: give --seeds A..B")?;
+    if !["calls", "pt", "mixed"].contains(&mode.as_str()) {
+        return Err(format!("fuzz-guest: --mode {mode}: expected calls, pt or mixed"));
+    }
+    // kvm_pvm pays millions of cycles per exit: far fewer calls there by default.
+    let calls = calls.unwrap_or(match accel.as_str() {
+        "kvm" => 300,
+        "tcg" => 5000,
+        _ => 20000,
+    });
+    cargo(root, ["build", "--release", "-p", "sim", "--bin", "xenolith"], &[])?;
+    let cli = root.join("target/release/xenolith");
+    let kernel = root.join("guests/target").join(GUEST_TARGET).join("release/hostile");
+    let image = match accel.as_str() {
+        "sim" => None,
+        "tcg" | "kvm" => Some(build_image(root)?),
+        o => return Err(format!("fuzz-guest: --accel {o}: expected sim, tcg or kvm")),
+    };
+    println!("fuzz-guest: hostile, seeds {lo}..{hi}, mode {mode}, {calls} calls each, {accel}");
+    println!("{:>6}  {:<6} {:>11} {:>8}  detail", "seed", "result", "hypercalls", "wall");
+    let total = Instant::now();
+    let (mut failed, mut hypercalls) = (Vec::new(), 0u64);
+    for seed in lo..hi {
+        let cmdline = format!("seed={seed} calls={calls} mode={mode}");
+        let mut cmd = Command::new(&cli);
+        match &image {
+            None => cmd.arg("boot").arg(&kernel).args(["--cmdline", &cmdline, "--max-insns", "50000000000"]),
+            Some(img) => cmd
+                .arg("boot-hw")
+                .arg("--image")
+                .arg(img)
+                .args(["--accel", &accel, "--timeout", &timeout.to_string()])
+                .arg("--kernel")
+                .arg(&kernel)
+                .args(["--cmdline", &cmdline]),
+        };
+        let t = Instant::now();
+        let (status, out, err) = run_with_timeout(&mut cmd, std::time::Duration::from_secs(timeout + 10))?;
+        let wall = t.elapsed().as_secs_f64();
+        let summary = out
+            .lines()
+            .find(|l| l.starts_with(&format!("hostile: seed={seed} ")) && l.ends_with("invariants held"));
+        let issued = summary
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("hypercalls=")))
+            .and_then(|n| n.parse::<u64>().ok());
+        let verdict = match (status, summary) {
+            (Some(0), Some(_)) => Ok(()),
+            (None, _) => Err(format!("no end after {timeout} s (killed)")),
+            (Some(c), _) => {
+                // The guest's own verdict if it gave one, else the runner's (hypervisor trap,
+                // crash reason, budget, QEMU status).
+                let why = out
+                    .lines()
+                    .find_map(|l| l.find("hostile: INVARIANT").map(|i| l[i..].to_string()))
+                    .or_else(|| err.lines().rev().find(|l| l.starts_with("xenolith:")).map(str::to_string))
+                    .unwrap_or_default();
+                Err(format!("exit status {c}{}: {why}", if summary.is_none() { ", no summary line" } else { "" }))
+            }
+        };
+        hypercalls += issued.unwrap_or(0);
+        let calls_col = issued.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        match verdict {
+            Ok(()) => println!("{seed:>6}  {:<6} {calls_col:>11} {wall:>7.2}s", "pass"),
+            Err(e) => {
+                println!("{seed:>6}  {:<6} {calls_col:>11} {wall:>7.2}s  {}", "FAIL", e.trim());
+                println!("        reproduce: {cmd:?}");
+                failed.push(seed);
+            }
+        }
+    }
+    let secs = total.elapsed().as_secs_f64();
+    println!(
+        "fuzz-guest: {} seeds, {} passed, {} failed; {hypercalls} hypercalls in {secs:.1} s ({:.0}/s)",
+        hi.saturating_sub(lo),
+        hi.saturating_sub(lo) - failed.len() as u64,
+        failed.len(),
+        hypercalls as f64 / secs.max(1e-9)
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("seeds {failed:?} failed ({accel}, mode {mode})"))
+    }
+}
+
+/// Runs `cmd` with its output captured; kills it after `timeout` (status None then).
+fn run_with_timeout(cmd: &mut Command, timeout: std::time::Duration) -> Result<(Option<i32>, String, String)> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let mut pipes = (child.stdout.take(), child.stderr.take());
+    let reader = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut v);
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let t_out = reader(pipes.0.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let t_err = reader(pipes.1.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s.code(),
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for {cmd:?}: {e}")),
+        }
+    };
+    Ok((status, t_out.join().unwrap_or_default(), t_err.join().unwrap_or_default()))
 }
