@@ -12,6 +12,21 @@ use crate::DomId;
 const MSR_FS_BASE: u32 = 0xC000_0100;
 const MSR_GS_BASE: u32 = 0xC000_0101;
 
+/// A vCPU's x87/SSE state, as `fxsave64` writes it.
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+impl FxArea {
+    /// The state after reset/`fninit`: FCW 0x37f, MXCSR 0x1f80 (masked exceptions), all
+    /// registers zero (Intel SDM vol. 1, 10.5.1, FXSAVE area layout).
+    fn initial() -> alloc::boxed::Box<FxArea> {
+        let mut a = alloc::boxed::Box::new(FxArea([0; 512]));
+        a.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        a.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        a
+    }
+}
+
 /// The bare-metal platform.
 pub struct BareMetal {
     mem: &'static mut [u8],
@@ -26,6 +41,10 @@ pub struct BareMetal {
     pub raw_console: bool,
     /// The APIC timer preempts guests at the end of their budget.
     pub timer: bool,
+    /// Each vCPU's x87/SSE registers while another vCPU owns the CPU's (the hypervisor is
+    /// soft-float and never touches them, so they are switched only between vCPUs).
+    fpu: alloc::collections::BTreeMap<VcpuKey, alloc::boxed::Box<FxArea>>,
+    fpu_owner: Option<VcpuKey>,
 }
 
 impl BareMetal {
@@ -34,7 +53,37 @@ impl BareMetal {
     /// except the hypervisor's own reserved frames, which the core never hands out.
     pub unsafe fn new(mem: &'static mut [u8], gate: Gate) -> Self {
         let boot_cr3 = cpu::read_cr3();
-        BareMetal { mem, gate, boot_cr3, cur_cr3: boot_cr3, fs: 0, gs: 0, exits: 0, raw_console: false, timer: false }
+        BareMetal {
+            mem,
+            gate,
+            boot_cr3,
+            cur_cr3: boot_cr3,
+            fs: 0,
+            gs: 0,
+            exits: 0,
+            raw_console: false,
+            timer: false,
+            fpu: alloc::collections::BTreeMap::new(),
+            fpu_owner: None,
+        }
+    }
+
+    /// Give the CPU's x87/SSE registers to `key`: save the previous owner's, load `key`'s (a
+    /// fresh state for a new vCPU). Without this one domain's registers leak into another's.
+    fn switch_fpu(&mut self, key: VcpuKey) {
+        if self.fpu_owner == Some(key) {
+            return;
+        }
+        if let Some(old) = self.fpu_owner.take() {
+            let area = self.fpu.entry(old).or_insert_with(FxArea::initial);
+            // SAFETY: a 512-byte, 16-aligned save area we own; CR4.OSFXSR is set at boot.
+            unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack)) };
+        }
+        let area = self.fpu.entry(key).or_insert_with(FxArea::initial);
+        // SAFETY: as above; the area holds a state fxsave64 wrote or the architectural initial
+        // state (reserved MXCSR bits clear), so fxrstor64 cannot fault.
+        unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) area.0.as_ptr(), options(nostack)) };
+        self.fpu_owner = Some(key);
     }
 
     fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
@@ -68,7 +117,11 @@ impl Platform for BareMetal {
         Ok(())
     }
 
-    fn vcpu_destroy(&mut self, _key: VcpuKey) {
+    fn vcpu_destroy(&mut self, key: VcpuKey) {
+        self.fpu.remove(&key);
+        if self.fpu_owner == Some(key) {
+            self.fpu_owner = None;
+        }
         // Its page tables are about to be freed: stop running on them.
         if self.cur_cr3 != self.boot_cr3 {
             // SAFETY: the boot tables map the hypervisor.
@@ -77,7 +130,8 @@ impl Platform for BareMetal {
         }
     }
 
-    fn run(&mut self, _key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
+    fn run(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
+        self.switch_fpu(key);
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
