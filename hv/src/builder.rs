@@ -186,6 +186,9 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         }
         if *m != shared {
             mem.write_u64(env.m2p.maddr().add(m.0 * 8), pfn as u64);
+            if let Some(f) = env.frames.get_mut(*m) {
+                f.pfn = pfn as u32;
+            }
         }
     }
     mem.write_u64(env.m2p.maddr().add(shared.0 * 8), !0);

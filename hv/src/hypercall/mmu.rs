@@ -22,16 +22,18 @@ fn pt<'c, 'a, 'm>(ctx: &'c mut Ctx<'a, 'm>) -> PtCtx<'c, 'm> {
 
 /// Name a machine frame for traces without machine addresses, so that traces do not depend on
 /// where a platform placed the domain: `pfn 0x9` (own), `d2 pfn 0x0`, `shared_info`, `xen`,
-/// `free`, or the raw number when no such frame exists.
+/// `free`, or the raw number when no such frame exists. The pfn is the one the builder gave
+/// the frame, whatever the guest later wrote into the M2P.
 pub fn frame_name(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
     let Some(f) = ctx.frames.get(mfn) else { return alloc::format!("mfn {:#x}", mfn.0) };
     match f.owner {
         Owner::Xen => "a xen frame".into(),
         Owner::Free => "a free frame".into(),
         Owner::Dom(d) => {
-            let pfn = ctx.mem.read_u64(ctx.xen.m2p.maddr().add(mfn.0 * 8)).unwrap_or(!0);
+            // The builder's pfn, not the M2P's: the guest may rewrite its M2P entries.
+            let pfn = f.pfn;
             let who = if d == ctx.dom { String::new() } else { alloc::format!("d{d} ") };
-            if pfn == !0 {
+            if pfn == crate::mm::frames::NO_PFN {
                 let shared = ctx.doms.get(&d).is_some_and(|dd| dd.shared_info == mfn);
                 alloc::format!("{who}{}", if shared { "shared_info" } else { "an unmapped frame" })
             } else {

@@ -37,7 +37,13 @@ pub struct FrameInfo {
     /// May hold old data: it must be scrubbed before a new owner sees it. Machine memory starts
     /// zeroed, so frames are clean until their first owner gives them back.
     pub dirty: bool,
+    /// The pseudo-physical frame the builder gave this frame in its domain ([`NO_PFN`] if
+    /// none): how traces name it. Unlike the M2P, the guest cannot rewrite it.
+    pub pfn: u32,
 }
+
+/// `FrameInfo::pfn` of a frame that is not part of a domain's pseudo-physical memory.
+pub const NO_PFN: u32 = u32::MAX;
 
 impl FrameInfo {
     const FREE: FrameInfo = FrameInfo {
@@ -47,6 +53,7 @@ impl FrameInfo {
         writable_refs: 0,
         pinned: false,
         dirty: false,
+        pfn: NO_PFN,
     };
 
     fn take(&mut self, owner: Owner) {

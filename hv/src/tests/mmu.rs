@@ -327,3 +327,18 @@ fn unpinning_the_running_copy_then_leaving_it_is_safe() {
     assert_eq!(w.update_va_mapping(d, copy_va, pte(copy, RW)), 0);
     assert_eq!(w.console_write(d, "ok\n"), 0);
 }
+
+/// Traces name frames by the pfn the builder gave them: a guest that rewrites its M2P entry
+/// (MMU_MACHPHYS_UPDATE) cannot make the trace lie about which frame a call touched.
+#[test]
+fn traces_name_frames_by_the_builders_pfn_not_the_guests_m2p() {
+    let mut w = World::new();
+    let d = w.create("m2p-names");
+    let table = l4(&w, d);
+    let pfn = w.hv.frames.get(table).unwrap().pfn as u64;
+    assert_eq!(w.mmu_update(d, &[(table.maddr().0 | 1, 0)]), 0, "M2P[l4] := 0");
+    let va = w.scratch(d, 5);
+    assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EPERM);
+    w.assert_trace(&[&format!("pfn {pfn:#x} is an L4 page table")]);
+    assert!(w.trace_lines(&["pfn 0x0 is an L4"]).is_empty(), "named after the guest's M2P");
+}
