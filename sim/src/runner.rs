@@ -111,8 +111,12 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
     let mut hv = match crate::new_hypervisor(mem) {
         Ok(h) => h,
         Err(e) => {
-            let names: Vec<String> = sc.domains.iter().map(|d| input::quote(&d.name)).collect();
-            let msg = format!("{}: domain {}: cannot start the simulator: {e}", sc.path.display(), names.join(", "));
+            let mut names: Vec<String> = sc.domains.iter().take(4).map(|d| input::quote(&d.name)).collect();
+            if sc.domains.len() > 4 {
+                names.push(format!("and {} more", sc.domains.len() - 4));
+            }
+            let which = if sc.domains.len() == 1 { "domain" } else { "domains" };
+            let msg = format!("{}: {which} {}: cannot start the simulator: {e}", sc.path.display(), names.join(", "));
             return Outcome {
                 name: sc.name.clone(),
                 path: sc.path.clone(),
