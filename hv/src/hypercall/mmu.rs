@@ -184,26 +184,30 @@ fn owned_plain(ctx: &Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
     }
 }
 
+/// Make `mfn` the current vCPU's kernel base pointer (MMUEXT_NEW_BASEPTR, and a guest's
+/// `mov %reg, %cr3` emulated): Xen's `new_guest_cr3`.
+pub fn new_guest_cr3(ctx: &mut Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
+    pt(ctx).get_type(mfn, 4)?;
+    // The old base keeps its reference until the platform has left it (see
+    // `Effects::release_tables`): dropping it here could devalidate the very table the
+    // hypervisor is running on (Xen's new_guest_cr3 also switches before the put).
+    let old = ctx.cur_ref().guest_table;
+    ctx.fx.release_tables.push(old);
+    let v = ctx.cur();
+    v.guest_table = mfn;
+    if v.kernel_mode {
+        v.cpu.cr3 = mfn.maddr().0;
+    }
+    ctx.fx.flush_tlb = true;
+    Ok(())
+}
+
 fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
     let mfn = Mfn(o.arg1);
     match o.cmd {
         op::PIN_L1_TABLE..=op::PIN_L4_TABLE => pt(ctx).pin(mfn, (o.cmd + 1) as u8),
         op::UNPIN_TABLE => pt(ctx).unpin(mfn),
-        op::NEW_BASEPTR => {
-            pt(ctx).get_type(mfn, 4)?;
-            // The old base keeps its reference until the platform has left it (see
-            // `Effects::release_tables`): dropping it here could devalidate the very table the
-            // hypervisor is running on (Xen's new_guest_cr3 also switches before the put).
-            let old = ctx.cur_ref().guest_table;
-            ctx.fx.release_tables.push(old);
-            let v = ctx.cur();
-            v.guest_table = mfn;
-            if v.kernel_mode {
-                v.cpu.cr3 = mfn.maddr().0;
-            }
-            ctx.fx.flush_tlb = true;
-            Ok(())
-        }
+        op::NEW_BASEPTR => new_guest_cr3(ctx, mfn),
         op::NEW_USER_BASEPTR => {
             if o.arg1 != 0 {
                 pt(ctx).get_type(mfn, 4)?;

@@ -8,7 +8,7 @@ mod console;
 mod cpu;
 mod event;
 mod memory;
-mod mmu;
+pub(crate) mod mmu;
 mod multicall;
 mod sched;
 mod version;
