@@ -6,8 +6,8 @@
 #![no_main]
 
 use hv::hv::SLICE_NS;
-use hv::platform::{CpuState, Exit, Gate};
-use hv::testing::mock::Step;
+use hv::platform::{Exit, Gate};
+use hv::testing::mock::{Step, StepFn};
 use libfuzzer_sys::fuzz_target;
 use xenolith_fuzz::{check_frames, config, hypervisor};
 
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_frames(&mut hv);
     let at = img.hypercall_page.unwrap_or(img.entry).wrapping_add(1);
-    let steps: [Box<dyn FnOnce(&mut CpuState, &mut [u8]) -> Exit>; 2] = [
+    let steps: [StepFn; 2] = [
         Box::new(move |c, _| {
             (c.rax, c.rdi, c.rip) = (XEN_VERSION, 0, at);
             Exit::SoftInt { vector: 3, len: 1 }

@@ -20,7 +20,7 @@
 //! finds there). Before a run it gets the committed seeds of `fuzz/seeds/TARGET` and seeds made
 //! from the tree: the built guests (`guests/target/x86_64-unknown-none/release/*`) for `elf`, a
 //! boot pack of them for `pack`, `scenarios/*.toml` for `scenario`, `scenarios/domains/*.cfg` for
-//! `xlcfg`. Crashes land in `fuzz/artifacts/TARGET/` and are printed; `cargo fuzz run TARGET FILE
+//! `xlcfg`. `fuzz/dict/TARGET.dict`, where present, is passed as libFuzzer's `-dict`. Crashes land in `fuzz/artifacts/TARGET/` and are printed; `cargo fuzz run TARGET FILE
 //! -s none` (in `fuzz/`) replays one.
 
 use std::fs;
@@ -67,6 +67,7 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result {
         fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         seed(root, target, &corpus)?;
         let artifacts = dir.join("artifacts").join(target);
+        let dict = dir.join("dict").join(format!("{target}.dict"));
         let before = SystemTime::now();
         eprintln!("xtask fuzz: {target} for {secs}s");
         let r = run(Command::new("cargo")
@@ -76,7 +77,8 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result {
             .arg(dir.join("seeds").join(target))
             .arg("--")
             .arg(format!("-max_total_time={secs}"))
-            .arg("-print_final_stats=1"));
+            .arg("-print_final_stats=1")
+            .args(dict.is_file().then(|| format!("-dict={}", dict.display()))));
         if let Err(e) = r {
             let found = new_files(&artifacts, before);
             if found.is_empty() {
