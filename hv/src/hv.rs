@@ -704,9 +704,15 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             if vec == vector::PF && crate::emulate::m2p_load(ctx, cr2) {
                 return;
             }
+            // Xen emulates what a PV kernel may do in ring 0 only on #GP(0) (traps.c:
+            // do_general_protection).
+            if vec == vector::GP && ec == Some(0) && matches!(crate::privop::emulate(ctx), crate::privop::Outcome::Emulated) {
+                return;
+            }
             if vec == vector::PF {
                 let vi = ctx.cur_ref().vcpu_info;
                 ctx.mem.write_u64(vi.add(shinfo::CR2), cr2);
+                ctx.cur().privs.cr2 = cr2;
             }
             let b = traps::trap_bounce(ctx.cur_ref(), vec, ec);
             deliver(ctx, vec, ec, cr2, b);

@@ -26,6 +26,7 @@ pub mod hypercall;
 pub mod mm;
 pub mod pack;
 pub mod platform;
+pub mod privop;
 pub mod store;
 pub mod traps;
 

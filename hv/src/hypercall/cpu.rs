@@ -328,6 +328,8 @@ pub fn vm_assist(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 
 pub fn fpu_taskswitch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = alloc::format!("fpu_taskswitch({})", a[0]));
-    // CR0.TS is not modelled: the FPU is always usable, so there is never a #NM to deliver.
+    // The guest's view of CR0.TS (read back by `mov %cr0`). The FPU itself stays usable, so
+    // there is never a #NM to deliver (Xen's lazy-FPU #NM is not modelled).
+    ctx.cur().privs.cr0_ts = a[0] != 0;
     Ok(0)
 }
