@@ -186,7 +186,9 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
         Code::Out_imm8_AL | Code::Out_imm8_AX | Code::Out_imm8_EAX | Code::Out_DX_AL | Code::Out_DX_AX | Code::Out_DX_EAX => {
             port_out(ctx, &insn)
         }
-        _ => None,
+        // Not one Xen emulates (or not from this mode): the #GP goes back as it came, with no
+        // line of its own.
+        _ => return Outcome::Refused,
     };
     let who = ctx.who();
     let text = if ctx.tracing { format_insn(&insn) } else { String::new() };
