@@ -12,6 +12,7 @@ mod elf;
 mod lifecycle;
 mod mmu;
 mod pointers;
+mod privop;
 mod traps;
 
 use std::sync::Arc;
