@@ -136,7 +136,12 @@ pub fn iret(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
         v.cpu.gs_base = v.gs_base_user;
         ctx.fx.flush_tlb = true;
     }
+    // With VMASST_TYPE_architectural_iopl the guest sets its virtual IOPL through iret (iret.c).
+    let arch_iopl = ctx.domain_ref().vm_assist & (1 << vma::TYPE_ARCHITECTURAL_IOPL) != 0;
     let v = ctx.cur();
+    if arch_iopl {
+        v.privs.iopl = ((saved.rflags & RFLAGS_IOPL) >> 12) as u8;
+    }
     v.cpu.rip = saved.rip;
     v.cpu.cs = (saved.cs as u16) | 3;
     v.cpu.rflags = (saved.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF | 2;
