@@ -709,6 +709,14 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             if vec == vector::GP && ec == Some(0) && matches!(crate::privop::emulate(ctx), crate::privop::Outcome::Emulated) {
                 return;
             }
+            // As Xen's pv_inject_event: the user bit of a #PF says which guest mode faulted,
+            // not the hardware ring (the guest kernel runs in ring 3).
+            let ec = match ec {
+                Some(e) if vec == vector::PF => {
+                    Some(if ctx.cur_ref().kernel_mode { e & !traps::pf::USER } else { e | traps::pf::USER })
+                }
+                other => other,
+            };
             if vec == vector::PF {
                 let vi = ctx.cur_ref().vcpu_info;
                 ctx.mem.write_u64(vi.add(shinfo::CR2), cr2);
