@@ -706,8 +706,16 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             }
             // Xen emulates what a PV kernel may do in ring 0 only on #GP(0) (traps.c:
             // do_general_protection).
-            if vec == vector::GP && ec == Some(0) && matches!(crate::privop::emulate(ctx), crate::privop::Outcome::Emulated) {
-                return;
+            if vec == vector::GP && ec == Some(0) {
+                match crate::privop::emulate(ctx) {
+                    crate::privop::Outcome::Emulated => return,
+                    crate::privop::Outcome::Undefined => {
+                        let b = traps::trap_bounce(ctx.cur_ref(), vector::UD, None);
+                        deliver(ctx, vector::UD, None, 0, b);
+                        return;
+                    }
+                    crate::privop::Outcome::Refused => {}
+                }
             }
             // As Xen's pv_inject_event: the user bit of a #PF says which guest mode faulted,
             // not the hardware ring (the guest kernel runs in ring 3).

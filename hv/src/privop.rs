@@ -58,6 +58,7 @@ pub mod msr {
     pub const IA32_MISC_ENABLE: u32 = 0x0000_01a0;
     pub const IA32_CR_PAT: u32 = 0x0000_0277;
     pub const IA32_PERF_CAPABILITIES: u32 = 0x0000_0345;
+    pub const IA32_DEBUGCTL: u32 = 0x0000_01d9;
     pub const EFER: u32 = 0xc000_0080;
     pub const FS_BASE: u32 = 0xc000_0100;
     pub const GS_BASE: u32 = 0xc000_0101;
@@ -148,6 +149,8 @@ pub enum Outcome {
     Emulated,
     /// Not a privileged instruction this vCPU may have emulated: bounce the #GP.
     Refused,
+    /// The emulated instruction raises #UD instead (a DR4/DR5 access with CR4.DE set).
+    Undefined,
 }
 
 /// Try to emulate the instruction that raised #GP(0) at the current vCPU's rip.
@@ -167,8 +170,20 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
     let result = match insn.code() {
         Code::Mov_r64_cr | Code::Mov_r32_cr if kernel => read_cr(ctx, &insn),
         Code::Mov_cr_r64 | Code::Mov_cr_r32 if kernel => write_cr(ctx, &insn),
-        Code::Mov_r64_dr | Code::Mov_r32_dr if kernel => read_dr(ctx, &insn),
-        Code::Mov_dr_r64 | Code::Mov_dr_r32 if kernel => write_dr(ctx, &insn),
+        Code::Mov_r64_dr | Code::Mov_r32_dr | Code::Mov_dr_r64 | Code::Mov_dr_r32 if kernel => {
+            let r = if matches!(insn.code(), Code::Mov_r64_dr | Code::Mov_r32_dr) { read_dr(ctx, &insn) } else { write_dr(ctx, &insn) };
+            match r {
+                Ok(d) => Some(d),
+                Err(DrError::Gp) => None,
+                Err(DrError::Ud) => {
+                    if ctx.tracing {
+                        let (who, text) = (ctx.who(), format_insn(&insn));
+                        ctx.lines.push(alloc::format!("{who} emulate {text}: #UD"));
+                    }
+                    return Outcome::Undefined;
+                }
+            }
+        }
         Code::Rdmsr if kernel => rdmsr(ctx),
         Code::Wrmsr if kernel => wrmsr(ctx),
         Code::Clts if kernel => {
@@ -202,7 +217,12 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
         }
         None => {
             if ctx.tracing {
-                ctx.lines.push(alloc::format!("{who} emulate {text}: #GP"));
+                let msr = if matches!(insn.code(), Code::Rdmsr | Code::Wrmsr) {
+                    alloc::format!(" {:#x}", ctx.cur_ref().cpu.rcx as u32)
+                } else {
+                    String::new()
+                };
+                ctx.lines.push(alloc::format!("{who} emulate {text}{msr}: #GP"));
             }
             Outcome::Refused
         }
@@ -265,8 +285,8 @@ fn write_cr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
     Some(alloc::format!(" ({val:#x})"))
 }
 
-fn dr_index(ctx: &Ctx<'_, '_>, r: Register) -> Option<usize> {
-    let n = match r {
+fn dr_number(r: Register) -> Option<u32> {
+    Some(match r {
         Register::DR0 => 0,
         Register::DR1 => 1,
         Register::DR2 => 2,
@@ -276,40 +296,91 @@ fn dr_index(ctx: &Ctx<'_, '_>, r: Register) -> Option<usize> {
         Register::DR6 => 6,
         Register::DR7 => 7,
         _ => return None,
-    };
-    match n {
-        // DR4/DR5 alias DR6/DR7 unless CR4.DE, when they raise #UD (not emulated: #GP here).
-        4 | 5 if ctx.cur_ref().privs.cr4 & CR4_DE != 0 => None,
-        4 | 5 => Some(n + 2),
-        n => Some(n),
+    })
+}
+
+/// Why a debug-register access fails: #UD (Xen's -ENODEV) or #GP (-EINVAL, -EPERM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrError {
+    Ud,
+    Gp,
+}
+
+// Debug-register layout (SDM vol. 3, 17.2; Xen's asm-x86/debugreg.h).
+const DR_STATUS_RESERVED_ZERO: u64 = !0xffff_efff;
+const DR_STATUS_RESERVED_ONE: u64 = 0xffff_0ff0;
+const DR_CONTROL_RESERVED_ZERO: u64 = !0xffff_27ff;
+const DR_CONTROL_RESERVED_ONE: u64 = 0x400;
+const DR_GENERAL_DETECT: u64 = 0x2000;
+const DR7_ACTIVE_MASK: u64 = 0xff;
+const DR_IO: u64 = 2;
+
+/// Xen's x86emul_read_dr for a PV vCPU (and HYPERVISOR_get_debugreg).
+pub fn get_debugreg(p: &PrivState, reg: u32) -> Result<u64, DrError> {
+    match reg {
+        0..=3 => Ok(p.dr[reg as usize]),
+        4 | 5 if p.cr4 & CR4_DE != 0 => Err(DrError::Ud),
+        4 | 6 => Ok(p.dr[6]),
+        5 | 7 => Ok(p.dr[7]),
+        _ => Err(DrError::Ud),
     }
 }
 
-fn read_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
-    let i = dr_index(ctx, insn.op1_register())?;
-    let val = ctx.cur_ref().privs.dr[i];
-    write_reg(&mut ctx.cur().cpu, insn.op0_register(), val).then(|| alloc::format!(" = {val:#x}"))
+/// Xen's set_debugreg (pv/misc-hypercalls.c), used by `mov %reg, %drN` and
+/// HYPERVISOR_set_debugreg: breakpoint addresses must be guest addresses, DR6/DR7 keep their
+/// fixed bits, DR7.GD is refused, and I/O breakpoints need CR4.DE. Breakpoints are recorded,
+/// not armed in the CPU.
+pub fn set_debugreg(p: &mut PrivState, reg: u32, value: u64) -> Result<(), DrError> {
+    match reg {
+        0..=3 => {
+            if !is_canonical(value) || crate::mm::paging::in_xen_range(value) {
+                return Err(DrError::Gp);
+            }
+            p.dr[reg as usize] = value;
+        }
+        4 | 5 if p.cr4 & CR4_DE != 0 => return Err(DrError::Ud),
+        4 | 6 => {
+            if value >> 32 != 0 {
+                return Err(DrError::Gp);
+            }
+            p.dr[6] = (value & !DR_STATUS_RESERVED_ZERO) | DR_STATUS_RESERVED_ONE;
+        }
+        5 | 7 => {
+            if value >> 32 != 0 {
+                return Err(DrError::Gp);
+            }
+            let value = (value & !DR_CONTROL_RESERVED_ZERO) | DR_CONTROL_RESERVED_ONE;
+            if value & DR_GENERAL_DETECT != 0 {
+                return Err(DrError::Gp);
+            }
+            if value & DR7_ACTIVE_MASK != 0 {
+                for i in (16..32).step_by(4) {
+                    if (value >> i) & 3 == DR_IO && p.cr4 & CR4_DE == 0 {
+                        return Err(DrError::Gp);
+                    }
+                }
+            }
+            p.dr[7] = value;
+        }
+        _ => return Err(DrError::Ud),
+    }
+    Ok(())
 }
 
-/// Debug registers are stored (as `set_debugreg` would check them); breakpoints are not armed.
-fn write_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
-    let i = dr_index(ctx, insn.op0_register())?;
+fn read_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Result<String, DrError> {
+    let n = dr_number(insn.op1_register()).ok_or(DrError::Ud)?;
+    let val = get_debugreg(&ctx.cur_ref().privs, n)?;
+    if !write_reg(&mut ctx.cur().cpu, insn.op0_register(), val) {
+        return Err(DrError::Gp);
+    }
+    Ok(alloc::format!(" = {val:#x}"))
+}
+
+fn write_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Result<String, DrError> {
+    let n = dr_number(insn.op0_register()).ok_or(DrError::Ud)?;
     let val = gpr(ctx, insn.op1_register());
-    let ok = match i {
-        0..=3 => is_canonical(val) && !crate::mm::paging::in_xen_range(val),
-        // Upper halves of DR6/DR7 must be zero (#GP otherwise).
-        _ => val >> 32 == 0,
-    };
-    if !ok {
-        return None;
-    }
-    let val = match i {
-        6 => (val & 0xe00f) | 0xffff_0ff0,
-        7 => (val & 0xffff_2fff) | 0x400,
-        _ => val,
-    };
-    ctx.cur().privs.dr[i] = val;
-    Some(alloc::format!(" ({val:#x})"))
+    set_debugreg(&mut ctx.cur().privs, n, val)?;
+    Ok(alloc::format!(" ({val:#x})"))
 }
 
 /// Xen's read_msr and guest_rdmsr, for what a 64-bit PV domU may read; anything else #GP.
@@ -327,6 +398,9 @@ fn rdmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
         msr::IA32_CR_PAT => XEN_MSR_PAT,
         msr::IA32_MISC_ENABLE => PV_MISC_ENABLE,
         msr::IA32_PERF_CAPABILITIES => 0,
+        // Xen 4.17 refuses this read; later Xen lets a PV guest read DEBUGCTL (as 0 here: no
+        // branch tracing), and XTF's debug-regs expects the later behaviour.
+        msr::IA32_DEBUGCTL => 0,
         msr::INTEL_PLATFORM_INFO => PLATFORM_INFO_CPUID_FAULTING,
         msr::INTEL_MISC_FEATURES_ENABLES => {
             if v.privs.cpuid_faulting {
@@ -335,10 +409,7 @@ fn rdmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
                 0
             }
         }
-        _ => {
-            ctx.annotate(|n| n.push_str(&alloc::format!("rdmsr {idx:#x}")));
-            return None;
-        }
+        _ => return None,
     };
     let cpu = &mut ctx.cur().cpu;
     cpu.rax = val & 0xffff_ffff;

@@ -60,7 +60,7 @@ fn msrs_as_xen_gives_them_to_a_pv_domu() {
     w.cpu_mut(d).rcx = 0x1234;
     gp(&mut w, d);
     assert_eq!(w.cpu(d).rip, GP_HANDLER);
-    w.assert_trace(&["emulate rdmsr: #GP"]);
+    w.assert_trace(&["emulate rdmsr 0x1234: #GP"]);
 }
 
 #[test]
