@@ -133,9 +133,10 @@ pub mod callback {
     pub const TYPE_EVENT: u32 = 0;
     pub const TYPE_FAILSAFE: u32 = 1;
     pub const TYPE_SYSCALL: u32 = 2;
-    pub const TYPE_SYSCALL32: u32 = 3;
+    pub const TYPE_SYSENTER_DEPRECATED: u32 = 3;
     pub const TYPE_NMI: u32 = 4;
     pub const TYPE_SYSENTER: u32 = 5;
+    pub const TYPE_SYSCALL32: u32 = 7;
     pub const OP_REGISTER: u64 = 0;
     pub const OP_UNREGISTER: u64 = 1;
     /// Mask events on entry to this callback.
