@@ -159,8 +159,7 @@ impl Eval<'_> {
     }
     fn expr(&mut self, min_prec: u8) -> Option<i128> {
         let mut lhs = self.primary()?;
-        loop {
-            let Some(Tok::Op(op)) = self.peek().cloned() else { break };
+        while let Some(Tok::Op(op)) = self.peek().cloned() {
             let prec = match op {
                 "*" | "/" | "%" => 10,
                 "+" | "-" => 9,
