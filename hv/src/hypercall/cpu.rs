@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::abi::hypercall::{callback as cb, segbase, vcpu_op as vop, vm_assist as vma, VGCF_IN_SYSCALL};
-use crate::abi::{self, shinfo, CallbackRegister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
+use crate::abi::{self, shinfo, CallbackRegister, CallbackUnregister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
 use crate::domain::VcpuState;
 use crate::mm::frames::{Owner, PageType};
 use crate::mm::paging::{in_xen_range, is_canonical};
@@ -93,7 +93,7 @@ pub fn callback_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         }
         cb::OP_UNREGISTER => {
             ctx.describe(|d| *d = "callback_op(unregister)".into());
-            let r: CallbackRegister = ctx.read_guest(arg)?;
+            let r: CallbackUnregister = ctx.read_guest(arg)?;
             match r.ty as u32 {
                 cb::TYPE_NMI => {
                     ctx.cur().callbacks.nmi = 0;

@@ -4,15 +4,13 @@
 use alloc::string::String;
 
 use super::Ctx;
-use crate::abi::hypercall::{mmuext as op, uvmf};
-use crate::abi::{Errno, MmuUpdate, MmuextOp};
+use crate::abi::hypercall::{mmu, mmuext as op, uvmf};
+use crate::abi::{Errno, MmuUpdate, MmuextOp, DOMID_SELF};
 use crate::mm::frames::{Owner, PageType};
 use crate::mm::paging::{self, pte_mfn, PTE_NX, PTE_P, PTE_RW};
 use crate::mm::pagetable::PtCtx;
 use crate::mm::{Maddr, Mfn, PAGE_SIZE};
 
-/// DOMID_SELF.
-const DOMID_SELF: u64 = 0x7FF0;
 /// Upper bound on requests per call (Xen would preempt; we refuse absurd counts).
 const MAX_BATCH: u64 = 1 << 16;
 
@@ -59,7 +57,7 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
 
 fn check_foreign(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<(), Errno> {
     let fd = foreigndom & 0xffff;
-    if fd == DOMID_SELF || fd == ctx.dom as u64 {
+    if fd == DOMID_SELF as u64 || fd == ctx.dom as u64 {
         Ok(())
     } else {
         Err(Errno::EPERM)
@@ -83,9 +81,9 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        let res = match r.ptr & 3 {
-            0 => pt(ctx).update_entry(Maddr(r.ptr & !3), r.val),
-            1 => {
+        let res = match r.ptr & mmu::CMD_MASK {
+            mmu::NORMAL_PT_UPDATE => pt(ctx).update_entry(Maddr(r.ptr & !mmu::CMD_MASK), r.val),
+            mmu::MACHPHYS_UPDATE => {
                 let mfn = Mfn(r.ptr >> 12);
                 match ctx.frames.owner(mfn) {
                     None => Err(Errno::EINVAL),
@@ -99,7 +97,7 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             _ => Err(Errno::EINVAL),
         };
         if let Err(e) = res {
-            let note = if r.val & PTE_P != 0 && r.ptr & 3 == 0 {
+            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK == mmu::NORMAL_PT_UPDATE {
                 let table_note = owner_note(ctx, Mfn(r.ptr >> 12));
                 let target = owner_note(ctx, pte_mfn(r.val));
                 alloc::format!("req {i}: ptr in {table_note}, maps {target}")
