@@ -474,6 +474,9 @@ fn core_consts() -> Vec<Const> {
             "CALLBACKTYPE_syscall32" = cb::TYPE_SYSCALL32, "CALLBACKOP_register" = cb::OP_REGISTER,
             "CALLBACKOP_unregister" = cb::OP_UNREGISTER, "CALLBACKF_mask_events" = cb::F_MASK_EVENTS,
         }
+        "physdev.h" {
+            "PHYSDEVOP_set_iopl" = abi::hypercall::physdev::SET_IOPL,
+        }
         "elfnote.h" {
             "XEN_ELFNOTE_ENTRY" = abi::elfnote::ENTRY, "XEN_ELFNOTE_HYPERCALL_PAGE" = abi::elfnote::HYPERCALL_PAGE,
             "XEN_ELFNOTE_VIRT_BASE" = abi::elfnote::VIRT_BASE, "XEN_ELFNOTE_PADDR_OFFSET" = abi::elfnote::PADDR_OFFSET,
@@ -714,7 +717,7 @@ fn c_probe(dir: &Path, consts: &[Const], layouts: &[Layout], enums: &[(&str, i12
     }
     let mut c = String::from("#include <stdint.h>\n#include <stddef.h>\n#include <stdio.h>\n");
     for h in ["xen.h", "callback.h", "sched.h", "event_channel.h", "vcpu.h", "memory.h", "version.h", "features.h",
-        "elfnote.h", "errno.h", "io/console.h", "io/xs_wire.h"]
+        "elfnote.h", "errno.h", "io/console.h", "io/xs_wire.h", "physdev.h"]
     {
         writeln!(c, "#include \"{h}\"").unwrap();
     }

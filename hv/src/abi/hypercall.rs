@@ -192,6 +192,11 @@ pub mod callback {
     pub const F_MASK_EVENTS: u16 = 1 << 0; // xen-public/callback.h
 }
 
+/// `PHYSDEVOP_*`, xen-public/physdev.h.
+pub mod physdev {
+    pub const SET_IOPL: u64 = 6; // xen-public/physdev.h
+}
+
 /// `VMASST_*`, xen-public/xen.h.
 pub mod vm_assist {
     pub const CMD_ENABLE: u64 = 0; // xen-public/xen.h

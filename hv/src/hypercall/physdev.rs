@@ -3,10 +3,8 @@
 //! unimplemented sub-op, or -EPERM where Xen checks privilege first).
 
 use super::Ctx;
+use crate::abi::hypercall::physdev::SET_IOPL;
 use crate::abi::Errno;
-
-/// xen-public/physdev.h: PHYSDEVOP_set_iopl, with `struct physdev_set_iopl { uint32_t iopl; }`.
-pub const SET_IOPL: u64 = 6;
 
 pub fn physdev_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (cmd, arg) = (a[0], a[1]);
