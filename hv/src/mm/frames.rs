@@ -40,6 +40,10 @@ pub struct FrameInfo {
     /// The pseudo-physical frame the builder gave this frame in its domain ([`NO_PFN`] if
     /// none): how traces name it. Unlike the M2P, the guest cannot rewrite it.
     pub pfn: u32,
+    /// Linear page-table use (Xen's linear_pt_count, XSA-240): > 0, this table holds that many
+    /// linear entries; < 0, that many linear entries point at it. Never both, so a chain of
+    /// linear tables is one link long and devalidation cannot recurse without bound.
+    pub linear: i32,
 }
 
 /// `FrameInfo::pfn` of a frame that is not part of a domain's pseudo-physical memory.
@@ -54,6 +58,7 @@ impl FrameInfo {
         pinned: false,
         dirty: false,
         pfn: NO_PFN,
+        linear: 0,
     };
 
     fn take(&mut self, owner: Owner) {

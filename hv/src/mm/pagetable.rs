@@ -63,14 +63,14 @@ impl PtCtx<'_, '_> {
                     if e & PTE_P == 0 {
                         continue;
                     }
-                    if let Err(err) = self.get_entry(level, e) {
+                    if let Err(err) = self.get_entry(level, e, mfn) {
                         for undo in 0..slot {
                             if level == 4 && (XEN_L4_FIRST..=XEN_L4_LAST).contains(&undo) {
                                 continue;
                             }
                             let e = self.mem.read_u64(mfn.maddr().add(undo as u64 * 8)).unwrap_or(0);
                             if e & PTE_P != 0 {
-                                self.put_entry(level, e);
+                                self.put_entry(level, e, mfn);
                             }
                         }
                         let fm = self.frames.get_mut(mfn).ok_or(Errno::EINVAL)?;
@@ -110,15 +110,41 @@ impl PtCtx<'_, '_> {
             }
             let e = self.mem.read_u64(mfn.maddr().add(slot as u64 * 8)).unwrap_or(0);
             if e & PTE_P != 0 {
-                self.put_entry(level, e);
+                self.put_entry(level, e, mfn);
             }
         }
     }
 
-    /// Validate one present entry of a table of `level` and take its reference.
-    pub fn get_entry(&mut self, level: u8, e: u64) -> Result<(), Errno> {
+    /// Validate one present entry of `table`, a table of `level`, and take its reference.
+    ///
+    /// Linear page tables, as Xen allows them by default for PV guests (mm.c,
+    /// define_get_linear_pagetable): an L2, L3 or L4 entry may point at a validated table of
+    /// its own level if it is read-only. Pointing at its own table takes no reference.
+    pub fn get_entry(&mut self, level: u8, e: u64, table: Mfn) -> Result<(), Errno> {
         let target = pte_mfn(e);
         self.owned(target)?;
+        if level > 1 && e & PTE_PS == 0 {
+            let f = *self.frames.get(target).ok_or(Errno::EINVAL)?;
+            if f.ty == PageType::PageTable(level) {
+                if e & PTE_RW != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                if target != table {
+                    // XSA-240: a table either holds linear entries or is the target of some.
+                    let src = self.frames.get(table).map(|t| t.linear).unwrap_or(0);
+                    if f.type_refs == 0 || src < 0 || f.linear > 0 {
+                        return Err(Errno::EINVAL);
+                    }
+                    let t = self.frames.get_mut(target).ok_or(Errno::EINVAL)?;
+                    t.type_refs += 1;
+                    t.linear -= 1;
+                    if let Some(s) = self.frames.get_mut(table) {
+                        s.linear += 1;
+                    }
+                }
+                return Ok(());
+            }
+        }
         if level == 1 {
             if e & FORBIDDEN_L1 != 0 {
                 return Err(Errno::EINVAL);
@@ -139,9 +165,21 @@ impl PtCtx<'_, '_> {
         }
     }
 
-    /// Drop the reference a present entry held.
-    pub fn put_entry(&mut self, level: u8, e: u64) {
+    /// Drop the reference a present entry of `table` held.
+    pub fn put_entry(&mut self, level: u8, e: u64, table: Mfn) {
         let target = pte_mfn(e);
+        if level > 1 && target == table {
+            return; // a linear self-reference holds no reference
+        }
+        if level > 1 && self.frames.get(target).is_some_and(|f| f.ty == PageType::PageTable(level)) {
+            // A linear entry (see get_entry): undo its XSA-240 counts, then its type reference.
+            if let Some(t) = self.frames.get_mut(target) {
+                t.linear += 1;
+            }
+            if let Some(s) = self.frames.get_mut(table) {
+                s.linear -= 1;
+            }
+        }
         if level == 1 {
             if e & PTE_RW != 0 {
                 if let Some(f) = self.frames.get_mut(target) {
@@ -174,10 +212,10 @@ impl PtCtx<'_, '_> {
                 }
                 let new = if new & PTE_P != 0 { new | PTE_US } else { new };
                 if new & PTE_P != 0 {
-                    self.get_entry(level, new)?;
+                    self.get_entry(level, new, table)?;
                 }
                 if old & PTE_P != 0 {
-                    self.put_entry(level, old);
+                    self.put_entry(level, old, table);
                 }
                 self.mem.write_u64(ptr, new).ok_or(Errno::EINVAL)
             }

@@ -342,3 +342,45 @@ fn traces_name_frames_by_the_builders_pfn_not_the_guests_m2p() {
     w.assert_trace(&[&format!("pfn {pfn:#x} is an L4 page table")]);
     assert!(w.trace_lines(&["pfn 0x0 is an L4"]).is_empty(), "named after the guest's M2P");
 }
+
+/// Linear page tables as Xen allows them by default (XTF xsa-182): a read-only L4 entry may
+/// point at its own L4; a writable one may not.
+#[test]
+fn linear_self_reference_is_read_only() {
+    let mut w = World::new();
+    let d = w.create("linear");
+    let t = l4(&w, d);
+    let slot = t.maddr().add(5 * 8).0;
+    assert_eq!(w.mmu_update(d, &[(slot, pte(t, RO))]), 0);
+    assert_eq!(w.mmu_update(d, &[(slot, pte(t, RW))]), EINVAL);
+    let f = *w.hv.frames.get(t).unwrap();
+    assert_eq!((f.type_refs, f.linear), (2, 0), "a self-reference takes no reference");
+    assert_eq!(w.mmu_update(d, &[(slot, 0)]), 0);
+    assert_eq!(w.hv.frames.get(t).unwrap().type_refs, 2);
+}
+
+/// XSA-240: a table that holds linear entries cannot be the target of one, so chains of linear
+/// tables are one link long and devalidation never recurses without bound.
+#[test]
+fn linear_chains_are_one_link_long() {
+    let mut w = World::new();
+    let d = w.create("chain");
+    let t1 = l4(&w, d);
+    let va2 = w.scratch(d, 3);
+    let va3 = w.scratch(d, 4);
+    let t2 = copy_l4(&mut w, d, va2);
+    let t3 = copy_l4(&mut w, d, va3);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L4_TABLE, t2.0), 0);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L4_TABLE, t3.0), 0);
+    // t1 -> t2 (t1 holds a linear entry, t2 is a target).
+    assert_eq!(w.mmu_update(d, &[(t1.maddr().add(5 * 8).0, pte(t2, RO))]), 0);
+    assert_eq!((w.hv.frames.get(t1).unwrap().linear, w.hv.frames.get(t2).unwrap().linear), (1, -1));
+    // t2 -> t3 would make a chain: refused. t3 -> t1 too (t1 holds linear entries).
+    assert_eq!(w.mmu_update(d, &[(t2.maddr().add(5 * 8).0, pte(t3, RO))]), EINVAL);
+    assert_eq!(w.mmu_update(d, &[(t3.maddr().add(5 * 8).0, pte(t1, RO))]), EINVAL);
+    // Dropping the entry undoes it all; t2 can then be unpinned and mapped writable.
+    assert_eq!(w.mmu_update(d, &[(t1.maddr().add(5 * 8).0, 0)]), 0);
+    assert_eq!((w.hv.frames.get(t1).unwrap().linear, w.hv.frames.get(t2).unwrap().linear), (0, 0));
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, t2.0), 0);
+    assert_eq!(w.update_va_mapping(d, va2, pte(t2, RW)), 0);
+}
