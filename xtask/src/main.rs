@@ -17,6 +17,10 @@
 //! - `fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed]`  run the
 //!   `hostile` guest once per seed and fail on any run that does not end in its poweroff and
 //!   summary line (see `fuzz_guest`).
+//! - `xtf [DIR] [--accel sim|tcg|kvm|all] [--bless]`  Xen's own test kernels (XTF) in the simulator
+//!   and/or on the image, a result table compared with `tests/xtf/expected.txt` (see `xtf.rs`).
+
+mod xtf;
 
 use std::env;
 use std::ffi::OsStr;
@@ -39,6 +43,9 @@ commands:
   bench-hw       hardware benches (launch-to-result, hypercall cycles per gate)
   fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed] [--timeout S]
                  run the hostile guest once per seed (A..B half-open, A..=B inclusive, or N)
+  xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
+                 run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
+                 with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM";
 
 /// Debian packages `setup` installs when missing.
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
         "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
         "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
+        "xtf" => setup(&root).and_then(|()| xtf::xtf(&root, rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
