@@ -123,6 +123,8 @@ pub struct Vcpu {
     pub started: bool,
     /// Singleshot timer deadline (virtual ns).
     pub timer: Option<u64>,
+    /// Virtual control and debug registers, IOPL and MSR state (privileged-op emulation).
+    pub privs: crate::privop::PrivState,
 }
 
 /// A domain's life.

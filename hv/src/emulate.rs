@@ -14,7 +14,7 @@ use crate::hypercall::Ctx;
 use crate::mm::PAGE_SIZE;
 use crate::platform::CpuState;
 
-fn reg64(c: &mut CpuState, r: Register) -> Option<&mut u64> {
+pub(crate) fn reg64(c: &mut CpuState, r: Register) -> Option<&mut u64> {
     use Register::*;
     Some(match r.full_register() {
         RAX => &mut c.rax,
@@ -38,7 +38,7 @@ fn reg64(c: &mut CpuState, r: Register) -> Option<&mut u64> {
 }
 
 /// Write `v` to `r` with x86 semantics (32-bit writes zero-extend, 8/16-bit writes merge).
-fn write_reg(c: &mut CpuState, r: Register, v: u64) -> bool {
+pub(crate) fn write_reg(c: &mut CpuState, r: Register, v: u64) -> bool {
     let size = r.size();
     let high8 = matches!(r, Register::AH | Register::BH | Register::CH | Register::DH);
     let Some(full) = reg64(c, r) else { return false };

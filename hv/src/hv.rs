@@ -704,9 +704,31 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             if vec == vector::PF && crate::emulate::m2p_load(ctx, cr2) {
                 return;
             }
+            // Xen emulates what a PV kernel may do in ring 0 only on #GP(0) (traps.c:
+            // do_general_protection).
+            if vec == vector::GP && ec == Some(0) {
+                match crate::privop::emulate(ctx) {
+                    crate::privop::Outcome::Emulated => return,
+                    crate::privop::Outcome::Undefined => {
+                        let b = traps::trap_bounce(ctx.cur_ref(), vector::UD, None);
+                        deliver(ctx, vector::UD, None, 0, b);
+                        return;
+                    }
+                    crate::privop::Outcome::Refused => {}
+                }
+            }
+            // As Xen's pv_inject_event: the user bit of a #PF says which guest mode faulted,
+            // not the hardware ring (the guest kernel runs in ring 3).
+            let ec = match ec {
+                Some(e) if vec == vector::PF => {
+                    Some(if ctx.cur_ref().kernel_mode { e & !traps::pf::USER } else { e | traps::pf::USER })
+                }
+                other => other,
+            };
             if vec == vector::PF {
                 let vi = ctx.cur_ref().vcpu_info;
                 ctx.mem.write_u64(vi.add(shinfo::CR2), cr2);
+                ctx.cur().privs.cr2 = cr2;
             }
             let b = traps::trap_bounce(ctx.cur_ref(), vec, ec);
             deliver(ctx, vec, ec, cr2, b);

@@ -10,7 +10,7 @@
 //! input is never trusted: every guest pointer is translated by a host-side page walk and every
 //! machine address is bounds-checked, so bad input becomes an errno or a crashed domain.
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "mock")), no_std)]
 
 extern crate alloc;
 
@@ -26,9 +26,12 @@ pub mod hypercall;
 pub mod mm;
 pub mod pack;
 pub mod platform;
+pub mod privop;
 pub mod store;
 pub mod traps;
 
+#[cfg(any(test, feature = "mock"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

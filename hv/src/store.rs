@@ -1,13 +1,12 @@
 //! The xenstore ring backend. xenolith has no xenstore daemon yet: every request gets an
 //! `XS_ERROR "ENOSYS"` reply, so a guest that talks to the store sees a clean error, not a hang.
 
-use crate::abi::store_ring as r;
+use crate::abi::{store_ring as r, xs, XsdSockmsg};
 use crate::domain::Domain;
 use crate::evtchn;
 use crate::mm::MachineMemory;
 
-const XS_ERROR: u32 = 16;
-const HDR: u64 = 16;
+const HDR: u64 = core::mem::size_of::<XsdSockmsg>() as u64;
 
 /// Answer every complete request in the ring. Returns (requests answered, upcall became pending).
 pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, bool) {
@@ -29,7 +28,7 @@ pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, bool) {
         mem.write_u32(ring.add(r::REQ_CONS), cons.wrapping_add((HDR + len) as u32));
         let body = b"ENOSYS\0";
         let mut msg = alloc::vec::Vec::new();
-        for w in [XS_ERROR, req_id, tx_id, body.len() as u32] {
+        for w in [xs::ERROR, req_id, tx_id, body.len() as u32] {
             msg.extend_from_slice(&w.to_le_bytes());
         }
         msg.extend_from_slice(body);

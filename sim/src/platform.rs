@@ -71,8 +71,24 @@ struct Hooked {
     ram: *const u8,
     ram_len: usize,
     cr3: u64,
-    /// Direct-mapped cache of instruction counts per block: (address, size, count).
-    icache: Vec<(u64, u32, u32)>,
+    /// Direct-mapped cache of instruction counts per block: (address, size, count, address of
+    /// the block's first I/O instruction or [`NO_IO`]).
+    icache: Vec<(u64, u32, u32, u64)>,
+    /// I/O instructions that have a code hook (see [`SimPlatform::run`]).
+    io_hooked: std::collections::HashSet<u64>,
+    /// A block about to run holds an I/O instruction with no hook yet: stop, hook, retry.
+    io_retry: Option<(u64, u64, u64)>,
+    /// The exit is a #GP(0) the platform raised for a ring-3 I/O instruction.
+    io_fault: bool,
+}
+
+/// `icache` entry of a block without I/O instructions.
+const NO_IO: u64 = u64::MAX;
+
+/// Is this an instruction that needs the I/O permission check (`in`, `out`, `ins`, `outs`)?
+fn is_io(i: &iced_x86::Instruction) -> bool {
+    use iced_x86::Mnemonic::*;
+    matches!(i.mnemonic(), In | Out | Insb | Insw | Insd | Outsb | Outsw | Outsd)
 }
 
 const ICACHE: usize = 4096;
@@ -97,26 +113,31 @@ impl Hooked {
         true
     }
 
-    fn count(&mut self, addr: u64, size: u32) -> u32 {
+    /// Instructions in the block at `addr`, and the address of its first I/O instruction.
+    fn count(&mut self, addr: u64, size: u32) -> (u32, u64) {
         let slot = ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1);
         let e = self.icache[slot];
         if e.0 == addr && e.1 == size && e.2 != 0 {
-            return e.2;
+            return (e.2, e.3);
         }
         let mut bytes = vec![0u8; size as usize];
+        let mut io = NO_IO;
         let n = if self.read_virt(addr, &mut bytes) {
             let mut dec = iced_x86::Decoder::with_ip(64, &bytes, addr, iced_x86::DecoderOptions::NONE);
             let mut n = 0;
             while dec.can_decode() {
-                let _ = dec.decode();
+                let i = dec.decode();
+                if io == NO_IO && is_io(&i) {
+                    io = i.ip();
+                }
                 n += 1;
             }
             n.max(1)
         } else {
             1 + size / 4
         };
-        self.icache[slot] = (addr, size, n);
-        n
+        self.icache[slot] = (addr, size, n, io);
+        (n, io)
     }
 }
 
@@ -207,7 +228,10 @@ impl SimPlatform {
             ram: self.ram.ptr,
             ram_len: self.ram.len,
             cr3: 0,
-            icache: vec![(0, 0, 0); ICACHE],
+            icache: vec![(0, 0, 0, NO_IO); ICACHE],
+            io_hooked: Default::default(),
+            io_retry: None,
+            io_fault: false,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -216,7 +240,16 @@ impl SimPlatform {
             .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
         uc.add_block_hook(1, 0, |uc, addr, size| {
             let d = uc.get_data_mut();
-            let n = d.count(addr, size) as u64;
+            let (n, io) = d.count(addr, size);
+            if io != NO_IO && !d.io_hooked.contains(&io) && d.exit.is_none() {
+                // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
+                // raises #GP(0) at IOPL 0. Stop before this block runs, put a code hook on the
+                // instruction, and run the block again (see `SimPlatform::run`).
+                d.io_retry = Some((addr, addr + size as u64, io));
+                let _ = uc.emu_stop();
+                return;
+            }
+            let n = n as u64;
             d.ran += n;
             if d.ran >= d.budget && d.exit.is_none() {
                 d.exit = Some(Exit::Budget);
@@ -249,6 +282,72 @@ impl SimPlatform {
         let exc = ExceptionState::new(&uc)?;
         Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true })
     }
+}
+
+/// unicorn raises #GP(0) for a non-canonical memory operand whose segment is SS (a base of
+/// rsp/rbp); hardware raises #SS(0) (SDM vol. 3, 6.15: "Stack Fault").
+/// True if the instruction at the vCPU's rip is such an access.
+fn ss_noncanonical(h: &Hooked, cpu: &CpuState) -> bool {
+    let n = (4096 - (cpu.rip & 4095)).min(15) as usize;
+    let mut b = [0u8; 15];
+    if !h.read_virt(cpu.rip, &mut b[..n]) {
+        return false;
+    }
+    let i = iced_x86::Decoder::with_ip(64, &b[..n], cpu.rip, iced_x86::DecoderOptions::NONE).decode();
+    let reg = |r: iced_x86::Register, _: usize, _: usize| -> Option<u64> {
+        use iced_x86::Register::*;
+        let full = r.full_register();
+        let v = match full {
+            RAX => cpu.rax, RBX => cpu.rbx, RCX => cpu.rcx, RDX => cpu.rdx, RSI => cpu.rsi, RDI => cpu.rdi,
+            RBP => cpu.rbp, RSP => cpu.rsp, R8 => cpu.r8, R9 => cpu.r9, R10 => cpu.r10, R11 => cpu.r11,
+            R12 => cpu.r12, R13 => cpu.r13, R14 => cpu.r14, R15 => cpu.r15, RIP => i.next_ip(),
+            ES | CS | SS | DS => 0, FS => cpu.fs_base, GS => cpu.gs_base,
+            None => 0,
+            _ => return Option::None,
+        };
+        Some(match r.size() {
+            4 if full != r => v & 0xffff_ffff,
+            _ => v,
+        })
+    };
+    // In 64-bit mode ES/CS/DS/SS prefixes are ignored (an `ss:` prefix on another base is a
+    // #GP, XTF memop-seg): the stack segment is that of an rsp/rbp base, unless FS or GS
+    // overrides it.
+    use iced_x86::Register as R;
+    let seg = i.memory_segment();
+    let stack = seg != R::FS && seg != R::GS && matches!(i.memory_base().full_register(), R::RSP | R::RBP);
+    stack && (0..i.op_count()).any(|op| {
+        i.op_kind(op) == iced_x86::OpKind::Memory
+            && i.virtual_address(op, 0, reg).is_some_and(|a| !hv::mm::paging::is_canonical(a))
+    })
+}
+
+/// Raise #GP(0) at the I/O instruction at `io`, before it runs, as hardware does for ring 3 at
+/// IOPL 0 (the core then emulates it against the guest's virtual IOPL, as Xen does). The code
+/// hook stops emulation before the instruction executes (unicorn checks the exit request right
+/// after a code hook). It checks the bytes again: the same address may hold other code in
+/// another address space.
+fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
+    if !uc.get_data_mut().io_hooked.insert(io) {
+        return;
+    }
+    let _ = uc.add_code_hook(io, io, |uc, addr, _size| {
+        let d = uc.get_data_mut();
+        if d.exit.is_some() {
+            return;
+        }
+        let n = (4096 - (addr & 4095)).min(15) as usize;
+        let mut b = [0u8; 15];
+        if !d.read_virt(addr, &mut b[..n]) {
+            return;
+        }
+        let i = iced_x86::Decoder::with_ip(64, &b[..n], addr, iced_x86::DecoderOptions::NONE).decode();
+        if is_io(&i) {
+            d.exit = Some(Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
+            d.io_fault = true;
+            let _ = uc.emu_stop();
+        }
+    });
 }
 
 fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
@@ -378,14 +477,27 @@ impl Platform for SimPlatform {
             write_changed(v, cpu);
             cpu.rip
         };
-        let res = v.uc.emu_start(start, UNTIL, 0, 0);
+        let mut start = start;
+        let res = loop {
+            let res = v.uc.emu_start(start, UNTIL, 0, 0);
+            match v.uc.get_data_mut().io_retry.take() {
+                Some((first, end, io)) if v.uc.get_data().exit.is_none() => {
+                    hook_io(&mut v.uc, io);
+                    let _ = v.uc.ctl_remove_cache(first, end);
+                    start = v.uc.reg_read(RegisterX86::RIP).unwrap_or(first);
+                }
+                _ => break res,
+            }
+        };
         read_all(&v.uc, cpu);
         v.last = *cpu;
         let d = v.uc.get_data_mut();
         let ran = d.ran;
         let exit = d.exit.take();
+        let io_fault = std::mem::take(&mut d.io_fault);
         self.instructions += ran;
         let exit = match (exit, res) {
+            (Some(e), _) if io_fault => e,
             (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
                 let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
                 if last.is_int {
@@ -395,6 +507,7 @@ impl Platform for SimPlatform {
                     Exit::SoftInt { vector, len }
                 } else {
                     let has = hv::abi::vector::has_error_code(vector);
+                    let vector = if vector == 13 && last.error_code == 0 && ss_noncanonical(v.uc.get_data(), cpu) { 12 } else { vector };
                     Exit::Exception { vector, error_code: has.then_some(last.error_code), cr2 }
                 }
             }

@@ -1,14 +1,14 @@
 //! `cargo xtask …`: the project's entry points, in plain std.
 //!
 //! - `setup`   install what a fresh Debian 12 machine lacks (apt: cmake, libclang-dev, qemu-system-x86,
-//!   and build-essential if there is no `cc`/`make`; rustup: the x86_64-unknown-none target), then build
-//!   the guests. Idempotent, and quick when everything is there.
+//!   and build-essential if there is no `cc`/`make`; rustup: the x86_64-unknown-none target; cargo:
+//!   cargo-fuzz), then build the guests. Idempotent, and quick when everything is there.
 //! - `guests`  build the guests only (`guests/` is its own workspace, with its own target and flags).
 //! - `test [ARGS]`   setup, then `cargo test --workspace ARGS`.
 //! - `run [ARGS]`    setup, then the release `xenolith` CLI with ARGS (default: `run scenarios/`).
 //! - `bench [ARGS]`  setup, then `cargo bench -p benches ARGS`.
 //! - `ci`      setup, workspace tests, the release CLI over `scenarios/`, then boot-hw (TCG, and KVM
-//!   where /dev/kvm works), timing each step.
+//!   where /dev/kvm works), then a 20 s smoke run of each fuzz target, timing each step.
 //! - `image`   build the bootable image (hv's `xenolith-image`, target x86_64-unknown-none).
 //! - `boot-hw [SCENARIO...] [--accel kvm|tcg|auto|all] [--kernel ELF] [...]`  build the image and
 //!   guests, run the scenarios on the image under QEMU and compare each domain's trace with the
@@ -17,10 +17,10 @@
 //! - `fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed]`  run the
 //!   `hostile` guest once per seed and fail on any run that does not end in its poweroff and
 //!   summary line (see `fuzz_guest`).
+//! - `fuzz [TARGET...] [--time SECONDS]`  setup, then build the cargo-fuzz targets of `fuzz/` and run
+//!   each for SECONDS (default 20); fails, naming the crash files, if any target crashes (`fuzz.rs`).
 //! - `xtf [DIR] [--accel sim|tcg|kvm|all] [--bless]`  Xen's own test kernels (XTF) in the simulator
 //!   and/or on the image, a result table compared with `tests/xtf/expected.txt` (see `xtf.rs`).
-
-mod xtf;
 
 use std::env;
 use std::ffi::OsStr;
@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
+
+mod fuzz;
+mod xtf;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
 
@@ -43,10 +46,13 @@ commands:
   bench-hw       hardware benches (launch-to-result, hypercall cycles per gate)
   fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed] [--timeout S]
                  run the hostile guest once per seed (A..B half-open, A..=B inclusive, or N)
+  fuzz [TARGET...] [--time SECONDS]
+                 setup, then run the cargo-fuzz targets (default: all, 20 s each); fails on a crash
+                 (targets: elf pack xlcfg scenario rings hypercall)
   xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
                  run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
                  with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
-  ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM";
+  ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
 
 /// Debian packages `setup` installs when missing.
 const APT_PACKAGES: [&str; 3] = ["cmake", "libclang-dev", "qemu-system-x86"];
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
         "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
         "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
+        "fuzz" => setup(&root).and_then(|()| fuzz::fuzz(&root, rest)),
         "xtf" => setup(&root).and_then(|()| xtf::xtf(&root, rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
@@ -157,7 +164,22 @@ fn run_cli(root: &Path, args: &[String]) -> Result {
 fn setup(root: &Path) -> Result {
     install_packages()?;
     install_target()?;
+    install_cargo_fuzz()?;
     build_guests(root)
+}
+
+/// Whether `cargo NAME` is an installed cargo subcommand.
+fn have_cargo_subcommand(name: &str) -> bool {
+    succeeds("cargo", &[name, "--version"])
+}
+
+/// `cargo install cargo-fuzz --locked` when it is missing (the fuzz targets' driver; ~2-3 min once).
+fn install_cargo_fuzz() -> Result {
+    if have_cargo_subcommand("fuzz") {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing cargo-fuzz (cargo install cargo-fuzz --locked)");
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 /// apt-get installs whatever is missing, non-interactively; nothing is run when all is present.
@@ -300,7 +322,8 @@ fn hw(root: &Path, what: &str, args: &[String]) -> Result {
 fn ci(root: &Path) -> Result {
     let no_args: &[String] = &[];
     let hw_args = ["--accel".to_string(), "all".to_string()];
-    let steps: [(&str, &dyn Fn() -> Result); 4] = [
+    let fuzz_args = ["--time".to_string(), "20".to_string()];
+    let steps: [(&str, &dyn Fn() -> Result); 5] = [
         ("setup", &|| setup(root)),
         ("cargo test --workspace", &|| {
             cargo(root, ["test", "--workspace"], no_args)
@@ -311,6 +334,7 @@ fn ci(root: &Path) -> Result {
         ("boot-hw: scenarios on the image, TCG and KVM where it works", &|| {
             hw(root, "boot-hw", &hw_args)
         }),
+        ("fuzz: every cargo-fuzz target for 20 s", &|| fuzz::fuzz(root, &fuzz_args)),
     ];
     let total = Instant::now();
     for (name, step) in steps {

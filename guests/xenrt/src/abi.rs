@@ -1,69 +1,71 @@
-//! Xen PV64 public-interface definitions (numbers and `repr(C)` layouts), written from Xen's
-//! public headers (xen.h, sched.h, event_channel.h, vcpu.h, arch-x86/xen-x86_64.h, io/console.h).
-//! Every layout carries compile-time size/offset assertions.
+//! Xen PV64 public-interface definitions (numbers and `repr(C)` layouts), written from Xen 4.17's
+//! public headers (`xen-public/` = `xen/include/public/`); each definition cites its header.
+//! Every layout carries compile-time size/offset assertions, and `hv/tests/xen_abi.rs` compiles
+//! this file on the host and checks every value and layout against the headers themselves.
 
 use core::mem::{offset_of, size_of};
 
 // ---- hypercall numbers ----
-pub const HYPERVISOR_SET_TRAP_TABLE: usize = 0;
-pub const HYPERVISOR_MMU_UPDATE: usize = 1;
-pub const HYPERVISOR_STACK_SWITCH: usize = 3;
-pub const HYPERVISOR_SET_CALLBACKS: usize = 4;
-pub const HYPERVISOR_MEMORY_OP: usize = 12;
-pub const HYPERVISOR_MULTICALL: usize = 13;
-pub const HYPERVISOR_UPDATE_VA_MAPPING: usize = 14;
-pub const HYPERVISOR_XEN_VERSION: usize = 17;
-pub const HYPERVISOR_CONSOLE_IO: usize = 18;
-pub const HYPERVISOR_VM_ASSIST: usize = 21;
-pub const HYPERVISOR_IRET: usize = 23;
-pub const HYPERVISOR_VCPU_OP: usize = 24;
-pub const HYPERVISOR_SET_SEGMENT_BASE: usize = 25;
-pub const HYPERVISOR_MMUEXT_OP: usize = 26;
-pub const HYPERVISOR_SCHED_OP: usize = 29;
-pub const HYPERVISOR_CALLBACK_OP: usize = 30;
-pub const HYPERVISOR_EVENT_CHANNEL_OP: usize = 32;
+pub const HYPERVISOR_SET_TRAP_TABLE: usize = 0; // xen-public/xen.h
+pub const HYPERVISOR_MMU_UPDATE: usize = 1; // xen-public/xen.h
+pub const HYPERVISOR_STACK_SWITCH: usize = 3; // xen-public/xen.h
+pub const HYPERVISOR_SET_CALLBACKS: usize = 4; // xen-public/xen.h
+pub const HYPERVISOR_MEMORY_OP: usize = 12; // xen-public/xen.h
+pub const HYPERVISOR_MULTICALL: usize = 13; // xen-public/xen.h
+pub const HYPERVISOR_UPDATE_VA_MAPPING: usize = 14; // xen-public/xen.h
+pub const HYPERVISOR_XEN_VERSION: usize = 17; // xen-public/xen.h
+pub const HYPERVISOR_CONSOLE_IO: usize = 18; // xen-public/xen.h
+pub const HYPERVISOR_VM_ASSIST: usize = 21; // xen-public/xen.h
+pub const HYPERVISOR_IRET: usize = 23; // xen-public/xen.h
+pub const HYPERVISOR_VCPU_OP: usize = 24; // xen-public/xen.h
+pub const HYPERVISOR_SET_SEGMENT_BASE: usize = 25; // xen-public/xen.h
+pub const HYPERVISOR_MMUEXT_OP: usize = 26; // xen-public/xen.h
+pub const HYPERVISOR_SCHED_OP: usize = 29; // xen-public/xen.h
+pub const HYPERVISOR_CALLBACK_OP: usize = 30; // xen-public/xen.h
+pub const HYPERVISOR_EVENT_CHANNEL_OP: usize = 32; // xen-public/xen.h
 
 // ---- errno values (negated in rax) ----
-pub const EPERM: i64 = 1;
-pub const ENOENT: i64 = 2;
-pub const EFAULT: i64 = 14;
-pub const EINVAL: i64 = 22;
-pub const ENOSYS: i64 = 38;
+pub const EPERM: i64 = 1; // xen-public/errno.h
+pub const ENOENT: i64 = 2; // xen-public/errno.h
+pub const EFAULT: i64 = 14; // xen-public/errno.h
+pub const EINVAL: i64 = 22; // xen-public/errno.h
+pub const ENOSYS: i64 = 38; // xen-public/errno.h
 
 // ---- sub-operations ----
-pub const CONSOLEIO_WRITE: u64 = 0;
-pub const CONSOLEIO_READ: u64 = 1;
-pub const XENVER_VERSION: u64 = 0;
-pub const XENVER_EXTRAVERSION: u64 = 1;
-pub const SCHEDOP_YIELD: u64 = 0;
-pub const SCHEDOP_BLOCK: u64 = 1;
-pub const SCHEDOP_SHUTDOWN: u64 = 2;
-pub const SHUTDOWN_POWEROFF: u32 = 0;
-pub const SHUTDOWN_REBOOT: u32 = 1;
-pub const SHUTDOWN_CRASH: u32 = 3;
-pub const EVTCHNOP_SEND: u64 = 4;
-pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10;
-pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
-pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
-pub const DOMID_SELF: u64 = 0x7ff0;
+pub const CONSOLEIO_WRITE: u64 = 0; // xen-public/xen.h
+pub const CONSOLEIO_READ: u64 = 1; // xen-public/xen.h
+pub const XENVER_VERSION: u64 = 0; // xen-public/version.h
+pub const XENVER_EXTRAVERSION: u64 = 1; // xen-public/version.h
+pub const SCHEDOP_YIELD: u64 = 0; // xen-public/sched.h
+pub const SCHEDOP_BLOCK: u64 = 1; // xen-public/sched.h
+pub const SCHEDOP_SHUTDOWN: u64 = 2; // xen-public/sched.h
+pub const SHUTDOWN_POWEROFF: u32 = 0; // xen-public/sched.h
+pub const SHUTDOWN_REBOOT: u32 = 1; // xen-public/sched.h
+pub const SHUTDOWN_CRASH: u32 = 3; // xen-public/sched.h
+pub const EVTCHNOP_SEND: u64 = 4; // xen-public/event_channel.h
+pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10; // xen-public/vcpu.h
+pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6; // xen-public/xen.h
+pub const MMUEXT_INVLPG_LOCAL: u32 = 7; // xen-public/xen.h
+pub const DOMID_SELF: u64 = 0x7ff0; // xen-public/xen.h
 
 /// `update_va_mapping` flags (low bits select the flush; `UVMF_LOCAL` is 0).
-pub const UVMF_TLB_FLUSH: u64 = 1;
-pub const UVMF_INVLPG: u64 = 2;
+pub const UVMF_TLB_FLUSH: u64 = 1; // xen-public/xen.h
+pub const UVMF_INVLPG: u64 = 2; // xen-public/xen.h
 
-// ---- page-table entry bits ----
+// ---- page-table entry bits (x86 architecture, not a Xen header) ----
 pub const PTE_P: u64 = 1;
 pub const PTE_RW: u64 = 2;
 pub const PTE_U: u64 = 4;
 
 /// `FLAT_KERNEL_CS64` == `FLAT_RING3_CS64` for 64-bit PV guests.
-pub const FLAT_KERNEL_CS64: u16 = 0xe033;
+pub const FLAT_KERNEL_CS64: u16 = 0xe033; // xen-public/arch-x86/xen-x86_64.h
 
 /// `start_info` flags.
-pub const SIF_PRIVILEGED: u32 = 1;
-pub const SIF_INITDOMAIN: u32 = 2;
+pub const SIF_PRIVILEGED: u32 = 1; // xen-public/xen.h
+pub const SIF_INITDOMAIN: u32 = 2; // xen-public/xen.h
 
-/// `start_info_t` (xen.h), 1,168 bytes; rsi points at it on entry.
+/// `start_info_t`, 1,168 bytes; rsi points at it on entry.
+// xen-public/xen.h
 #[repr(C)]
 pub struct StartInfo {
     pub magic: [u8; 32],
@@ -104,6 +106,7 @@ const _: () = assert!(offset_of!(StartInfo, cmd_line) == 128);
 const _: () = assert!(offset_of!(StartInfo, first_p2m_pfn) == 1152);
 
 /// `vcpu_time_info` (32 bytes).
+// xen-public/xen.h
 #[repr(C)]
 pub struct VcpuTimeInfo {
     pub version: u32,
@@ -117,7 +120,9 @@ pub struct VcpuTimeInfo {
 }
 const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
 
-/// `vcpu_info` (64 bytes): event flags, x86 arch part (`cr2` of the last #PF), time.
+/// `vcpu_info` (64 bytes): event flags, x86 arch part (`arch_vcpu_info`: `cr2` of the last #PF,
+/// xen-public/arch-x86/xen-x86_64.h), time.
+// xen-public/xen.h
 #[repr(C)]
 pub struct VcpuInfo {
     pub evtchn_upcall_pending: u8,
@@ -134,7 +139,9 @@ const _: () = assert!(offset_of!(VcpuInfo, evtchn_pending_sel) == 8);
 const _: () = assert!(offset_of!(VcpuInfo, cr2) == 16);
 const _: () = assert!(offset_of!(VcpuInfo, time) == 32);
 
-/// `shared_info` (3,136 bytes on x86_64).
+/// `shared_info` (3,136 bytes on x86_64); from `max_pfn` on it is `arch_shared_info`
+/// (xen-public/arch-x86/xen.h).
+// xen-public/xen.h
 #[repr(C)]
 pub struct SharedInfo {
     pub vcpu_info: [VcpuInfo; 32],
@@ -158,6 +165,7 @@ const _: () = assert!(offset_of!(SharedInfo, wc_version) == 3072);
 const _: () = assert!(offset_of!(SharedInfo, max_pfn) == 3088);
 
 /// `trap_info` (16 bytes). `flags` bits 0-1: DPL; bit 2: mask events on entry.
+// xen-public/arch-x86/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct TrapInfo {
@@ -170,6 +178,7 @@ const _: () = assert!(size_of::<TrapInfo>() == 16);
 const _: () = assert!(offset_of!(TrapInfo, address) == 8);
 
 /// `mmu_update` (16 bytes).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct MmuUpdate {
@@ -179,6 +188,7 @@ pub struct MmuUpdate {
 const _: () = assert!(size_of::<MmuUpdate>() == 16);
 
 /// `mmuext_op` (24 bytes): `arg1` is mfn/linear_addr, `arg2` nr_ents/vcpumask/src_mfn.
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct MmuextOp {
@@ -191,6 +201,7 @@ const _: () = assert!(size_of::<MmuextOp>() == 24);
 const _: () = assert!(offset_of!(MmuextOp, arg1) == 8);
 
 /// `multicall_entry` (64 bytes on x86_64).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct MulticallEntry {
@@ -202,6 +213,7 @@ const _: () = assert!(size_of::<MulticallEntry>() == 64);
 const _: () = assert!(offset_of!(MulticallEntry, args) == 16);
 
 /// `sched_shutdown` (4 bytes).
+// xen-public/sched.h
 #[repr(C)]
 pub struct SchedShutdown {
     pub reason: u32,
@@ -209,6 +221,7 @@ pub struct SchedShutdown {
 const _: () = assert!(size_of::<SchedShutdown>() == 4);
 
 /// `evtchn_send` (4 bytes).
+// xen-public/event_channel.h
 #[repr(C)]
 pub struct EvtchnSend {
     pub port: u32,
@@ -216,6 +229,7 @@ pub struct EvtchnSend {
 const _: () = assert!(size_of::<EvtchnSend>() == 4);
 
 /// `vcpu_register_vcpu_info` (16 bytes).
+// xen-public/vcpu.h
 #[repr(C)]
 pub struct VcpuRegisterVcpuInfo {
     pub mfn: u64,
@@ -224,7 +238,8 @@ pub struct VcpuRegisterVcpuInfo {
 }
 const _: () = assert!(size_of::<VcpuRegisterVcpuInfo>() == 16);
 
-/// `xencons_interface` (io/console.h), the part up to `out_prod` (3,088 bytes).
+/// `xencons_interface`, 3,088 bytes.
+// xen-public/io/console.h
 #[repr(C)]
 pub struct XenconsInterface {
     pub input: [u8; 1024],

@@ -1,4 +1,5 @@
 //! Xen's errno values at the guest ABI (Linux numbering), returned negated in `rax`.
+//! Every value is `XEN_ERRNO(name, value)` in xen-public/errno.h.
 
 use core::fmt;
 
@@ -6,18 +7,18 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i64)]
 pub enum Errno {
-    EPERM = 1,
-    ENOENT = 2,
-    ESRCH = 3,
-    E2BIG = 7,
-    EAGAIN = 11,
-    ENOMEM = 12,
-    EFAULT = 14,
-    EBUSY = 16,
-    EEXIST = 17,
-    EINVAL = 22,
-    ENOSPC = 28,
-    ENOSYS = 38,
+    EPERM = 1, // xen-public/errno.h
+    ENOENT = 2, // xen-public/errno.h
+    ESRCH = 3, // xen-public/errno.h
+    E2BIG = 7, // xen-public/errno.h
+    EAGAIN = 11, // xen-public/errno.h
+    ENOMEM = 12, // xen-public/errno.h
+    EFAULT = 14, // xen-public/errno.h
+    EBUSY = 16, // xen-public/errno.h
+    EEXIST = 17, // xen-public/errno.h
+    EINVAL = 22, // xen-public/errno.h
+    ENOSPC = 28, // xen-public/errno.h
+    ENOSYS = 38, // xen-public/errno.h
 }
 
 impl Errno {

@@ -1,4 +1,8 @@
 //! Guest-visible structures with compile-time layout checks.
+//!
+//! Each one names the Xen 4.17 public header that defines it (`xen-public/` is
+//! `xen/include/public/`); `hv/tests/xen_abi.rs` compares every size and field offset with the C
+//! compiler's view of those headers.
 
 use core::mem::{offset_of, size_of};
 
@@ -9,7 +13,8 @@ macro_rules! layout {
     };
 }
 
-/// `start_info_t` for 64-bit PV guests.
+/// `start_info_t` for 64-bit PV guests (`console_mfn`/`console_evtchn` are `console.domU.*`).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StartInfo {
@@ -39,6 +44,7 @@ layout!(StartInfo, size = 1168, magic @ 0, nr_pages @ 32, shared_info @ 40, flag
     first_p2m_pfn @ 1152, nr_p2m_frames @ 1160);
 
 /// `vcpu_time_info`.
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct VcpuTimeInfo {
@@ -53,7 +59,8 @@ pub struct VcpuTimeInfo {
 }
 layout!(VcpuTimeInfo, size = 32, tsc_timestamp @ 8, system_time @ 16, tsc_to_system_mul @ 24, tsc_shift @ 28);
 
-/// `vcpu_info` (64 bytes).
+/// `vcpu_info` (64 bytes). `cr2`/`pad` are `arch` (`arch_vcpu_info`, xen-public/arch-x86/xen-x86_64.h).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct VcpuInfo {
@@ -69,9 +76,11 @@ layout!(VcpuInfo, size = 64, evtchn_upcall_pending @ 0, evtchn_upcall_mask @ 1,
     evtchn_pending_sel @ 8, cr2 @ 16, time @ 32);
 
 /// Legacy vcpu_info slots in shared_info.
-pub const XEN_LEGACY_MAX_VCPUS: usize = 32;
+pub const XEN_LEGACY_MAX_VCPUS: usize = 32; // xen-public/arch-x86/xen.h
 
-/// `shared_info` (3,136 bytes on x86_64).
+/// `shared_info` (3,136 bytes on x86_64). The fields from `max_pfn` on are `arch`
+/// (`arch_shared_info`, xen-public/arch-x86/xen.h).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SharedInfo {
@@ -92,22 +101,26 @@ pub struct SharedInfo {
 layout!(SharedInfo, size = 3136, vcpu_info @ 0, evtchn_pending @ 2048, evtchn_mask @ 2560,
     wc_version @ 3072, max_pfn @ 3088);
 
-/// Offsets into shared_info used by the core (byte offsets).
+/// Offsets into shared_info used by the core (byte offsets), taken from the structs above.
+// xen-public/xen.h
 pub mod shinfo {
-    pub const VCPU_INFO: u64 = 0;
-    pub const VCPU_INFO_SIZE: u64 = 64;
-    pub const EVTCHN_PENDING: u64 = 2048;
-    pub const EVTCHN_MASK: u64 = 2560;
-    pub const WC_VERSION: u64 = 3072;
+    use super::{SharedInfo, VcpuInfo};
+    use core::mem::{offset_of, size_of};
+    pub const VCPU_INFO: u64 = offset_of!(SharedInfo, vcpu_info) as u64;
+    pub const VCPU_INFO_SIZE: u64 = size_of::<VcpuInfo>() as u64;
+    pub const EVTCHN_PENDING: u64 = offset_of!(SharedInfo, evtchn_pending) as u64;
+    pub const EVTCHN_MASK: u64 = offset_of!(SharedInfo, evtchn_mask) as u64;
+    pub const WC_VERSION: u64 = offset_of!(SharedInfo, wc_version) as u64;
     /// Within vcpu_info.
-    pub const UPCALL_PENDING: u64 = 0;
-    pub const UPCALL_MASK: u64 = 1;
-    pub const PENDING_SEL: u64 = 8;
-    pub const CR2: u64 = 16;
-    pub const TIME: u64 = 32;
+    pub const UPCALL_PENDING: u64 = offset_of!(VcpuInfo, evtchn_upcall_pending) as u64;
+    pub const UPCALL_MASK: u64 = offset_of!(VcpuInfo, evtchn_upcall_mask) as u64;
+    pub const PENDING_SEL: u64 = offset_of!(VcpuInfo, evtchn_pending_sel) as u64;
+    pub const CR2: u64 = offset_of!(VcpuInfo, cr2) as u64;
+    pub const TIME: u64 = offset_of!(VcpuInfo, time) as u64;
 }
 
 /// `trap_info` (16 bytes).
+// xen-public/arch-x86/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct TrapInfo {
@@ -121,6 +134,7 @@ pub struct TrapInfo {
 layout!(TrapInfo, size = 16, vector @ 0, flags @ 1, cs @ 2, address @ 8);
 
 /// `mmu_update` (16 bytes).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct MmuUpdate {
@@ -130,6 +144,7 @@ pub struct MmuUpdate {
 layout!(MmuUpdate, size = 16, ptr @ 0, val @ 8);
 
 /// `mmuext_op` (24 bytes).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct MmuextOp {
@@ -143,6 +158,7 @@ pub struct MmuextOp {
 layout!(MmuextOp, size = 24, cmd @ 0, arg1 @ 8, arg2 @ 16);
 
 /// `multicall_entry` (64 bytes on x86_64).
+// xen-public/xen.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct MulticallEntry {
@@ -153,6 +169,7 @@ pub struct MulticallEntry {
 layout!(MulticallEntry, size = 64, op @ 0, result @ 8, args @ 16);
 
 /// `iret_context` as popped from the guest stack by HYPERVISOR_iret.
+// xen-public/arch-x86/xen-x86_64.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct IretContext {
@@ -169,7 +186,8 @@ pub struct IretContext {
 layout!(IretContext, size = 72, rax @ 0, r11 @ 8, rcx @ 16, flags @ 24, rip @ 32, cs @ 40,
     rflags @ 48, rsp @ 56, ss @ 64);
 
-/// `callback_register` (16 bytes).
+/// `callback_register` (16 bytes; `xen_callback_t` is an `unsigned long` on x86_64).
+// xen-public/callback.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct CallbackRegister {
@@ -180,7 +198,8 @@ pub struct CallbackRegister {
 }
 layout!(CallbackRegister, size = 16, ty @ 0, flags @ 2, address @ 8);
 
-/// `sched_shutdown` / `sched_remote_shutdown` share the reason field.
+/// `sched_shutdown`.
+// xen-public/sched.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct SchedShutdown {
@@ -189,6 +208,7 @@ pub struct SchedShutdown {
 layout!(SchedShutdown, size = 4, reason @ 0);
 
 /// `evtchn_status` (24 bytes).
+// xen-public/event_channel.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct EvtchnStatus {
@@ -203,17 +223,18 @@ pub struct EvtchnStatus {
 }
 layout!(EvtchnStatus, size = 24, dom @ 0, port @ 4, status @ 8, vcpu @ 12, u0 @ 16, u1 @ 20);
 
-/// evtchn_status.status values.
+/// evtchn_status.status values (`EVTCHNSTAT_*`).
 pub mod evtchn_stat {
-    pub const CLOSED: u32 = 0;
-    pub const UNBOUND: u32 = 1;
-    pub const INTERDOMAIN: u32 = 2;
-    pub const PIRQ: u32 = 3;
-    pub const VIRQ: u32 = 4;
-    pub const IPI: u32 = 5;
+    pub const CLOSED: u32 = 0; // xen-public/event_channel.h
+    pub const UNBOUND: u32 = 1; // xen-public/event_channel.h
+    pub const INTERDOMAIN: u32 = 2; // xen-public/event_channel.h
+    pub const PIRQ: u32 = 3; // xen-public/event_channel.h
+    pub const VIRQ: u32 = 4; // xen-public/event_channel.h
+    pub const IPI: u32 = 5; // xen-public/event_channel.h
 }
 
-/// `e820entry` as returned by XENMEM_memory_map.
+/// `e820entry` as returned by XENMEM_memory_map. Not in xen-public: memory.h's XENMEM_memory_map
+/// returns the BIOS e820 format (u64 addr, u64 size, u32 type; packed, 20 bytes).
 #[repr(C, packed)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct E820Entry {
@@ -224,6 +245,7 @@ pub struct E820Entry {
 layout!(E820Entry, size = 20);
 
 /// `xen_memory_map` {nr_entries, buffer}.
+// xen-public/memory.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct MemoryMap {
@@ -234,6 +256,7 @@ pub struct MemoryMap {
 layout!(MemoryMap, size = 16, nr_entries @ 0, buffer @ 8);
 
 /// `vcpu_register_vcpu_info` {mfn, offset, rsvd}.
+// xen-public/vcpu.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct RegisterVcpuInfo {
@@ -244,6 +267,7 @@ pub struct RegisterVcpuInfo {
 layout!(RegisterVcpuInfo, size = 16, mfn @ 0, offset @ 8);
 
 /// `xen_feature_info` {submap_idx, submap}.
+// xen-public/version.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct FeatureInfo {
@@ -252,37 +276,235 @@ pub struct FeatureInfo {
 }
 layout!(FeatureInfo, size = 8);
 
+/// `callback_unregister` (4 bytes).
+// xen-public/callback.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CallbackUnregister {
+    pub ty: u16,
+    pub _unused: u16,
+}
+layout!(CallbackUnregister, size = 4, ty @ 0);
+
+/// `sched_poll` (24 bytes): a guest handle to an array of ports, their number, a timeout.
+// xen-public/sched.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct SchedPoll {
+    pub ports: u64,
+    pub nr_ports: u32,
+    pub _pad: u32,
+    pub timeout: u64,
+}
+layout!(SchedPoll, size = 24, ports @ 0, nr_ports @ 8, timeout @ 16);
+
+/// `sched_remote_shutdown` (8 bytes).
+// xen-public/sched.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct SchedRemoteShutdown {
+    pub domain_id: u16,
+    pub _pad: u16,
+    pub reason: u32,
+}
+layout!(SchedRemoteShutdown, size = 8, domain_id @ 0, reason @ 4);
+
+/// `vcpu_set_singleshot_timer` (16 bytes).
+// xen-public/vcpu.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct VcpuSetSingleshotTimer {
+    pub timeout_abs_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+layout!(VcpuSetSingleshotTimer, size = 16, timeout_abs_ns @ 0, flags @ 8);
+
+/// `vcpu_set_periodic_timer` (8 bytes).
+// xen-public/vcpu.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct VcpuSetPeriodicTimer {
+    pub period_ns: u64,
+}
+layout!(VcpuSetPeriodicTimer, size = 8, period_ns @ 0);
+
+/// `evtchn_alloc_unbound` (8 bytes): IN dom, remote_dom; OUT port.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnAllocUnbound {
+    pub dom: u16,
+    pub remote_dom: u16,
+    pub port: u32,
+}
+layout!(EvtchnAllocUnbound, size = 8, dom @ 0, remote_dom @ 2, port @ 4);
+
+/// `evtchn_bind_interdomain` (12 bytes): IN remote_dom, remote_port; OUT local_port.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnBindInterdomain {
+    pub remote_dom: u16,
+    pub _pad: u16,
+    pub remote_port: u32,
+    pub local_port: u32,
+}
+layout!(EvtchnBindInterdomain, size = 12, remote_dom @ 0, remote_port @ 4, local_port @ 8);
+
+/// `evtchn_bind_virq` (12 bytes): IN virq, vcpu; OUT port.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnBindVirq {
+    pub virq: u32,
+    pub vcpu: u32,
+    pub port: u32,
+}
+layout!(EvtchnBindVirq, size = 12, virq @ 0, vcpu @ 4, port @ 8);
+
+/// `evtchn_bind_ipi` (8 bytes): IN vcpu; OUT port.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnBindIpi {
+    pub vcpu: u32,
+    pub port: u32,
+}
+layout!(EvtchnBindIpi, size = 8, vcpu @ 0, port @ 4);
+
+/// `evtchn_bind_vcpu` (8 bytes).
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnBindVcpu {
+    pub port: u32,
+    pub vcpu: u32,
+}
+layout!(EvtchnBindVcpu, size = 8, port @ 0, vcpu @ 4);
+
+/// `evtchn_send`, `evtchn_close` and `evtchn_unmask`: one port (4 bytes).
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnPort {
+    pub port: u32,
+}
+layout!(EvtchnPort, size = 4, port @ 0);
+
 /// `xencons_interface`: the console ring page.
+// xen-public/io/console.h
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct XenconsInterface {
+    pub input: [u8; 1024],
+    pub out: [u8; 2048],
+    pub in_cons: u32,
+    pub in_prod: u32,
+    pub out_cons: u32,
+    pub out_prod: u32,
+}
+layout!(XenconsInterface, size = 3088, input @ 0, out @ 1024, in_cons @ 3072, in_prod @ 3076,
+    out_cons @ 3080, out_prod @ 3084);
+
+/// Byte offsets into the console ring page (from [`XenconsInterface`]).
+// xen-public/io/console.h
 pub mod cons_ring {
-    pub const IN: u64 = 0;
+    use super::XenconsInterface as C;
+    use core::mem::offset_of;
+    pub const IN: u64 = offset_of!(C, input) as u64;
     pub const IN_SIZE: u64 = 1024;
-    pub const OUT: u64 = 1024;
+    pub const OUT: u64 = offset_of!(C, out) as u64;
     pub const OUT_SIZE: u64 = 2048;
-    pub const IN_CONS: u64 = 3072;
-    pub const IN_PROD: u64 = 3076;
-    pub const OUT_CONS: u64 = 3080;
-    pub const OUT_PROD: u64 = 3084;
+    pub const IN_CONS: u64 = offset_of!(C, in_cons) as u64;
+    pub const IN_PROD: u64 = offset_of!(C, in_prod) as u64;
+    pub const OUT_CONS: u64 = offset_of!(C, out_cons) as u64;
+    pub const OUT_PROD: u64 = offset_of!(C, out_prod) as u64;
 }
 
+/// `XENSTORE_RING_SIZE`.
+pub const XENSTORE_RING_SIZE: usize = 1024; // xen-public/io/xs_wire.h
+
 /// `xenstore_domain_interface`: the store ring page.
+// xen-public/io/xs_wire.h
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct XenstoreDomainInterface {
+    pub req: [u8; XENSTORE_RING_SIZE],
+    pub rsp: [u8; XENSTORE_RING_SIZE],
+    pub req_cons: u32,
+    pub req_prod: u32,
+    pub rsp_cons: u32,
+    pub rsp_prod: u32,
+    pub server_features: u32,
+    pub connection: u32,
+    pub error: u32,
+}
+layout!(XenstoreDomainInterface, size = 2076, req @ 0, rsp @ 1024, req_cons @ 2048, req_prod @ 2052,
+    rsp_cons @ 2056, rsp_prod @ 2060, server_features @ 2064, connection @ 2068, error @ 2072);
+
+/// Byte offsets into the store ring page (from [`XenstoreDomainInterface`]).
+// xen-public/io/xs_wire.h
 pub mod store_ring {
-    pub const REQ: u64 = 0;
-    pub const RSP: u64 = 1024;
-    pub const RING_SIZE: u64 = 1024;
-    pub const REQ_CONS: u64 = 2048;
-    pub const REQ_PROD: u64 = 2052;
-    pub const RSP_CONS: u64 = 2056;
-    pub const RSP_PROD: u64 = 2060;
+    use super::XenstoreDomainInterface as S;
+    use core::mem::offset_of;
+    pub const REQ: u64 = offset_of!(S, req) as u64;
+    pub const RSP: u64 = offset_of!(S, rsp) as u64;
+    pub const RING_SIZE: u64 = super::XENSTORE_RING_SIZE as u64;
+    pub const REQ_CONS: u64 = offset_of!(S, req_cons) as u64;
+    pub const REQ_PROD: u64 = offset_of!(S, req_prod) as u64;
+    pub const RSP_CONS: u64 = offset_of!(S, rsp_cons) as u64;
+    pub const RSP_PROD: u64 = offset_of!(S, rsp_prod) as u64;
+}
+
+/// `xsd_sockmsg`: the header of every xenstore message (16 bytes), followed by `len` bytes.
+// xen-public/io/xs_wire.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct XsdSockmsg {
+    pub ty: u32,
+    pub req_id: u32,
+    pub tx_id: u32,
+    pub len: u32,
+}
+layout!(XsdSockmsg, size = 16, ty @ 0, req_id @ 4, tx_id @ 8, len @ 12);
+
+/// `enum xsd_sockmsg_type` values.
+// xen-public/io/xs_wire.h
+pub mod xs {
+    pub const CONTROL: u32 = 0; // xen-public/io/xs_wire.h
+    pub const DIRECTORY: u32 = 1; // xen-public/io/xs_wire.h
+    pub const READ: u32 = 2; // xen-public/io/xs_wire.h
+    pub const GET_PERMS: u32 = 3; // xen-public/io/xs_wire.h
+    pub const WATCH: u32 = 4; // xen-public/io/xs_wire.h
+    pub const UNWATCH: u32 = 5; // xen-public/io/xs_wire.h
+    pub const TRANSACTION_START: u32 = 6; // xen-public/io/xs_wire.h
+    pub const TRANSACTION_END: u32 = 7; // xen-public/io/xs_wire.h
+    pub const INTRODUCE: u32 = 8; // xen-public/io/xs_wire.h
+    pub const RELEASE: u32 = 9; // xen-public/io/xs_wire.h
+    pub const GET_DOMAIN_PATH: u32 = 10; // xen-public/io/xs_wire.h
+    pub const WRITE: u32 = 11; // xen-public/io/xs_wire.h
+    pub const MKDIR: u32 = 12; // xen-public/io/xs_wire.h
+    pub const RM: u32 = 13; // xen-public/io/xs_wire.h
+    pub const SET_PERMS: u32 = 14; // xen-public/io/xs_wire.h
+    pub const WATCH_EVENT: u32 = 15; // xen-public/io/xs_wire.h
+    pub const ERROR: u32 = 16; // xen-public/io/xs_wire.h
+    pub const IS_DOMAIN_INTRODUCED: u32 = 17; // xen-public/io/xs_wire.h
+    pub const RESUME: u32 = 18; // xen-public/io/xs_wire.h
+    pub const SET_TARGET: u32 = 19; // xen-public/io/xs_wire.h
+    pub const RESET_WATCHES: u32 = 21; // xen-public/io/xs_wire.h
+    pub const DIRECTORY_PART: u32 = 22; // xen-public/io/xs_wire.h
 }
 
 /// XENFEAT_* bits reported by xen_version(get_features).
 pub mod feat {
-    pub const WRITABLE_PAGE_TABLES: u32 = 0;
-    pub const WRITABLE_DESCRIPTOR_TABLES: u32 = 1;
-    pub const AUTO_TRANSLATED_PHYSMAP: u32 = 2;
-    pub const SUPERVISOR_MODE_KERNEL: u32 = 3;
-    pub const PAE_PGDIR_ABOVE_4GB: u32 = 4;
-    pub const MMU_PT_UPDATE_PRESERVE_AD: u32 = 5;
-    pub const GNTTAB_MAP_AVAIL_BITS: u32 = 7;
-    pub const DOM0: u32 = 11;
+    pub const WRITABLE_PAGE_TABLES: u32 = 0; // xen-public/features.h
+    pub const WRITABLE_DESCRIPTOR_TABLES: u32 = 1; // xen-public/features.h
+    pub const AUTO_TRANSLATED_PHYSMAP: u32 = 2; // xen-public/features.h
+    pub const SUPERVISOR_MODE_KERNEL: u32 = 3; // xen-public/features.h
+    pub const PAE_PGDIR_ABOVE_4GB: u32 = 4; // xen-public/features.h
+    pub const MMU_PT_UPDATE_PRESERVE_AD: u32 = 5; // xen-public/features.h
+    pub const HIGHMEM_ASSIST: u32 = 6; // xen-public/features.h
+    pub const GNTTAB_MAP_AVAIL_BITS: u32 = 7; // xen-public/features.h
+    pub const DOM0: u32 = 11; // xen-public/features.h
 }

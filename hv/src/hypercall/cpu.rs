@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::abi::hypercall::{callback as cb, segbase, vcpu_op as vop, vm_assist as vma, VGCF_IN_SYSCALL};
-use crate::abi::{self, shinfo, CallbackRegister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
+use crate::abi::{self, shinfo, CallbackRegister, CallbackUnregister, Errno, IretContext, RegisterVcpuInfo, TrapInfo};
 use crate::domain::VcpuState;
 use crate::mm::frames::{Owner, PageType};
 use crate::mm::paging::{in_xen_range, is_canonical};
@@ -93,7 +93,7 @@ pub fn callback_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         }
         cb::OP_UNREGISTER => {
             ctx.describe(|d| *d = "callback_op(unregister)".into());
-            let r: CallbackRegister = ctx.read_guest(arg)?;
+            let r: CallbackUnregister = ctx.read_guest(arg)?;
             match r.ty as u32 {
                 cb::TYPE_NMI => {
                     ctx.cur().callbacks.nmi = 0;
@@ -136,7 +136,12 @@ pub fn iret(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
         v.cpu.gs_base = v.gs_base_user;
         ctx.fx.flush_tlb = true;
     }
+    // With VMASST_TYPE_architectural_iopl the guest sets its virtual IOPL through iret (iret.c).
+    let arch_iopl = ctx.domain_ref().vm_assist & (1 << vma::TYPE_ARCHITECTURAL_IOPL) != 0;
     let v = ctx.cur();
+    if arch_iopl {
+        v.privs.iopl = ((saved.rflags & RFLAGS_IOPL) >> 12) as u8;
+    }
     v.cpu.rip = saved.rip;
     v.cpu.cs = (saved.cs as u16) | 3;
     v.cpu.rflags = (saved.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF | 2;
@@ -328,6 +333,8 @@ pub fn vm_assist(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 
 pub fn fpu_taskswitch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = alloc::format!("fpu_taskswitch({})", a[0]));
-    // CR0.TS is not modelled: the FPU is always usable, so there is never a #NM to deliver.
+    // The guest's view of CR0.TS (read back by `mov %cr0`). The FPU itself stays usable, so
+    // there is never a #NM to deliver (Xen's lazy-FPU #NM is not modelled).
+    ctx.cur().privs.cr0_ts = a[0] != 0;
     Ok(0)
 }

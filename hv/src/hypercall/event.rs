@@ -2,11 +2,9 @@
 
 use super::Ctx;
 use crate::abi::hypercall::{evtchn_op as op, virq};
-use crate::abi::{evtchn_stat as stat, Errno, EvtchnStatus};
+use crate::abi::{evtchn_stat as stat, Errno, EvtchnStatus, DOMID_SELF};
 use crate::evtchn::{self, Backend, PortState};
 use crate::DomId;
-
-const DOMID_SELF: u16 = 0x7FF0;
 
 fn op_name(cmd: u64) -> &'static str {
     match cmd {

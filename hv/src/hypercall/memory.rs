@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::abi::hypercall::memory_op as op;
-use crate::abi::{E820Entry, Errno, MemoryMap};
+use crate::abi::{E820Entry, Errno, MemoryMap, DOMID_SELF};
 
 const E820_RAM: u32 = 1;
 
@@ -25,7 +25,7 @@ pub fn memory_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         op::CURRENT_RESERVATION | op::MAXIMUM_RESERVATION => {
             ctx.describe(|d| *d = "memory_op(current_reservation)".into());
             let dom: u16 = ctx.read_guest(arg)?;
-            if dom != 0x7FF0 && dom != ctx.dom {
+            if dom != DOMID_SELF && dom != ctx.dom {
                 return Err(Errno::EPERM);
             }
             Ok(ctx.domain_ref().nr_pages as i64)

@@ -4,15 +4,13 @@
 use alloc::string::String;
 
 use super::Ctx;
-use crate::abi::hypercall::{mmuext as op, uvmf};
-use crate::abi::{Errno, MmuUpdate, MmuextOp};
+use crate::abi::hypercall::{mmu, mmuext as op, uvmf};
+use crate::abi::{Errno, MmuUpdate, MmuextOp, DOMID_SELF};
 use crate::mm::frames::{Owner, PageType};
 use crate::mm::paging::{self, pte_mfn, PTE_NX, PTE_P, PTE_RW};
 use crate::mm::pagetable::PtCtx;
 use crate::mm::{Maddr, Mfn, PAGE_SIZE};
 
-/// DOMID_SELF.
-const DOMID_SELF: u64 = 0x7FF0;
 /// Upper bound on requests per call (Xen would preempt; we refuse absurd counts).
 const MAX_BATCH: u64 = 1 << 16;
 
@@ -59,7 +57,7 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
 
 fn check_foreign(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<(), Errno> {
     let fd = foreigndom & 0xffff;
-    if fd == DOMID_SELF || fd == ctx.dom as u64 {
+    if fd == DOMID_SELF as u64 || fd == ctx.dom as u64 {
         Ok(())
     } else {
         Err(Errno::EPERM)
@@ -83,9 +81,9 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        let res = match r.ptr & 3 {
-            0 => pt(ctx).update_entry(Maddr(r.ptr & !3), r.val),
-            1 => {
+        let res = match r.ptr & mmu::CMD_MASK {
+            mmu::NORMAL_PT_UPDATE => pt(ctx).update_entry(Maddr(r.ptr & !mmu::CMD_MASK), r.val),
+            mmu::MACHPHYS_UPDATE => {
                 let mfn = Mfn(r.ptr >> 12);
                 match ctx.frames.owner(mfn) {
                     None => Err(Errno::EINVAL),
@@ -99,7 +97,7 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             _ => Err(Errno::EINVAL),
         };
         if let Err(e) = res {
-            let note = if r.val & PTE_P != 0 && r.ptr & 3 == 0 {
+            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK == mmu::NORMAL_PT_UPDATE {
                 let table_note = owner_note(ctx, Mfn(r.ptr >> 12));
                 let target = owner_note(ctx, pte_mfn(r.val));
                 alloc::format!("req {i}: ptr in {table_note}, maps {target}")
@@ -184,26 +182,30 @@ fn owned_plain(ctx: &Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
     }
 }
 
+/// Make `mfn` the current vCPU's kernel base pointer (MMUEXT_NEW_BASEPTR, and a guest's
+/// `mov %reg, %cr3` emulated): Xen's `new_guest_cr3`.
+pub fn new_guest_cr3(ctx: &mut Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
+    pt(ctx).get_type(mfn, 4)?;
+    // The old base keeps its reference until the platform has left it (see
+    // `Effects::release_tables`): dropping it here could devalidate the very table the
+    // hypervisor is running on (Xen's new_guest_cr3 also switches before the put).
+    let old = ctx.cur_ref().guest_table;
+    ctx.fx.release_tables.push(old);
+    let v = ctx.cur();
+    v.guest_table = mfn;
+    if v.kernel_mode {
+        v.cpu.cr3 = mfn.maddr().0;
+    }
+    ctx.fx.flush_tlb = true;
+    Ok(())
+}
+
 fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
     let mfn = Mfn(o.arg1);
     match o.cmd {
         op::PIN_L1_TABLE..=op::PIN_L4_TABLE => pt(ctx).pin(mfn, (o.cmd + 1) as u8),
         op::UNPIN_TABLE => pt(ctx).unpin(mfn),
-        op::NEW_BASEPTR => {
-            pt(ctx).get_type(mfn, 4)?;
-            // The old base keeps its reference until the platform has left it (see
-            // `Effects::release_tables`): dropping it here could devalidate the very table the
-            // hypervisor is running on (Xen's new_guest_cr3 also switches before the put).
-            let old = ctx.cur_ref().guest_table;
-            ctx.fx.release_tables.push(old);
-            let v = ctx.cur();
-            v.guest_table = mfn;
-            if v.kernel_mode {
-                v.cpu.cr3 = mfn.maddr().0;
-            }
-            ctx.fx.flush_tlb = true;
-            Ok(())
-        }
+        op::NEW_BASEPTR => new_guest_cr3(ctx, mfn),
         op::NEW_USER_BASEPTR => {
             if o.arg1 != 0 {
                 pt(ctx).get_type(mfn, 4)?;

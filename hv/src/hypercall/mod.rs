@@ -8,7 +8,8 @@ mod console;
 mod cpu;
 mod event;
 mod memory;
-mod mmu;
+pub(crate) mod mmu;
+mod physdev;
 mod multicall;
 mod sched;
 mod version;
@@ -68,6 +69,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::SCHED_OP as usize] = row("sched_op", sched::sched_op);
     t[nr::CALLBACK_OP as usize] = row("callback_op", cpu::callback_op);
     t[nr::EVENT_CHANNEL_OP as usize] = row("event_channel_op", event::event_channel_op);
+    t[nr::PHYSDEV_OP as usize] = row("physdev_op", physdev::physdev_op);
     t
 };
 

@@ -123,4 +123,6 @@ macro_rules! pod {
 use crate::abi::*;
 pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretContext,
     CallbackRegister, SchedShutdown, EvtchnStatus, E820Entry, MemoryMap, RegisterVcpuInfo,
-    FeatureInfo, u64, u32, u16, u8);
+    FeatureInfo, CallbackUnregister, SchedPoll, SchedRemoteShutdown, VcpuSetSingleshotTimer,
+    VcpuSetPeriodicTimer, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBindIpi,
+    EvtchnBindVcpu, EvtchnPort, XsdSockmsg, u64, u32, u16, u8);

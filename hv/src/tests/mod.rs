@@ -5,14 +5,14 @@
 //! hypercall, inject an exception and read or write guest memory at a virtual address (through
 //! the core's own page walk).
 
-mod image;
-mod mock;
+use crate::testing::{image, mock};
 
 mod builder;
 mod elf;
 mod lifecycle;
 mod mmu;
 mod pointers;
+mod privop;
 mod traps;
 
 use std::sync::Arc;

@@ -57,13 +57,13 @@ fn page_fault_bounces_with_xens_frame() {
     let f = frame(&mut w, d, 8);
     assert_eq!(
         f,
-        vec![0x1111, 0x2222, 6, before.rip, 0xe030 | (1 << 32), 0x246 & !0x200, before.rsp, 0xe02b],
-        "[rcx, r11, err, rip, cs|mask<<32, rflags, rsp, ss]"
+        vec![0x1111, 0x2222, 2, before.rip, 0xe030 | (1 << 32), 0x246 & !0x200, before.rsp, 0xe02b],
+        "[rcx, r11, err (user bit cleared: a kernel-mode fault, as Xen says), rip, cs|mask<<32, rflags, rsp, ss]"
     );
     let vi = w.vcpu_info(d);
     assert_eq!(vi, w.shared_info(d).add(0), "vCPU 0's vcpu_info is at the start of shared_info");
     assert_eq!(w.mread_u64(vi.add(16)), 0xdead_b000, "cr2 in vcpu_info");
-    w.assert_trace(&["d1v0 trap #PF cr2=0xdeadb000 error=user|write at", "-> guest handler"]);
+    w.assert_trace(&["d1v0 trap #PF cr2=0xdeadb000 error=supervisor|write at", "-> guest handler"]);
     assert!(w.hv.doms.contains_key(&d));
 }
 
@@ -316,4 +316,17 @@ fn iret_to_a_context_the_cpu_cannot_enter_crashes_only_the_domain() {
         assert_eq!(w.hv.platform.runs.len(), runs + 1, "{why}: the refused context was run");
         w.assert_trace(&["cannot enter d1v0", why]);
     }
+}
+
+/// Xen's permit_softint: the guest kernel is in virtual ring 1, so `int $n` through a gate of
+/// DPL 1 reaches its handler from kernel mode (XTF selftest's custom IDT entry).
+#[test]
+fn int_n_with_a_dpl1_gate_is_allowed_from_the_kernel() {
+    let mut w = World::new();
+    let d = w.create("dpl1");
+    assert_eq!(w.set_traps(d, &[(0x21, 1, INT80_HANDLER), (13, 0, GP_HANDLER)]), 0);
+    let before = regs(&mut w, d);
+    w.cpu_mut(d).rip = before.rip + 2;
+    w.exit(d, Exit::SoftInt { vector: 0x21, len: 2 });
+    assert_eq!(w.cpu(d).rip, INT80_HANDLER);
 }

@@ -6,7 +6,7 @@
 //! instruction runs; the handler checks `frame.rip` (== FAULT_RIP for faults, == RESUME_RIP for
 //! traps) and then resumes at RESUME_RIP. Any unexpected trap or mismatch prints a `FAIL ...` line
 //! and crashes the domain. Output: one `fault ... recovered` line per fault, `cpuid: XenVMMXenVMM`,
-//! and finally `faults: 11 recovered`.
+//! and finally `faults: 12 recovered`.
 #![no_std]
 #![no_main]
 
@@ -156,6 +156,14 @@ fn main(_si: &'static StartInfo) -> ! {
         fail(format_args!("#GP hlt: err {:#x}", err));
     }
     println!("fault #GP err={:#x} (hlt) recovered", err);
+
+    // (f2) #GP: port I/O with the virtual IOPL at 0 (no physdev_op(set_iopl)): Xen emulates
+    // `out` only with enough vIOPL, so the guest gets the #GP hardware raised.
+    let (err, _) = expect(13, false, "#GP outb", || provoke!(0u64, "outb %al, $0x80"));
+    if err != 0 {
+        fail(format_args!("#GP outb: err {:#x}", err));
+    }
+    println!("fault #GP err={:#x} (outb) recovered", err);
 
     // (g) int $0x80 through a DPL-3 gate: trap-style, handler for vector 0x80.
     expect(0x80, true, "int $0x80", || provoke!(0u64, "int $0x80"));

@@ -1,0 +1,477 @@
+//! Privileged-instruction emulation for PV guest kernels, as Xen's `pv/emul-priv-op.c`.
+//!
+//! A PV kernel runs in ring 3, so its privileged instructions (`mov %cr3`, `rdmsr`, `in`,
+//! `cli`...) raise #GP(0). Xen decodes the instruction and, when it is one a PV kernel may use,
+//! carries it out against the vCPU's virtual state; anything else is bounced as the #GP it was.
+//! This module owns that decision and the virtual control registers, MSRs and I/O privilege it
+//! needs. It never touches the platform: results go into the vCPU's registers.
+//!
+//! Privilege, as Xen's `read_segment` presents it to the emulator: guest kernel mode is ring 0,
+//! guest user mode ring 3. I/O and `cli`/`sti` use the virtual IOPL (`physdev_op(set_iopl)`):
+//! kernel mode counts as ring 1, or ring 0 with `VMASST_TYPE_architectural_iopl` (`iopl_ok`).
+//! Every emulated instruction is one trace line: `d1v0 emulate rdmsr 0xc0000080 = 0xd01`.
+
+use alloc::string::String;
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, OpKind, Register};
+
+use crate::abi::{self, hypercall::vm_assist};
+
+use crate::emulate::{reg64, write_reg};
+use crate::hypercall::{mmu, Ctx};
+use crate::mm::paging::is_canonical;
+use crate::mm::{Mfn, PAGE_SIZE};
+
+// Architectural control-register bits (Intel SDM vol. 3, 2.5).
+pub const CR0_PE: u64 = 1 << 0;
+pub const CR0_MP: u64 = 1 << 1;
+pub const CR0_TS: u64 = 1 << 3;
+pub const CR0_ET: u64 = 1 << 4;
+pub const CR0_NE: u64 = 1 << 5;
+pub const CR0_WP: u64 = 1 << 16;
+pub const CR0_AM: u64 = 1 << 18;
+pub const CR0_PG: u64 = 1 << 31;
+/// CR0 as a 64-bit PV guest sees it (Xen's hardware CR0 without TS): TS comes from the vCPU's
+/// virtual `fpu_taskswitch` state.
+pub const PV_CR0: u64 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
+
+pub const CR4_TSD: u64 = 1 << 2;
+pub const CR4_DE: u64 = 1 << 3;
+pub const CR4_PAE: u64 = 1 << 5;
+pub const CR4_MCE: u64 = 1 << 6;
+pub const CR4_OSFXSR: u64 = 1 << 9;
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+pub const CR4_FSGSBASE: u64 = 1 << 16;
+pub const CR4_OSXSAVE: u64 = 1 << 18;
+/// Bits a PV guest controls (Xen's PV_CR4_GUEST_MASK), limited to what its CPUID policy offers:
+/// xenolith's policy has TSC and DE but neither FSGSBASE nor XSAVE (pv/domain.c:
+/// pv_fixup_guest_cr4 discards bits outside the policy).
+const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE;
+/// Hardware settings a PV guest sees (Xen's PV_CR4_GUEST_VISIBLE_MASK, as Xen sets them).
+pub const PV_CR4_VISIBLE: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+
+/// MSR indices (Intel SDM vol. 4; Xen's asm-x86/msr-index.h names).
+pub mod msr {
+    pub const IA32_TSC: u32 = 0x0000_0010;
+    pub const APIC_BASE: u32 = 0x0000_001b;
+    pub const INTEL_PLATFORM_INFO: u32 = 0x0000_00ce;
+    pub const INTEL_MISC_FEATURES_ENABLES: u32 = 0x0000_0140;
+    pub const IA32_MISC_ENABLE: u32 = 0x0000_01a0;
+    pub const IA32_CR_PAT: u32 = 0x0000_0277;
+    pub const IA32_PERF_CAPABILITIES: u32 = 0x0000_0345;
+    pub const IA32_DEBUGCTL: u32 = 0x0000_01d9;
+    pub const EFER: u32 = 0xc000_0080;
+    pub const FS_BASE: u32 = 0xc000_0100;
+    pub const GS_BASE: u32 = 0xc000_0101;
+    pub const SHADOW_GS_BASE: u32 = 0xc000_0102;
+}
+
+/// APIC_BASE as Xen fakes it for PV guests: enabled, default base, BSP on vCPU 0.
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_BSP: u64 = 1 << 8;
+const APIC_DEFAULT_PHYS_BASE: u64 = 0xfee0_0000;
+/// Xen's PAT (XEN_MSR_PAT: WB, WT, UC-, UC, WC, WP, UC, UC).
+const XEN_MSR_PAT: u64 = 0x0000_0501_0007_0406;
+/// EFER a 64-bit PV guest reads: SCE | LME | LMA | NXE (guest_efer: known bits, no SVME).
+const PV_EFER: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+/// MISC_ENABLE as guest_misc_enable() leaves it: BTS and PEBS unavailable, xTPR disabled.
+const PV_MISC_ENABLE: u64 = (1 << 11) | (1 << 12) | (1 << 23);
+/// PLATFORM_INFO: Xen offers CPUID faulting to every PV guest (bit 31).
+const PLATFORM_INFO_CPUID_FAULTING: u64 = 1 << 31;
+/// MISC_FEATURES_ENABLES bit 0: CPUID faulting on.
+const MISC_FEATURES_CPUID_FAULTING: u64 = 1;
+
+/// The virtual privileged state of one vCPU that emulation reads and writes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PrivState {
+    /// CR0.TS (fpu_taskswitch, clts, mov to CR0).
+    pub cr0_ts: bool,
+    /// The guest's CR2: set on every #PF delivered, and by `mov to %cr2`.
+    pub cr2: u64,
+    /// The guest-controlled CR4 bits (TSD, DE); reads add [`PV_CR4_VISIBLE`].
+    pub cr4: u64,
+    /// DR0..DR3, DR6, DR7 as the guest last wrote them (index 4 and 5 unused).
+    pub dr: [u64; 8],
+    /// Virtual IOPL, 0..=3 (physdev_op set_iopl; iret with architectural_iopl).
+    pub iopl: u8,
+    /// CPUID faulting enabled (MISC_FEATURES_ENABLES bit 0).
+    pub cpuid_faulting: bool,
+}
+
+impl PrivState {
+    pub fn new() -> Self {
+        // DR6/DR7 reset values (SDM vol. 3, 17.2).
+        let mut dr = [0; 8];
+        dr[6] = 0xffff_0ff0;
+        dr[7] = 0x400;
+        PrivState { dr, ..Default::default() }
+    }
+    pub fn cr0(&self) -> u64 {
+        PV_CR0 | if self.cr0_ts { CR0_TS } else { 0 }
+    }
+    pub fn cr4(&self) -> u64 {
+        (self.cr4 & PV_CR4_GUEST_MASK) | PV_CR4_VISIBLE
+    }
+}
+
+/// Is the virtual IOPL enough for I/O and cli/sti at the vCPU's current privilege (iopl_ok)?
+fn iopl_ok(ctx: &Ctx<'_, '_>) -> bool {
+    let v = ctx.cur_ref();
+    let cpl = if v.kernel_mode {
+        if ctx.domain_ref().vm_assist & (1 << vm_assist::TYPE_ARCHITECTURAL_IOPL) != 0 {
+            0
+        } else {
+            1
+        }
+    } else {
+        3
+    };
+    cpl <= v.privs.iopl
+}
+
+/// Fetch the instruction bytes at `rip` (as many as are mapped, up to 15).
+fn fetch(ctx: &Ctx<'_, '_>, rip: u64) -> ([u8; 15], usize) {
+    let mut b = [0u8; 15];
+    let first = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(15);
+    if ctx.copy_from_guest(rip, &mut b[..first]).is_err() {
+        return (b, 0);
+    }
+    let n = if first < 15 && ctx.copy_from_guest(rip.wrapping_add(first as u64), &mut b[first..]).is_ok() { 15 } else { first };
+    (b, n)
+}
+
+fn gpr(ctx: &mut Ctx<'_, '_>, r: Register) -> u64 {
+    reg64(&mut ctx.cur().cpu, r).map(|v| *v).unwrap_or(0)
+}
+
+/// What happened to a #GP(0) exit.
+pub enum Outcome {
+    /// Carried out; rip is past the instruction.
+    Emulated,
+    /// Not a privileged instruction this vCPU may have emulated: bounce the #GP.
+    Refused,
+    /// The emulated instruction raises #UD instead (a DR4/DR5 access with CR4.DE set).
+    Undefined,
+}
+
+/// Try to emulate the instruction that raised #GP(0) at the current vCPU's rip.
+pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
+    let rip = ctx.cur_ref().cpu.rip;
+    let (bytes, n) = fetch(ctx, rip);
+    if n == 0 {
+        return Outcome::Refused;
+    }
+    let bitness = if ctx.cur_ref().cpu.cs == abi::FLAT_RING3_CS32 { 32 } else { 64 };
+    let mut dec = Decoder::with_ip(bitness, &bytes[..n], rip, DecoderOptions::NONE);
+    let insn = dec.decode();
+    if insn.is_invalid() {
+        return Outcome::Refused;
+    }
+    let kernel = ctx.cur_ref().kernel_mode;
+    let result = match insn.code() {
+        Code::Mov_r64_cr | Code::Mov_r32_cr if kernel => read_cr(ctx, &insn),
+        Code::Mov_cr_r64 | Code::Mov_cr_r32 if kernel => write_cr(ctx, &insn),
+        Code::Mov_r64_dr | Code::Mov_r32_dr | Code::Mov_dr_r64 | Code::Mov_dr_r32 if kernel => {
+            let r = if matches!(insn.code(), Code::Mov_r64_dr | Code::Mov_r32_dr) { read_dr(ctx, &insn) } else { write_dr(ctx, &insn) };
+            match r {
+                Ok(d) => Some(d),
+                Err(DrError::Gp) => None,
+                Err(DrError::Ud) => {
+                    if ctx.tracing {
+                        let (who, text) = (ctx.who(), format_insn(&insn));
+                        ctx.lines.push(alloc::format!("{who} emulate {text}: #UD"));
+                    }
+                    return Outcome::Undefined;
+                }
+            }
+        }
+        Code::Rdmsr if kernel => rdmsr(ctx),
+        Code::Wrmsr if kernel => wrmsr(ctx),
+        Code::Clts if kernel => {
+            ctx.cur().privs.cr0_ts = false;
+            Some(String::new())
+        }
+        // Unprivileged domains' WBINVD is ignored (cache_op: "newer linux uses this in some
+        // start-of-day timing loops").
+        Code::Wbinvd if kernel => Some(String::new()),
+        // With enough IOPL, Xen skips cli/sti without effect (validate: X86EMUL_DONE).
+        Code::Cli | Code::Sti if iopl_ok(ctx) => Some(String::new()),
+        Code::In_AL_imm8 | Code::In_AX_imm8 | Code::In_EAX_imm8 | Code::In_AL_DX | Code::In_AX_DX | Code::In_EAX_DX => {
+            port_in(ctx, &insn)
+        }
+        Code::Out_imm8_AL | Code::Out_imm8_AX | Code::Out_imm8_EAX | Code::Out_DX_AL | Code::Out_DX_AX | Code::Out_DX_EAX => {
+            port_out(ctx, &insn)
+        }
+        // Not one Xen emulates (or not from this mode): the #GP goes back as it came, with no
+        // line of its own.
+        _ => return Outcome::Refused,
+    };
+    let who = ctx.who();
+    let text = if ctx.tracing { format_insn(&insn) } else { String::new() };
+    match result {
+        Some(detail) => {
+            ctx.cur().cpu.rip = rip.wrapping_add(insn.len() as u64);
+            if ctx.tracing {
+                ctx.lines.push(alloc::format!("{who} emulate {text}{detail}"));
+            }
+            Outcome::Emulated
+        }
+        None => {
+            if ctx.tracing {
+                let msr = if matches!(insn.code(), Code::Rdmsr | Code::Wrmsr) {
+                    alloc::format!(" {:#x}", ctx.cur_ref().cpu.rcx as u32)
+                } else {
+                    String::new()
+                };
+                ctx.lines.push(alloc::format!("{who} emulate {text}{msr}: #GP"));
+            }
+            Outcome::Refused
+        }
+    }
+}
+
+fn format_insn(insn: &Instruction) -> String {
+    let mut f = iced_x86::FastFormatter::new();
+    let mut s = String::new();
+    f.format(insn, &mut s);
+    s
+}
+
+fn cr_index(r: Register) -> Option<u8> {
+    Some(match r {
+        Register::CR0 => 0,
+        Register::CR2 => 2,
+        Register::CR3 => 3,
+        Register::CR4 => 4,
+        _ => return None,
+    })
+}
+
+/// Xen's read_cr: CR0 (TS virtual), CR2, CR3 (the base pointer's frame: PV guests are not
+/// translated, so gfn == mfn), CR4 (the guest's bits and the visible hardware ones).
+fn read_cr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
+    let v = ctx.cur_ref();
+    let val = match cr_index(insn.op1_register())? {
+        0 => v.privs.cr0(),
+        2 => v.privs.cr2,
+        3 => v.guest_table.0 << 12,
+        4 => v.privs.cr4(),
+        _ => return None,
+    };
+    let dst = insn.op0_register();
+    write_reg(&mut ctx.cur().cpu, dst, val).then(|| alloc::format!(" = {val:#x}"))
+}
+
+/// Xen's write_cr: CR0 may change TS only; CR2 is stored; CR3 is a new base pointer; CR4 keeps
+/// the guest-controlled bits the policy allows.
+fn write_cr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
+    let val = gpr(ctx, insn.op1_register());
+    let val = if insn.op1_register().size() == 4 { val & 0xffff_ffff } else { val };
+    match cr_index(insn.op0_register())? {
+        0 => {
+            if (val ^ ctx.cur_ref().privs.cr0()) & !CR0_TS != 0 {
+                return None;
+            }
+            ctx.cur().privs.cr0_ts = val & CR0_TS != 0;
+        }
+        2 => {
+            ctx.cur().privs.cr2 = val;
+            let vi = ctx.cur_ref().vcpu_info;
+            ctx.mem.write_u64(vi.add(abi::shinfo::CR2), val);
+        }
+        3 => mmu::new_guest_cr3(ctx, Mfn(val >> 12)).ok()?,
+        4 => ctx.cur().privs.cr4 = val & PV_CR4_GUEST_MASK,
+        _ => return None,
+    }
+    Some(alloc::format!(" ({val:#x})"))
+}
+
+fn dr_number(r: Register) -> Option<u32> {
+    Some(match r {
+        Register::DR0 => 0,
+        Register::DR1 => 1,
+        Register::DR2 => 2,
+        Register::DR3 => 3,
+        Register::DR4 => 4,
+        Register::DR5 => 5,
+        Register::DR6 => 6,
+        Register::DR7 => 7,
+        _ => return None,
+    })
+}
+
+/// Why a debug-register access fails: #UD (Xen's -ENODEV) or #GP (-EINVAL, -EPERM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrError {
+    Ud,
+    Gp,
+}
+
+// Debug-register layout (SDM vol. 3, 17.2; Xen's asm-x86/debugreg.h).
+const DR_STATUS_RESERVED_ZERO: u64 = !0xffff_efff;
+const DR_STATUS_RESERVED_ONE: u64 = 0xffff_0ff0;
+const DR_CONTROL_RESERVED_ZERO: u64 = !0xffff_27ff;
+const DR_CONTROL_RESERVED_ONE: u64 = 0x400;
+const DR_GENERAL_DETECT: u64 = 0x2000;
+const DR7_ACTIVE_MASK: u64 = 0xff;
+const DR_IO: u64 = 2;
+
+/// Xen's x86emul_read_dr for a PV vCPU (and HYPERVISOR_get_debugreg).
+pub fn get_debugreg(p: &PrivState, reg: u32) -> Result<u64, DrError> {
+    match reg {
+        0..=3 => Ok(p.dr[reg as usize]),
+        4 | 5 if p.cr4 & CR4_DE != 0 => Err(DrError::Ud),
+        4 | 6 => Ok(p.dr[6]),
+        5 | 7 => Ok(p.dr[7]),
+        _ => Err(DrError::Ud),
+    }
+}
+
+/// Xen's set_debugreg (pv/misc-hypercalls.c), used by `mov %reg, %drN` and
+/// HYPERVISOR_set_debugreg: breakpoint addresses must be guest addresses, DR6/DR7 keep their
+/// fixed bits, DR7.GD is refused, and I/O breakpoints need CR4.DE. Breakpoints are recorded,
+/// not armed in the CPU.
+pub fn set_debugreg(p: &mut PrivState, reg: u32, value: u64) -> Result<(), DrError> {
+    match reg {
+        0..=3 => {
+            if !is_canonical(value) || crate::mm::paging::in_xen_range(value) {
+                return Err(DrError::Gp);
+            }
+            p.dr[reg as usize] = value;
+        }
+        4 | 5 if p.cr4 & CR4_DE != 0 => return Err(DrError::Ud),
+        4 | 6 => {
+            if value >> 32 != 0 {
+                return Err(DrError::Gp);
+            }
+            p.dr[6] = (value & !DR_STATUS_RESERVED_ZERO) | DR_STATUS_RESERVED_ONE;
+        }
+        5 | 7 => {
+            if value >> 32 != 0 {
+                return Err(DrError::Gp);
+            }
+            let value = (value & !DR_CONTROL_RESERVED_ZERO) | DR_CONTROL_RESERVED_ONE;
+            if value & DR_GENERAL_DETECT != 0 {
+                return Err(DrError::Gp);
+            }
+            if value & DR7_ACTIVE_MASK != 0 {
+                for i in (16..32).step_by(4) {
+                    if (value >> i) & 3 == DR_IO && p.cr4 & CR4_DE == 0 {
+                        return Err(DrError::Gp);
+                    }
+                }
+            }
+            p.dr[7] = value;
+        }
+        _ => return Err(DrError::Ud),
+    }
+    Ok(())
+}
+
+fn read_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Result<String, DrError> {
+    let n = dr_number(insn.op1_register()).ok_or(DrError::Ud)?;
+    let val = get_debugreg(&ctx.cur_ref().privs, n)?;
+    if !write_reg(&mut ctx.cur().cpu, insn.op0_register(), val) {
+        return Err(DrError::Gp);
+    }
+    Ok(alloc::format!(" = {val:#x}"))
+}
+
+fn write_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Result<String, DrError> {
+    let n = dr_number(insn.op0_register()).ok_or(DrError::Ud)?;
+    let val = gpr(ctx, insn.op1_register());
+    set_debugreg(&mut ctx.cur().privs, n, val)?;
+    Ok(alloc::format!(" ({val:#x})"))
+}
+
+/// Xen's read_msr and guest_rdmsr, for what a 64-bit PV domU may read; anything else #GP.
+fn rdmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
+    let c = ctx.cur_ref().cpu;
+    let idx = c.rcx as u32;
+    let v = ctx.cur_ref();
+    let val = match idx {
+        msr::APIC_BASE => APIC_BASE_ENABLE | APIC_DEFAULT_PHYS_BASE | if v.id == 0 { APIC_BASE_BSP } else { 0 },
+        msr::FS_BASE => c.fs_base,
+        msr::GS_BASE => c.gs_base,
+        msr::SHADOW_GS_BASE => v.gs_base_user,
+        msr::IA32_TSC => ctx.now,
+        msr::EFER => PV_EFER,
+        msr::IA32_CR_PAT => XEN_MSR_PAT,
+        msr::IA32_MISC_ENABLE => PV_MISC_ENABLE,
+        msr::IA32_PERF_CAPABILITIES => 0,
+        // Xen 4.17 refuses this read; later Xen lets a PV guest read DEBUGCTL (as 0 here: no
+        // branch tracing), and XTF's debug-regs expects the later behaviour.
+        msr::IA32_DEBUGCTL => 0,
+        msr::INTEL_PLATFORM_INFO => PLATFORM_INFO_CPUID_FAULTING,
+        msr::INTEL_MISC_FEATURES_ENABLES => {
+            if v.privs.cpuid_faulting {
+                MISC_FEATURES_CPUID_FAULTING
+            } else {
+                0
+            }
+        }
+        _ => return None,
+    };
+    let cpu = &mut ctx.cur().cpu;
+    cpu.rax = val & 0xffff_ffff;
+    cpu.rdx = val >> 32;
+    Some(alloc::format!(" {idx:#x} = {val:#x}"))
+}
+
+/// Xen's write_msr and guest_wrmsr: the segment bases (canonical only), EFER and MISC_ENABLE
+/// only to their current values, MISC_FEATURES_ENABLES' CPUID-faulting bit; anything else #GP.
+fn wrmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
+    let c = ctx.cur_ref().cpu;
+    let idx = c.rcx as u32;
+    let val = (c.rdx << 32) | (c.rax & 0xffff_ffff);
+    match idx {
+        msr::FS_BASE | msr::GS_BASE | msr::SHADOW_GS_BASE if !is_canonical(val) => return None,
+        msr::FS_BASE => ctx.cur().cpu.fs_base = val,
+        msr::GS_BASE => {
+            let v = ctx.cur();
+            v.cpu.gs_base = val;
+            if v.kernel_mode {
+                v.gs_base_kernel = val;
+            } else {
+                v.gs_base_user = val;
+            }
+        }
+        msr::SHADOW_GS_BASE => ctx.cur().gs_base_user = val,
+        msr::EFER if val != PV_EFER => return None,
+        msr::EFER => {}
+        // A different value is ignored, not refused ("invalid:" in write_msr).
+        msr::IA32_MISC_ENABLE => {}
+        msr::INTEL_MISC_FEATURES_ENABLES if val & !MISC_FEATURES_CPUID_FAULTING != 0 => return None,
+        msr::INTEL_MISC_FEATURES_ENABLES => ctx.cur().privs.cpuid_faulting = val != 0,
+        _ => return None,
+    }
+    Some(alloc::format!(" {idx:#x} ({val:#x})"))
+}
+
+fn port_and_size(ctx: &mut Ctx<'_, '_>, insn: &Instruction, port_op: u32, data_op: u32) -> (u16, u32) {
+    let port = match insn.op_kind(port_op) {
+        OpKind::Immediate8 => insn.immediate8() as u16,
+        _ => gpr(ctx, Register::DX) as u16,
+    };
+    (port, insn.op_register(data_op).size() as u32)
+}
+
+/// `in`: with enough IOPL, a domU reads all ones (no port is the domain's: Xen's guest_io_read
+/// for ports the administrator did not grant); without it, #GP. The I/O bitmap
+/// (physdev_op set_iobitmap) is not modelled.
+fn port_in(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
+    if !iopl_ok(ctx) {
+        return None;
+    }
+    let (port, size) = port_and_size(ctx, insn, 1, 0);
+    let val = if size == 4 { 0xffff_ffff } else { (1u64 << (size * 8)) - 1 };
+    write_reg(&mut ctx.cur().cpu, insn.op0_register(), val).then(|| alloc::format!(" port {port:#x} = {val:#x}"))
+}
+
+/// `out`: with enough IOPL, dropped (no port is the domain's); without it, #GP.
+fn port_out(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
+    if !iopl_ok(ctx) {
+        return None;
+    }
+    let (port, _) = port_and_size(ctx, insn, 0, 1);
+    Some(alloc::format!(" port {port:#x} dropped"))
+}
