@@ -11,4 +11,5 @@ fuzz_target!(|data: &[u8]| {
     let file = Path::new("/fuzz/domain.cfg");
     let _ = sim::xlcfg::parse(text, file);
     let _ = sim::xlcfg::parse_str(text, file);
+    let _ = sim::xlcfg::parse_str_lenient(text, file);
 });

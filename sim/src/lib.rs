@@ -1,5 +1,6 @@
 //! xenolith's simulator: the unicorn-backed platform, the scenario runner and trace recorder.
 
+pub mod create;
 pub mod hw;
 pub mod input;
 pub mod platform;

@@ -6,26 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use hv::abi::ShutdownReason;
 use hv::domain::{Action, DomainConfig};
-use hv::RecordState;
 use rayon::prelude::*;
-use hv::hv::ControlError;
 use sim::input::{self, InputKind};
-use sim::platform::StartError;
 use sim::runner::{self, Outcome};
 use sim::scenario;
 
-/// Exit codes of `boot`, `run` and `boot-hw` (the README lists them under "Limits and exit codes"):
-/// 0 the guest powered off / every scenario passed; 1 the guest crashed / a scenario failed;
-/// [`EXIT_BAD_INPUT`]; 3 the instruction budget ran out (the guest still runs) or, on hardware,
-/// the timeout; 4 the guest shut down otherwise (reboot, watchdog) or was destroyed;
-/// [`EXIT_HOST`].
-const EXIT_BAD_INPUT: u8 = 2;
-/// The hypervisor itself could not run the guest: the host could not give the simulator its
-/// machine memory or a vCPU its unicorn instance; on hardware, the image reset, failed or gave no
-/// result.
-const EXIT_HOST: u8 = 5;
+/// Exit codes of `boot`, `create`, `run` and `boot-hw` (the README lists them under "Limits and
+/// exit codes", `sim::create` names them): 0 the guest powered off / every scenario passed; 1 the
+/// guest crashed / a scenario failed; 2 bad input; 3 the instruction budget ran out or, on
+/// hardware, the timeout; 4 the guest shut down otherwise; 5 the host could not run it.
+use sim::create::{EXIT_BAD_INPUT, EXIT_HOST};
 
 #[derive(Parser)]
 #[command(name = "xenolith", version, about = "Xen-compatible PV64 hypervisor: the simulator")]
@@ -119,6 +110,20 @@ enum Cmd {
         #[arg(long)]
         trace: Option<PathBuf>,
     },
+    /// Create a domain from an xl.cfg file and stream its console, like `xl create -c FILE.cfg`
+    /// (the kernel path is relative to the file's directory; same exit codes as `boot`).
+    Create {
+        config: PathBuf,
+        /// Stop after this many guest instructions (virtual ns).
+        #[arg(long, default_value_t = 2_000_000_000)]
+        max_insns: u64,
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Check the file and its kernel and print the domain (name, kernel, memory, vcpus,
+        /// cmdline as key=value lines) without running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn repo_root() -> PathBuf {
@@ -131,6 +136,9 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
         Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
+        Cmd::Create { config, max_insns, trace, dry_run } => {
+            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
+        }
         Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
@@ -267,78 +275,12 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
         eprintln!("xenolith: --memory {memory}: must be 1..=4096 MiB");
         return ExitCode::from(2);
     }
-    let mut hv = match sim::new_hypervisor(memory + 16) {
-        Ok(h) => h,
-        Err(e @ StartError::Host(_)) => {
-            let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
-            eprintln!("xenolith: {}: domain {}: cannot start the simulator: {e}", kernel.display(), input::quote(name));
-            return ExitCode::from(EXIT_HOST);
-        }
-        Err(e) => {
-            eprintln!("xenolith: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    hv.platform.console_sink = Some(Box::new(|_, _, b| {
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(b);
-        let _ = o.flush();
-    }));
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut c = DomainConfig::new(&name, &kernel.display().to_string(), Arc::from(bytes));
     c.memory_mib = memory;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
-    match hv.create_domain(c) {
-        Ok(_) => {}
-        Err(e @ ControlError::Platform(_)) => {
-            let why = hv.platform.vcpu_error.take().unwrap_or_else(|| e.to_string());
-            eprintln!("xenolith: {}: domain {}: {why}", kernel.display(), input::quote(&name));
-            return ExitCode::from(EXIT_HOST);
-        }
-        Err(e) => {
-            eprintln!("xenolith: {}: {e}", kernel.display());
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    }
-    while hv.any_running() && hv.now < max_insns {
-        let next = (hv.now + 10_000_000).min(max_insns);
-        hv.run_until(next);
-    }
-    if let Some(t) = trace {
-        let mut text = hv.platform.trace.join("\n");
-        text.push('\n');
-        if let Err(e) = std::fs::write(&t, text) {
-            eprintln!("xenolith: cannot write {}: {e}", t.display());
-        }
-    }
-    let rec = hv.record(&name).cloned();
-    match rec {
-        Some(r) if r.state == RecordState::Running || r.state == RecordState::Paused => {
-            eprintln!("xenolith: {name}: still running after {max_insns} instructions (budget exhausted)");
-            ExitCode::from(3)
-        }
-        Some(r) => match r.shutdowns.last() {
-            Some(ShutdownReason::Poweroff) => {
-                eprintln!("xenolith: {name}: powered off");
-                ExitCode::SUCCESS
-            }
-            Some(ShutdownReason::Crash) => {
-                let why = r.crash_reason.unwrap_or_else(|| "the guest asked".into());
-                eprintln!("xenolith: {name}: crashed ({why})");
-                ExitCode::from(1)
-            }
-            Some(other) => {
-                eprintln!("xenolith: {name}: shut down ({})", other.name());
-                ExitCode::from(4)
-            }
-            None => {
-                eprintln!("xenolith: {name}: destroyed");
-                ExitCode::from(4)
-            }
-        },
-        None => ExitCode::from(2),
-    }
+    ExitCode::from(sim::create::run_domain(c, kernel, &sim::create::RunOptions { max_insns, trace }))
 }
 
 struct HwArgs {

@@ -11,7 +11,7 @@ use hv::domain::{Action as HvAction, DomainConfig};
 use hv::hv::ControlError;
 use hv::{Record, RecordState};
 
-use crate::input::{self, InputError, InputKind};
+use crate::input::{self, InputKind};
 use crate::scenario::{self, Action, DomainEnd, DomainSpec, Scenario, ShutdownKind, StepAction};
 
 /// The result of one scenario run.
@@ -66,12 +66,20 @@ fn action(a: Action) -> HvAction {
 /// (the scenario, or its xl.cfg) and name the domain and the kernel.
 pub fn domain_config(spec: &DomainSpec, guests: &Path) -> Result<DomainConfig, String> {
     let path = scenario::resolve_kernel(spec, guests);
+    domain_config_at(spec, &path).map_err(|e| {
+        if !path.exists() && !spec.kernel.contains('/') {
+            format!("{e} (build the guests: cargo xtask guests)")
+        } else {
+            e
+        }
+    })
+}
+
+/// [`domain_config`] with the kernel read from `path` (`xenolith create` resolves it itself).
+pub fn domain_config_at(spec: &DomainSpec, path: &Path) -> Result<DomainConfig, String> {
+    let path = path.to_path_buf();
     let whose = format!("{}: domain {}", spec.source.display(), input::quote(&spec.name));
-    let bytes = input::read_input(&path, InputKind::Kernel).map_err(|e| {
-        let missing = matches!(&e, InputError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
-        let hint = if missing && !spec.kernel.contains('/') { " (build the guests: cargo xtask guests)" } else { "" };
-        format!("{whose}: {e}{hint}")
-    })?;
+    let bytes = input::read_input(&path, InputKind::Kernel).map_err(|e| format!("{whose}: {e}"))?;
     if let Err(e) = hv::elf::parse(&bytes) {
         return Err(format!("{whose}: {}: not a Xen PV64 kernel: {e}", path.display()));
     }

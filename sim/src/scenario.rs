@@ -301,6 +301,7 @@ const DOMAIN_KEYS: &[(&str, &str)] = &[
     // Accepted because xl.cfg files commonly carry them; checked, otherwise ignored.
     ("type", "type"),
     ("builder", "builder"),
+    ("loader", "loader"),
     ("maxmem", "maxmem"),
     ("maxvcpus", "maxvcpus"),
     ("uuid", "uuid"),
@@ -383,17 +384,18 @@ fn want_action(v: FieldValue, at: &At) -> Result<Action, ScenarioError> {
     })
 }
 
-/// Checks a domain name: `[A-Za-z0-9_.-]{1,64}`, not all digits.
+/// Checks a domain name: `[A-Za-z0-9_.~-]{1,64}`, not all digits (`~` as in XTF's variation
+/// names, `test-pv64-pv-iopl~vmassist`).
 pub fn check_domain_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("domain name {} must be 1 to 64 characters", quote(name)));
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.~-".contains(*c)))
     {
         return Err(format!(
-            "domain name {} has {c:?}; allowed are A-Z a-z 0-9 _ . -",
+            "domain name {} has {c:?}; allowed are A-Z a-z 0-9 _ . ~ -",
             quote(name)
         ));
     }
@@ -462,7 +464,9 @@ impl DomainBuilder {
                     )));
                 }
             }
-            "uuid" => {
+            // `loader` is HVM firmware in xl.cfg(5), meaningless for PV; XTF's configs carry
+            // `loader="generic"` (a legacy spelling of `builder`): any string is accepted.
+            "uuid" | "loader" => {
                 want_str(v, &at)?;
             }
             other => return Err(unknown_key(&at, other, "")),

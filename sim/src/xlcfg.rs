@@ -16,7 +16,9 @@
 //! cpu_weight/weight, cap, disk, vif. Xen warns about keys it does not know; we reject them so typos
 //! are caught, except a few that xl.cfg files commonly carry, which are checked and then ignored:
 //! `type` (must be "pv"), `builder` ("generic"/"linux", the old spelling of PV), `maxmem` (>= memory),
-//! `maxvcpus` (>= vcpus), `uuid`. A key may appear once (aliases included). Defaults are xenolith's
+//! `maxvcpus` (>= vcpus), `uuid`, `loader` (HVM firmware; XTF's configs say `loader="generic"`).
+//! `xenolith create` ([`load_lenient`]) accepts any other key as xl does, with a warning naming
+//! file:line and the key. A key may appear once (aliases included). Defaults are xenolith's
 //! (memory 16 MiB, as in scenario files), not xl's 128. Values are checked exactly as in scenario
 //! files: both go through the same `DomainBuilder`.
 
@@ -49,10 +51,29 @@ pub fn load(path: &Path) -> Result<DomainSpec, ScenarioError> {
     parse_str(&text, path)
 }
 
+/// Reads an xl.cfg file as `xl create` does: keys xenolith does not know are ignored (xl ignores
+/// keys it does not use), each with a warning `file:line: key: unknown key "…" ignored`. Every
+/// known key is still checked exactly as in [`load`].
+pub fn load_lenient(path: &Path) -> Result<(DomainSpec, Vec<String>), ScenarioError> {
+    let text = crate::input::read_text(path, crate::input::InputKind::XlConfig)?;
+    parse_str_lenient(&text, path)
+}
+
+/// [`parse_str`], ignoring unknown keys with a warning each (see [`load_lenient`]).
+pub fn parse_str_lenient(text: &str, file: &Path) -> Result<(DomainSpec, Vec<String>), ScenarioError> {
+    let mut warnings = Vec::new();
+    let spec = parse_into(text, file, Some(&mut warnings))?;
+    Ok((spec, warnings))
+}
+
 /// Parses xl.cfg text into a domain spec; `file` names it in errors and anchors a relative kernel path.
 pub fn parse_str(text: &str, file: &Path) -> Result<DomainSpec, ScenarioError> {
+    parse_into(text, file, None)
+}
+
+fn parse_into(text: &str, file: &Path, unknown: Option<&mut Vec<String>>) -> Result<DomainSpec, ScenarioError> {
     let mut b = DomainBuilder::default();
-    apply(text, file, &mut b)?;
+    apply_with(text, file, &mut b, unknown)?;
     b.finish(
         file.to_path_buf(),
         &At {
@@ -65,6 +86,17 @@ pub fn parse_str(text: &str, file: &Path) -> Result<DomainSpec, ScenarioError> {
 
 /// Parses xl.cfg text and sets each of its keys in `b` (a scenario may then override them).
 pub(crate) fn apply(text: &str, file: &Path, b: &mut DomainBuilder) -> Result<(), ScenarioError> {
+    apply_with(text, file, b, None)
+}
+
+/// [`apply`]; with `unknown`, a key xenolith does not know is skipped and a warning pushed there
+/// instead of failing.
+fn apply_with(
+    text: &str,
+    file: &Path,
+    b: &mut DomainBuilder,
+    mut unknown: Option<&mut Vec<String>>,
+) -> Result<(), ScenarioError> {
     let mut seen: Vec<&str> = Vec::new();
     for e in parse(text, file)? {
         let at = At {
@@ -72,7 +104,15 @@ pub(crate) fn apply(text: &str, file: &Path, b: &mut DomainBuilder) -> Result<()
             line: e.line,
             field: e.key.clone(),
         };
-        let canon = canonical_key(&e.key).ok_or_else(|| unknown_key(&at, &e.key, ""))?;
+        let canon = match (canonical_key(&e.key), unknown.as_deref_mut()) {
+            (Some(c), _) => c,
+            (None, Some(w)) => {
+                let m = format!("unknown key {} ignored (as xl does)", quote(&e.key));
+                w.push(at.err(m).to_string());
+                continue;
+            }
+            (None, None) => return Err(unknown_key(&at, &e.key, "")),
+        };
         if seen.contains(&canon) {
             return Err(at.err(format!(
                 "{} given twice (aliases: cmdline/extra, weight/cpu_weight)",

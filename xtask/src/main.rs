@@ -19,6 +19,8 @@
 //!   summary line (see `fuzz_guest`).
 //! - `fuzz [TARGET...] [--time SECONDS]`  setup, then build the cargo-fuzz targets of `fuzz/` and run
 //!   each for SECONDS (default 20); fails, naming the crash files, if any target crashes (`fuzz.rs`).
+//! - `xtf [DIR] [--accel sim|tcg|kvm|all] [--bless]`  Xen's own test kernels (XTF) in the simulator
+//!   and/or on the image, a result table compared with `tests/xtf/expected.txt` (see `xtf.rs`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -28,6 +30,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 mod fuzz;
+mod xtf;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
 
@@ -46,6 +49,9 @@ commands:
   fuzz [TARGET...] [--time SECONDS]
                  setup, then run the cargo-fuzz targets (default: all, 20 s each); fails on a crash
                  (targets: elf pack xlcfg scenario rings hypercall)
+  xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
+                 run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
+                 with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
 
 /// Debian packages `setup` installs when missing.
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
         "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
         "fuzz" => setup(&root).and_then(|()| fuzz::fuzz(&root, rest)),
+        "xtf" => setup(&root).and_then(|()| xtf::xtf(&root, rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
