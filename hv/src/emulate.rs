@@ -96,3 +96,31 @@ pub fn m2p_load(ctx: &mut Ctx<'_, '_>, cr2: u64) -> bool {
     c.rip = ins.next_ip();
     true
 }
+
+/// Is the instruction in `bytes` (at `cpu.rip`) an access through the stack segment to a
+/// non-canonical address? Hardware raises #SS(0) for it (SDM vol. 3, 6.15), where unicorn and
+/// QEMU's TCG raise #GP(0): the simulator and the image correct the exit with this. In 64-bit
+/// mode ES/CS/DS/SS prefixes are ignored (an `ss:` prefix on another base is a #GP, XTF
+/// memop-seg): the stack segment is that of an rsp/rbp base, unless FS or GS overrides it.
+pub fn is_stack_fault(bytes: &[u8], cpu: &CpuState) -> bool {
+    use iced_x86::Register as R;
+    let i = Decoder::with_ip(64, bytes, cpu.rip, DecoderOptions::NONE).decode();
+    let seg = i.memory_segment();
+    if seg == R::FS || seg == R::GS || !matches!(i.memory_base().full_register(), R::RSP | R::RBP) {
+        return false;
+    }
+    let mut c = *cpu;
+    let reg = |r: Register, _: usize, _: usize| -> Option<u64> {
+        let v = match r.full_register() {
+            R::RIP => i.next_ip(),
+            R::ES | R::CS | R::SS | R::DS | R::None => 0,
+            full => *reg64(&mut c, full)?,
+        };
+        Some(if r.size() == 4 && r.full_register() != r { v & 0xffff_ffff } else { v })
+    };
+    let mut reg = reg;
+    (0..i.op_count()).any(|op| {
+        i.op_kind(op) == OpKind::Memory
+            && i.virtual_address(op, 0, &mut reg).is_some_and(|a| !crate::mm::paging::is_canonical(a))
+    })
+}

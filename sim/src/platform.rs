@@ -284,42 +284,12 @@ impl SimPlatform {
     }
 }
 
-/// unicorn raises #GP(0) for a non-canonical memory operand whose segment is SS (a base of
-/// rsp/rbp); hardware raises #SS(0) (SDM vol. 3, 6.15: "Stack Fault").
-/// True if the instruction at the vCPU's rip is such an access.
+/// unicorn raises #GP(0) for a non-canonical stack-segment operand where hardware raises
+/// #SS(0) (see `hv::emulate::is_stack_fault`). True if the instruction at rip is one.
 fn ss_noncanonical(h: &Hooked, cpu: &CpuState) -> bool {
     let n = (4096 - (cpu.rip & 4095)).min(15) as usize;
     let mut b = [0u8; 15];
-    if !h.read_virt(cpu.rip, &mut b[..n]) {
-        return false;
-    }
-    let i = iced_x86::Decoder::with_ip(64, &b[..n], cpu.rip, iced_x86::DecoderOptions::NONE).decode();
-    let reg = |r: iced_x86::Register, _: usize, _: usize| -> Option<u64> {
-        use iced_x86::Register::*;
-        let full = r.full_register();
-        let v = match full {
-            RAX => cpu.rax, RBX => cpu.rbx, RCX => cpu.rcx, RDX => cpu.rdx, RSI => cpu.rsi, RDI => cpu.rdi,
-            RBP => cpu.rbp, RSP => cpu.rsp, R8 => cpu.r8, R9 => cpu.r9, R10 => cpu.r10, R11 => cpu.r11,
-            R12 => cpu.r12, R13 => cpu.r13, R14 => cpu.r14, R15 => cpu.r15, RIP => i.next_ip(),
-            ES | CS | SS | DS => 0, FS => cpu.fs_base, GS => cpu.gs_base,
-            None => 0,
-            _ => return Option::None,
-        };
-        Some(match r.size() {
-            4 if full != r => v & 0xffff_ffff,
-            _ => v,
-        })
-    };
-    // In 64-bit mode ES/CS/DS/SS prefixes are ignored (an `ss:` prefix on another base is a
-    // #GP, XTF memop-seg): the stack segment is that of an rsp/rbp base, unless FS or GS
-    // overrides it.
-    use iced_x86::Register as R;
-    let seg = i.memory_segment();
-    let stack = seg != R::FS && seg != R::GS && matches!(i.memory_base().full_register(), R::RSP | R::RBP);
-    stack && (0..i.op_count()).any(|op| {
-        i.op_kind(op) == iced_x86::OpKind::Memory
-            && i.virtual_address(op, 0, reg).is_some_and(|a| !hv::mm::paging::is_canonical(a))
-    })
+    h.read_virt(cpu.rip, &mut b[..n]) && hv::emulate::is_stack_fault(&b[..n], cpu)
 }
 
 /// Raise #GP(0) at the I/O instruction at `io`, before it runs, as hardware does for ring 3 at

@@ -96,6 +96,14 @@ impl BareMetal {
         true
     }
 
+    /// Is the instruction at rip a non-canonical stack-segment access (see
+    /// `emulate::is_stack_fault`)?
+    fn stack_fault_at(&self, cpu: &CpuState) -> bool {
+        let n = (4096 - (cpu.rip & 4095)).min(15) as usize;
+        let mut b = [0u8; 15];
+        self.read_guest(cpu.cr3, cpu.rip, &mut b[..n]) && crate::emulate::is_stack_fault(&b[..n], cpu)
+    }
+
     /// An `int n` that the CPU turned into #GP (gate DPL 0) or, under kvm_pvm, #UD: decode the
     /// instruction instead of trusting the error code (QEMU 7.2 TCG reports n*16+2).
     fn soft_int_at(&self, cpu: &CpuState) -> Option<u8> {
@@ -227,7 +235,11 @@ impl Platform for BareMetal {
             c.rip = c.rip.wrapping_add(2);
             Exit::SoftInt { vector: n, len: 2 }
         } else if v < 32 {
-            let vec = v as u8;
+            let mut vec = v as u8;
+            if vec == vector::GP && e.error == 0 && self.stack_fault_at(c) {
+                // QEMU's TCG raises #GP(0) where hardware raises #SS(0) (emulate::is_stack_fault).
+                vec = vector::SS;
+            }
             let cr2 = if vec == vector::PF { cpu::read_cr2() } else { 0 };
             let ec = vector::has_error_code(vec).then_some(e.error as u32);
             Exit::Exception { vector: vec, error_code: ec, cr2 }
