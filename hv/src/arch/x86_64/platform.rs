@@ -194,6 +194,14 @@ impl Platform for BareMetal {
         }
         let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
         self.exits += 1;
+        // The guest may have changed its FS/GS base itself: with FSGSBASE enabled in the CR4 it
+        // runs under (kvm_pvm runs ring 3 on the host's CR4, where Linux enables it),
+        // `wrfsbase`/`wrgsbase` work in ring 3. Read them back so the core's view, and the next
+        // vCPU's, never inherit another guest's bases.
+        // SAFETY: architectural MSRs, readable in ring 0.
+        let (fs, gs) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
+        self.fs = fs;
+        self.gs = gs;
         if e.cs & 3 == 0 {
             // The `iretq` into the guest faulted in ring 0 (see entry.rs): `c` still holds the
             // context the CPU refused. The core checks contexts before entry; this is the net.
@@ -217,6 +225,8 @@ impl Platform for BareMetal {
         c.rip = e.rip;
         c.rflags = e.rflags;
         c.rsp = e.rsp;
+        c.fs_base = fs;
+        c.gs_base = gs;
         let v = e.vector;
         let exit = if v == SYSCALL_VECTOR {
             Exit::Gate
