@@ -124,10 +124,8 @@ pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno
                 p.state = PortState::Unbound { remote };
             }
             s.port = port;
-            if let Err(e) = ctx.write_guest(arg, &s) {
-                // Like Xen: the port stays allocated ("cleaning up here would be a mess").
-                return Err(e);
-            }
+            // On a fault the port stays allocated, as in Xen ("cleaning up here would be a mess").
+            ctx.write_guest(arg, &s)?;
             ctx.annotate(|n| *n = alloc::format!("port {port}"));
             Ok(0)
         }
@@ -322,7 +320,7 @@ pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno
             // a writable type (not a page table).
             let me = ctx.dom;
             let ok = (s.control_gfn < ctx.frames.len())
-                .then(|| Mfn(s.control_gfn))
+                .then_some(Mfn(s.control_gfn))
                 .and_then(|m| ctx.frames.get(m))
                 .is_some_and(|f| f.owner == Owner::Dom(me) && f.ty == PageType::None);
             if !ok {
