@@ -337,6 +337,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
             needs_flush: true,
             started: false,
             timer: None,
+            poll: None,
             privs: crate::privop::PrivState::new(),
         });
     }

@@ -84,6 +84,15 @@ pub enum VcpuState {
     Blocked,
 }
 
+/// A vCPU blocked in SCHEDOP_poll (Xen's `poll_evtchn` and `poll_timer`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Poll {
+    /// The one port polled; `None` when several were (any event wakes the vCPU).
+    pub port: Option<u32>,
+    /// Absolute virtual time at which the poll times out (0 in the call: never).
+    pub deadline: Option<u64>,
+}
+
 /// Callbacks registered through set_callbacks / callback_op.
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Callbacks {
@@ -123,6 +132,8 @@ pub struct Vcpu {
     pub started: bool,
     /// Singleshot timer deadline (virtual ns).
     pub timer: Option<u64>,
+    /// Blocked in SCHEDOP_poll: on what, until when.
+    pub poll: Option<Poll>,
     /// Virtual control and debug registers, IOPL and MSR state (privileged-op emulation).
     pub privs: crate::privop::PrivState,
 }

@@ -361,6 +361,7 @@ impl<P: Platform> Hypervisor<P> {
 
     fn teardown(&mut self, id: DomId) {
         let Some(d) = self.doms.remove(&id) else { return };
+        hypercall::unbind_peers(&mut self.doms, id);
         for v in &d.vcpus {
             self.platform.vcpu_destroy(v.key);
         }
@@ -424,25 +425,40 @@ impl<P: Platform> Hypervisor<P> {
     }
 
     fn next_timer(&self) -> Option<u64> {
-        self.doms.values().filter(|d| d.state == DomState::Running).flat_map(|d| d.vcpus.iter().filter_map(|v| v.timer)).min()
+        self.doms
+            .values()
+            .filter(|d| d.state == DomState::Running)
+            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline)]).flatten())
+            .min()
     }
 
-    /// Fire due singleshot timers (VIRQ_TIMER) and wake blocked vCPUs with pending events.
+    /// Fire due singleshot timers (each vCPU's VIRQ_TIMER), time out polls, and wake blocked
+    /// vCPUs with pending events.
     fn fire_timers(&mut self) {
         let now = self.now;
         let mut mem = MachineMemory::new(self.platform.memory());
         for d in self.doms.values_mut() {
-            let port = d.evtchn.virq_port(abi::hypercall::virq::TIMER);
-            let shared = d.shared_info;
-            for v in d.vcpus.iter_mut() {
+            let mut wake = Vec::new();
+            for vi in 0..d.vcpus.len() {
+                let v = &mut d.vcpus[vi];
                 if v.timer.is_some_and(|t| t <= now) {
                     v.timer = None;
-                    if let Some(p) = port {
-                        evtchn::set_pending(&mut mem, shared, v.vcpu_info, p);
+                    if let Some(p) = d.evtchn.virq_port(abi::hypercall::virq::TIMER, vi as u32) {
+                        wake.extend(evtchn::raise(&mut mem, d, p));
                     }
                 }
-                if v.state == VcpuState::Blocked && evtchn::upcall_pending(&mem, v.vcpu_info) {
-                    v.state = VcpuState::Runnable;
+                let v = &mut d.vcpus[vi];
+                if v.poll.is_some_and(|p| p.deadline.is_some_and(|t| t <= now)) {
+                    wake.push(v.id);
+                }
+                // A blocked (not polling) vCPU wakes on any pending upcall.
+                if v.state == VcpuState::Blocked && v.poll.is_none() && evtchn::upcall_pending(&mem, v.vcpu_info) {
+                    wake.push(v.id);
+                }
+            }
+            for w in wake {
+                if let Some(v) = d.vcpus.get_mut(w as usize) {
+                    unblock(v);
                 }
             }
         }
@@ -563,9 +579,7 @@ impl<P: Platform> Hypervisor<P> {
                 hypercall::drain_console_ring(&mut mem, d)
             });
             if let Some((bytes, woke)) = drained {
-                if woke {
-                    wake.push((id, 0));
-                }
+                wake.extend(woke.into_iter().map(|v| (id, v)));
                 if let Some(d) = self.doms.get_mut(&id) {
                     let done = crate::hypercall::console_output_pub(d, &bytes, self.tracing);
                     let name = d.config.name.clone();
@@ -583,9 +597,7 @@ impl<P: Platform> Hypervisor<P> {
                 crate::store::serve(&mut mem, d)
             });
             if let Some((n, woke)) = served {
-                if woke {
-                    wake.push((id, 0));
-                }
+                wake.extend(woke.into_iter().map(|v| (id, v)));
                 if n > 0 {
                     self.trace_with(|| alloc::format!("d{id} xenstore {n} request(s) -> ENOSYS"));
                 }
@@ -593,9 +605,7 @@ impl<P: Platform> Hypervisor<P> {
         }
         for (d, vc) in wake {
             if let Some(vcpu) = self.doms.get_mut(&d).and_then(|d| d.vcpus.get_mut(vc as usize)) {
-                if vcpu.state == VcpuState::Blocked {
-                    vcpu.state = VcpuState::Runnable;
-                }
+                unblock(vcpu);
             }
         }
         self.flush_console(id);
@@ -621,6 +631,14 @@ impl<P: Platform> Hypervisor<P> {
             }
             return false;
         }
+        if let Some(p) = fx.poll {
+            // A timeout already in the past fires at once: the vCPU only gives up the CPU.
+            if p.deadline.is_none_or(|t| t > self.now) {
+                vc.state = VcpuState::Blocked;
+                vc.poll = Some(p);
+            }
+            return false;
+        }
         !fx.yield_
     }
 
@@ -642,6 +660,14 @@ impl<P: Platform> Hypervisor<P> {
     pub fn record(&self, name: &str) -> Option<&Record> {
         self.records.get(name)
     }
+}
+
+/// Wake a blocked or polling vCPU (Xen's `vcpu_unblock`; a poll ends).
+fn unblock(v: &mut crate::domain::Vcpu) {
+    if v.state == VcpuState::Blocked {
+        v.state = VcpuState::Runnable;
+    }
+    v.poll = None;
 }
 
 /// Publish virtual time in the vCPU's vcpu_info (pvclock: 1 tick = 1 ns).

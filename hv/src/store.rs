@@ -1,6 +1,7 @@
 //! The xenstore ring backend. xenolith has no xenstore daemon yet: every request gets an
 //! `XS_ERROR "ENOSYS"` reply, so a guest that talks to the store sees a clean error, not a hang.
 
+use alloc::vec::Vec;
 use crate::abi::{store_ring as r, xs, XsdSockmsg};
 use crate::domain::Domain;
 use crate::evtchn;
@@ -9,7 +10,7 @@ use crate::mm::MachineMemory;
 const HDR: u64 = core::mem::size_of::<XsdSockmsg>() as u64;
 
 /// Answer every complete request in the ring. Returns (requests answered, upcall became pending).
-pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, bool) {
+pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, Vec<u32>) {
     let ring = d.store_ring.maddr();
     let mut answered = 0;
     loop {
@@ -43,9 +44,6 @@ pub fn serve(mem: &mut MachineMemory<'_>, d: &Domain) -> (u32, bool) {
         mem.write_u32(ring.add(r::RSP_PROD), rprod.wrapping_add(msg.len() as u32));
         answered += 1;
     }
-    let woke = answered > 0 && {
-        let vi = d.vcpus.first().map(|v| v.vcpu_info).unwrap_or(d.shared_info.maddr());
-        evtchn::set_pending(mem, d.shared_info, vi, d.store_port)
-    };
+    let woke = if answered > 0 && d.store_port != 0 { evtchn::raise(mem, d, d.store_port) } else { Vec::new() };
     (answered, woke)
 }

@@ -440,6 +440,14 @@ fn core_consts() -> Vec<Const> {
             "EVTCHNSTAT_closed" = abi::evtchn_stat::CLOSED, "EVTCHNSTAT_unbound" = abi::evtchn_stat::UNBOUND,
             "EVTCHNSTAT_interdomain" = abi::evtchn_stat::INTERDOMAIN, "EVTCHNSTAT_pirq" = abi::evtchn_stat::PIRQ,
             "EVTCHNSTAT_virq" = abi::evtchn_stat::VIRQ, "EVTCHNSTAT_ipi" = abi::evtchn_stat::IPI,
+            "EVTCHN_FIFO_PRIORITY_MAX" = abi::evtchn_fifo::PRIORITY_MAX,
+            "EVTCHN_FIFO_PRIORITY_DEFAULT" = abi::evtchn_fifo::PRIORITY_DEFAULT,
+            "EVTCHN_FIFO_PRIORITY_MIN" = abi::evtchn_fifo::PRIORITY_MIN,
+            "EVTCHN_FIFO_MAX_QUEUES" = abi::evtchn_fifo::MAX_QUEUES, "EVTCHN_FIFO_PENDING" = abi::evtchn_fifo::PENDING,
+            "EVTCHN_FIFO_MASKED" = abi::evtchn_fifo::MASKED, "EVTCHN_FIFO_LINKED" = abi::evtchn_fifo::LINKED,
+            "EVTCHN_FIFO_BUSY" = abi::evtchn_fifo::BUSY, "EVTCHN_FIFO_LINK_BITS" = abi::evtchn_fifo::LINK_BITS,
+            "EVTCHN_FIFO_LINK_MASK" = abi::evtchn_fifo::LINK_MASK,
+            "EVTCHN_FIFO_NR_CHANNELS" = abi::evtchn_fifo::NR_CHANNELS,
         }
         "vcpu.h" {
             "VCPUOP_initialise" = vcpu_op::INITIALISE, "VCPUOP_up" = vcpu_op::UP, "VCPUOP_down" = vcpu_op::DOWN,
@@ -495,6 +503,7 @@ fn core_consts() -> Vec<Const> {
             "E2BIG" = errno(Errno::E2BIG), "EAGAIN" = errno(Errno::EAGAIN), "ENOMEM" = errno(Errno::ENOMEM),
             "EFAULT" = errno(Errno::EFAULT), "EBUSY" = errno(Errno::EBUSY), "EEXIST" = errno(Errno::EEXIST),
             "EINVAL" = errno(Errno::EINVAL), "ENOSPC" = errno(Errno::ENOSPC), "ENOSYS" = errno(Errno::ENOSYS),
+            "EACCES" = errno(Errno::EACCES), "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP),
         }
         "arch-x86/xen-x86_64.h" {
             "FLAT_RING3_CS32" = abi::FLAT_RING3_CS32, "FLAT_RING3_CS64" = abi::FLAT_RING3_CS64,
@@ -617,6 +626,13 @@ fn core_layouts() -> Vec<Layout> {
         "struct evtchn_send" = EvtchnPort { "port" = port }
         "struct evtchn_close" = EvtchnPort { "port" = port }
         "struct evtchn_unmask" = EvtchnPort { "port" = port }
+        "struct evtchn_reset" = EvtchnReset { "dom" = dom }
+        "struct evtchn_init_control" = EvtchnInitControl {
+            "control_gfn" = control_gfn, "offset" = offset, "vcpu" = vcpu, "link_bits" = link_bits,
+        }
+        "struct evtchn_expand_array" = EvtchnExpandArray { "array_gfn" = array_gfn }
+        "struct evtchn_set_priority" = EvtchnSetPriority { "port" = port, "priority" = priority }
+        "struct evtchn_fifo_control_block" = EvtchnFifoControlBlock { "ready" = ready, "head" = head }
         "struct xen_memory_map" = MemoryMap { "nr_entries" = nr_entries, "buffer" = buffer }
         "struct vcpu_register_vcpu_info" = RegisterVcpuInfo { "mfn" = mfn, "offset" = offset, "rsvd" = rsvd }
         "struct vcpu_set_singleshot_timer" = VcpuSetSingleshotTimer { "timeout_abs_ns" = timeout_abs_ns, "flags" = flags }

@@ -13,12 +13,14 @@ pub enum Errno {
     E2BIG = 7, // xen-public/errno.h
     EAGAIN = 11, // xen-public/errno.h
     ENOMEM = 12, // xen-public/errno.h
+    EACCES = 13, // xen-public/errno.h
     EFAULT = 14, // xen-public/errno.h
     EBUSY = 16, // xen-public/errno.h
     EEXIST = 17, // xen-public/errno.h
     EINVAL = 22, // xen-public/errno.h
     ENOSPC = 28, // xen-public/errno.h
     ENOSYS = 38, // xen-public/errno.h
+    EOPNOTSUPP = 95, // xen-public/errno.h
 }
 
 impl Errno {
@@ -34,12 +36,14 @@ impl Errno {
             Self::E2BIG => "E2BIG",
             Self::EAGAIN => "EAGAIN",
             Self::ENOMEM => "ENOMEM",
+            Self::EACCES => "EACCES",
             Self::EFAULT => "EFAULT",
             Self::EBUSY => "EBUSY",
             Self::EEXIST => "EEXIST",
             Self::EINVAL => "EINVAL",
             Self::ENOSPC => "ENOSPC",
             Self::ENOSYS => "ENOSYS",
+            Self::EOPNOTSUPP => "EOPNOTSUPP",
         }
     }
     pub fn from_ret(v: i64) -> Option<Self> {
@@ -50,12 +54,14 @@ impl Errno {
             7 => Self::E2BIG,
             11 => Self::EAGAIN,
             12 => Self::ENOMEM,
+            13 => Self::EACCES,
             14 => Self::EFAULT,
             16 => Self::EBUSY,
             17 => Self::EEXIST,
             22 => Self::EINVAL,
             28 => Self::ENOSPC,
             38 => Self::ENOSYS,
+            95 => Self::EOPNOTSUPP,
             _ => return None,
         })
     }

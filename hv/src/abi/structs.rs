@@ -392,6 +392,77 @@ pub struct EvtchnPort {
 }
 layout!(EvtchnPort, size = 4, port @ 0);
 
+/// `evtchn_reset` (2 bytes): IN dom.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnReset {
+    pub dom: u16,
+}
+layout!(EvtchnReset, size = 2, dom @ 0);
+
+/// `evtchn_init_control` (24 bytes): IN control_gfn, offset, vcpu; OUT link_bits.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnInitControl {
+    pub control_gfn: u64,
+    pub offset: u32,
+    pub vcpu: u32,
+    pub link_bits: u8,
+    pub _pad: [u8; 7],
+}
+layout!(EvtchnInitControl, size = 24, control_gfn @ 0, offset @ 8, vcpu @ 12, link_bits @ 16);
+
+/// `evtchn_expand_array` (8 bytes): IN array_gfn.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnExpandArray {
+    pub array_gfn: u64,
+}
+layout!(EvtchnExpandArray, size = 8, array_gfn @ 0);
+
+/// `evtchn_set_priority` (8 bytes): IN port, priority.
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnSetPriority {
+    pub port: u32,
+    pub priority: u32,
+}
+layout!(EvtchnSetPriority, size = 8, port @ 0, priority @ 4);
+
+/// The FIFO ABI's constants and control block, xen-public/event_channel.h.
+pub mod evtchn_fifo {
+    pub const PRIORITY_MAX: u32 = 0; // xen-public/event_channel.h
+    pub const PRIORITY_DEFAULT: u32 = 7; // xen-public/event_channel.h
+    pub const PRIORITY_MIN: u32 = 15; // xen-public/event_channel.h
+    /// `EVTCHN_FIFO_MAX_QUEUES`.
+    pub const MAX_QUEUES: u32 = 16; // xen-public/event_channel.h
+    /// Bit numbers of an `event_word_t`.
+    pub const PENDING: u32 = 31; // xen-public/event_channel.h
+    pub const MASKED: u32 = 30; // xen-public/event_channel.h
+    pub const LINKED: u32 = 29; // xen-public/event_channel.h
+    pub const BUSY: u32 = 28; // xen-public/event_channel.h
+    pub const LINK_BITS: u32 = 17; // xen-public/event_channel.h
+    pub const LINK_MASK: u32 = (1 << LINK_BITS) - 1; // xen-public/event_channel.h
+    pub const NR_CHANNELS: u32 = 1 << LINK_BITS; // xen-public/event_channel.h
+    /// `sizeof(evtchn_fifo_control_block_t)`: ready, _rsvd, head[16].
+    pub const CONTROL_BLOCK_SIZE: u64 = core::mem::size_of::<super::EvtchnFifoControlBlock>() as u64;
+}
+
+/// `evtchn_fifo_control_block` (72 bytes).
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnFifoControlBlock {
+    pub ready: u32,
+    pub _rsvd: u32,
+    pub head: [u32; 16],
+}
+layout!(EvtchnFifoControlBlock, size = 72, ready @ 0, head @ 8);
+
 /// `xencons_interface`: the console ring page.
 // xen-public/io/console.h
 #[repr(C)]

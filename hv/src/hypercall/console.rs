@@ -72,14 +72,14 @@ pub fn console_output(d: &mut Domain, bytes: &[u8], want_lines: bool) -> Vec<all
 
 /// Consume the domain's console ring (out_cons up to out_prod), like xenconsoled, and notify the
 /// guest. Returns the bytes consumed and whether the guest's upcall became pending.
-pub fn drain_console_ring(mem: &mut MachineMemory<'_>, d: &Domain) -> (Vec<u8>, bool) {
+pub fn drain_console_ring(mem: &mut MachineMemory<'_>, d: &Domain) -> (Vec<u8>, Vec<u32>) {
     let ring = d.console.ring.maddr();
     let cons = mem.read_u32(ring.add(cons_ring::OUT_CONS)).unwrap_or(0);
     let prod = mem.read_u32(ring.add(cons_ring::OUT_PROD)).unwrap_or(0);
     let avail = prod.wrapping_sub(cons) as u64;
     let mut out = Vec::new();
     if avail == 0 {
-        return (out, false);
+        return (out, Vec::new());
     }
     // A guest that claims more than the ring holds is confused: take what the ring holds.
     let n = avail.min(cons_ring::OUT_SIZE);
@@ -88,7 +88,7 @@ pub fn drain_console_ring(mem: &mut MachineMemory<'_>, d: &Domain) -> (Vec<u8>, 
         out.push(mem.read_u8(ring.add(cons_ring::OUT + idx)).unwrap_or(0));
     }
     mem.write_u32(ring.add(cons_ring::OUT_CONS), prod);
-    let vi = d.vcpus.first().map(|v| v.vcpu_info).unwrap_or(d.shared_info.maddr());
-    let woke = evtchn::set_pending(mem, d.shared_info, vi, d.console.port);
+    // Like xenconsoled: notify the guest that the ring was consumed (unless it closed the port).
+    let woke = if d.console.port != 0 { evtchn::raise(mem, d, d.console.port) } else { Vec::new() };
     (out, woke)
 }

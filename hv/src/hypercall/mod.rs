@@ -15,6 +15,7 @@ mod sched;
 mod version;
 
 pub use console::{console_output as console_output_pub, drain_console_ring};
+pub use event::unbind_peers;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -84,6 +85,8 @@ pub struct Effects {
     pub flush_tlb: bool,
     pub yield_: bool,
     pub block: bool,
+    /// SCHEDOP_poll: block (events stay masked) until a polled port fires or the timeout.
+    pub poll: Option<crate::domain::Poll>,
     pub shutdown: Option<ShutdownReason>,
     /// The call replaced the vCPU's registers (iret): don't write a result into rax.
     pub no_ret: bool,

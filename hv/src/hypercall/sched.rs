@@ -1,7 +1,11 @@
 //! sched_op and set_timer_op.
 
+use alloc::vec::Vec;
+
 use super::Ctx;
-use crate::abi::{hypercall::sched_op as op, Errno, SchedShutdown, ShutdownReason};
+use crate::domain::Poll;
+use crate::mm::paging::{in_xen_range, is_canonical};
+use crate::abi::{hypercall::sched_op as op, Errno, SchedPoll, SchedShutdown, ShutdownReason};
 
 pub fn sched_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (cmd, arg) = (a[0], a[1]);
@@ -36,12 +40,7 @@ pub fn sched_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             ctx.domain().shutdown_code = Some(s.reason);
             Ok(0)
         }
-        op::POLL => {
-            ctx.describe(|d| *d = "sched_op(poll)".into());
-            // Polling a set of ports: treat as a block that any event ends.
-            ctx.fx.block = true;
-            Ok(0)
-        }
+        op::POLL => poll(ctx, arg),
         op::REMOTE_SHUTDOWN => {
             ctx.describe(|d| *d = "sched_op(remote_shutdown)".into());
             Err(Errno::EPERM)
@@ -58,5 +57,43 @@ pub fn set_timer_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let t = a[0];
     ctx.describe(|d| *d = if t == 0 { "set_timer_op(cancel)".into() } else { alloc::format!("set_timer_op({t} ns)") });
     ctx.cur().timer = if t == 0 { None } else { Some(t) };
+    Ok(0)
+}
+
+/// SCHEDOP_poll (Xen's `do_poll`): block until one of the ports is pending or the absolute
+/// timeout passes, *without* enabling event delivery (unlike SCHEDOP_block). Returns at once
+/// when an event is deliverable or a polled port is already pending. A port that is invalid or
+/// not bound is simply never pending.
+fn poll(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
+    ctx.describe(|d| *d = "sched_op(poll)".into());
+    let s: SchedPoll = ctx.read_guest(arg)?;
+    ctx.describe(|d| *d = alloc::format!("sched_op(poll, {} port(s), timeout {})", s.nr_ports, s.timeout));
+    // "Fairly arbitrary limit."
+    if s.nr_ports > 128 {
+        return Err(Errno::EINVAL);
+    }
+    // guest_handle_okay: the array must lie in guest space.
+    let len = s.nr_ports as u64 * 4;
+    let end = s.ports.checked_add(len.saturating_sub(1)).ok_or(Errno::EFAULT)?;
+    if len > 0 && (!is_canonical(s.ports) || !is_canonical(end) || in_xen_range(s.ports) || in_xen_range(end)) {
+        return Err(Errno::EFAULT);
+    }
+    let vi = ctx.cur_ref().vcpu_info;
+    if crate::evtchn::upcall_deliverable(&ctx.mem, vi) {
+        ctx.annotate(|n| *n = "event pending".into());
+        return Ok(0);
+    }
+    let mut ports = Vec::with_capacity(s.nr_ports as usize);
+    for i in 0..s.nr_ports as u64 {
+        let p: u32 = ctx.read_guest(s.ports + i * 4)?;
+        ports.push(p);
+        if super::event::any_pending(ctx, &[p]) {
+            ctx.annotate(|n| *n = alloc::format!("port {p} pending"));
+            return Ok(0);
+        }
+    }
+    let port = if ports.len() == 1 { Some(ports[0]) } else { None };
+    let deadline = (s.timeout != 0).then_some(s.timeout);
+    ctx.fx.poll = Some(Poll { port, deadline });
     Ok(0)
 }

@@ -125,4 +125,5 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     CallbackRegister, SchedShutdown, EvtchnStatus, E820Entry, MemoryMap, RegisterVcpuInfo,
     FeatureInfo, CallbackUnregister, SchedPoll, SchedRemoteShutdown, VcpuSetSingleshotTimer,
     VcpuSetPeriodicTimer, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBindIpi,
-    EvtchnBindVcpu, EvtchnPort, XsdSockmsg, u64, u32, u16, u8);
+    EvtchnBindVcpu, EvtchnPort, EvtchnReset, EvtchnInitControl, EvtchnExpandArray, EvtchnSetPriority,
+    EvtchnFifoControlBlock, XsdSockmsg, u64, u32, u16, u8);

@@ -9,6 +9,7 @@ use crate::testing::{image, mock};
 
 mod builder;
 mod elf;
+mod evtchn;
 mod lifecycle;
 mod mmu;
 mod pointers;
