@@ -18,7 +18,10 @@ pub enum Errno {
     EEXIST = 17, // xen-public/errno.h
     EINVAL = 22, // xen-public/errno.h
     ENOSPC = 28, // xen-public/errno.h
+    ERANGE = 34, // xen-public/errno.h
     ENOSYS = 38, // xen-public/errno.h
+    EILSEQ = 84, // xen-public/errno.h
+    EOPNOTSUPP = 95, // xen-public/errno.h
 }
 
 impl Errno {
@@ -39,7 +42,10 @@ impl Errno {
             Self::EEXIST => "EEXIST",
             Self::EINVAL => "EINVAL",
             Self::ENOSPC => "ENOSPC",
+            Self::ERANGE => "ERANGE",
             Self::ENOSYS => "ENOSYS",
+            Self::EILSEQ => "EILSEQ",
+            Self::EOPNOTSUPP => "EOPNOTSUPP",
         }
     }
     pub fn from_ret(v: i64) -> Option<Self> {
@@ -55,7 +61,10 @@ impl Errno {
             17 => Self::EEXIST,
             22 => Self::EINVAL,
             28 => Self::ENOSPC,
+            34 => Self::ERANGE,
             38 => Self::ENOSYS,
+            84 => Self::EILSEQ,
+            95 => Self::EOPNOTSUPP,
             _ => return None,
         })
     }

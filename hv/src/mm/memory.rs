@@ -125,4 +125,6 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     CallbackRegister, SchedShutdown, EvtchnStatus, E820Entry, MemoryMap, RegisterVcpuInfo,
     FeatureInfo, CallbackUnregister, SchedPoll, SchedRemoteShutdown, VcpuSetSingleshotTimer,
     VcpuSetPeriodicTimer, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBindIpi,
-    EvtchnBindVcpu, EvtchnPort, XsdSockmsg, u64, u32, u16, u8);
+    EvtchnBindVcpu, EvtchnPort, XsdSockmsg, GrantEntryV1, GrantEntryV2, GnttabMapGrantRef,
+    GnttabUnmapGrantRef, GnttabUnmapAndReplace, GnttabSetupTable, GnttabCopyPtr, GnttabCopy,
+    GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, u64, u32, u16, u8, i16);
