@@ -9,6 +9,7 @@ use crate::testing::{image, mock};
 
 mod builder;
 mod elf;
+mod grant;
 mod lifecycle;
 mod mmu;
 mod pointers;
