@@ -415,10 +415,11 @@ fn pin(ctx: &mut Ctx<'_, '_>, rd: DomId, gref: u32, readonly: bool, host: bool, 
         // The shared entry's type and domid (checked only when not yet pinned), and the
         // read-only flag for a writable pin.
         let (flags, domid, frame, off, len, sub) = if gt.version == 1 {
-            let e = gt.read_v1(mem, gref).ok_or(g::GNTST_BAD_GNTREF)?;
+            // A table whose initial frame was never allocated reads as all-invalid entries.
+            let e = gt.read_v1(mem, gref).unwrap_or_default();
             (e.flags, e.domid, e.frame as u64, 0u16, PAGE_SIZE as u16, false)
         } else {
-            let e = gt.read_v2(mem, gref).ok_or(g::GNTST_BAD_GNTREF)?;
+            let e = gt.read_v2(mem, gref).unwrap_or_default();
             let sub = e.flags & g::GTF_SUB_PAGE != 0;
             if sub {
                 (e.flags, e.domid, e.frame, e.page_off, e.length, true)
