@@ -491,7 +491,7 @@ fn unpin(ctx: &mut Ctx<'_, '_>, rd: DomId, gref: u32, readonly: bool, host: bool
 fn host_l1e(ctx: &Ctx<'_, '_>, addr: u64, contains_pte: bool) -> Option<Maddr> {
     let l1e = if contains_pte {
         // XSA-227: a PTE address must be PTE-aligned.
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return None;
         }
         Maddr(addr)
@@ -777,9 +777,12 @@ fn copy_one(ctx: &mut Ctx<'_, '_>, op: &GnttabCopy) -> i16 {
     let (so, doff, len) = (op.source.offset as u32, op.dest.offset as u32, op.len as u32);
     let status = if so + len > PAGE_SIZE as u32 || doff + len > PAGE_SIZE as u32 {
         g::GNTST_BAD_COPY_ARG
-    } else if so < src.off as u32 || so + len > src.off as u32 + src.len as u32 {
-        g::GNTST_GENERAL_ERROR
-    } else if doff < dst.off as u32 || doff + len > dst.off as u32 + dst.len as u32 {
+    } else if so < src.off as u32
+        || so + len > src.off as u32 + src.len as u32
+        || doff < dst.off as u32
+        || doff + len > dst.off as u32 + dst.len as u32
+    {
+        // Outside the window a (v2 sub-page) grant allows.
         g::GNTST_GENERAL_ERROR
     } else {
         let mut buf = alloc::vec![0u8; len as usize];
