@@ -362,6 +362,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         store_ring: va_maddr(l.store_va).mfn(),
         store_port,
         evtchn,
+        grant: crate::grant::GrantTable::new(),
         vm_assist: 0,
         shutdown_code: None,
         last_shutdown: None,

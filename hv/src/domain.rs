@@ -177,6 +177,8 @@ pub struct Domain {
     pub store_ring: Mfn,
     pub store_port: u32,
     pub evtchn: EvtchnTable,
+    /// Grant table (version, frames, active entries, this domain's grant mappings).
+    pub grant: crate::grant::GrantTable,
     pub vm_assist: u64,
     pub shutdown_code: Option<u32>,
     /// The last shutdown reason (kept for reporting even after a restart).

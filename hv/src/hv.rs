@@ -360,6 +360,10 @@ impl<P: Platform> Hypervisor<P> {
     }
 
     fn teardown(&mut self, id: DomId) {
+        if self.doms.contains_key(&id) {
+            let mut mem = MachineMemory::new(self.platform.memory());
+            crate::hypercall::grant::release_domain(&mut self.doms, &mut self.frames, &mut mem, id);
+        }
         let Some(d) = self.doms.remove(&id) else { return };
         hypercall::unbind_peers(&mut self.doms, id);
         for v in &d.vcpus {

@@ -21,6 +21,7 @@ pub mod domain;
 pub mod elf;
 pub mod emulate;
 pub mod evtchn;
+pub mod grant;
 pub mod hv;
 pub mod hypercall;
 pub mod mm;

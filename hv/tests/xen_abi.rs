@@ -346,7 +346,7 @@ macro_rules! consts {
 }
 
 fn core_consts() -> Vec<Const> {
-    use hc::{callback as cb, console_io, evtchn_op, memory_op, mmu, mmuext, sched_op, segbase, uvmf, vcpu_op, vgcf, virq, vm_assist, xen_version};
+    use hc::{callback as cb, console_io, evtchn_op, gnttab, memory_op, mmu, mmuext, sched_op, segbase, uvmf, vcpu_op, vgcf, virq, vm_assist, xen_version};
     let errno = |e: Errno| -e.to_ret();
     consts! {
         "xen.h" {
@@ -429,6 +429,33 @@ fn core_consts() -> Vec<Const> {
             "XENFEAT_highmem_assist" = abi::feat::HIGHMEM_ASSIST,
             "XENFEAT_gnttab_map_avail_bits" = abi::feat::GNTTAB_MAP_AVAIL_BITS, "XENFEAT_dom0" = abi::feat::DOM0,
         }
+        "grant_table.h" {
+            "GNTTABOP_map_grant_ref" = gnttab::MAP_GRANT_REF, "GNTTABOP_unmap_grant_ref" = gnttab::UNMAP_GRANT_REF,
+            "GNTTABOP_setup_table" = gnttab::SETUP_TABLE, "GNTTABOP_dump_table" = gnttab::DUMP_TABLE,
+            "GNTTABOP_transfer" = gnttab::TRANSFER, "GNTTABOP_copy" = gnttab::COPY,
+            "GNTTABOP_query_size" = gnttab::QUERY_SIZE, "GNTTABOP_unmap_and_replace" = gnttab::UNMAP_AND_REPLACE,
+            "GNTTABOP_set_version" = gnttab::SET_VERSION, "GNTTABOP_get_status_frames" = gnttab::GET_STATUS_FRAMES,
+            "GNTTABOP_get_version" = gnttab::GET_VERSION, "GNTTABOP_swap_grant_ref" = gnttab::SWAP_GRANT_REF,
+            "GNTTABOP_cache_flush" = gnttab::CACHE_FLUSH, "GNTTAB_NR_RESERVED_ENTRIES" = gnttab::NR_RESERVED_ENTRIES,
+            "GTF_invalid" = gnttab::GTF_INVALID, "GTF_permit_access" = gnttab::GTF_PERMIT_ACCESS,
+            "GTF_accept_transfer" = gnttab::GTF_ACCEPT_TRANSFER, "GTF_transitive" = gnttab::GTF_TRANSITIVE,
+            "GTF_type_mask" = gnttab::GTF_TYPE_MASK, "GTF_readonly" = gnttab::GTF_READONLY,
+            "GTF_reading" = gnttab::GTF_READING, "GTF_writing" = gnttab::GTF_WRITING, "GTF_PWT" = gnttab::GTF_PWT,
+            "GTF_PCD" = gnttab::GTF_PCD, "GTF_PAT" = gnttab::GTF_PAT, "GTF_sub_page" = gnttab::GTF_SUB_PAGE,
+            "GNTMAP_device_map" = gnttab::GNTMAP_DEVICE_MAP, "GNTMAP_host_map" = gnttab::GNTMAP_HOST_MAP,
+            "GNTMAP_readonly" = gnttab::GNTMAP_READONLY, "GNTMAP_application_map" = gnttab::GNTMAP_APPLICATION_MAP,
+            "GNTMAP_contains_pte" = gnttab::GNTMAP_CONTAINS_PTE,
+            "GNTCOPY_source_gref" = gnttab::GNTCOPY_SOURCE_GREF, "GNTCOPY_dest_gref" = gnttab::GNTCOPY_DEST_GREF,
+            "GNTTAB_CACHE_CLEAN" = gnttab::CACHE_CLEAN, "GNTTAB_CACHE_INVAL" = gnttab::CACHE_INVAL,
+            "GNTTAB_CACHE_SOURCE_GREF" = gnttab::CACHE_SOURCE_GREF,
+            "GNTST_okay" = gnttab::GNTST_OKAY, "GNTST_general_error" = gnttab::GNTST_GENERAL_ERROR,
+            "GNTST_bad_domain" = gnttab::GNTST_BAD_DOMAIN, "GNTST_bad_gntref" = gnttab::GNTST_BAD_GNTREF,
+            "GNTST_bad_handle" = gnttab::GNTST_BAD_HANDLE, "GNTST_bad_virt_addr" = gnttab::GNTST_BAD_VIRT_ADDR,
+            "GNTST_bad_dev_addr" = gnttab::GNTST_BAD_DEV_ADDR, "GNTST_no_device_space" = gnttab::GNTST_NO_DEVICE_SPACE,
+            "GNTST_permission_denied" = gnttab::GNTST_PERMISSION_DENIED, "GNTST_bad_page" = gnttab::GNTST_BAD_PAGE,
+            "GNTST_bad_copy_arg" = gnttab::GNTST_BAD_COPY_ARG, "GNTST_address_too_big" = gnttab::GNTST_ADDRESS_TOO_BIG,
+            "GNTST_eagain" = gnttab::GNTST_EAGAIN, "GNTST_no_space" = gnttab::GNTST_NO_SPACE,
+        }
         "event_channel.h" {
             "EVTCHNOP_bind_interdomain" = evtchn_op::BIND_INTERDOMAIN, "EVTCHNOP_bind_virq" = evtchn_op::BIND_VIRQ,
             "EVTCHNOP_bind_pirq" = evtchn_op::BIND_PIRQ, "EVTCHNOP_close" = evtchn_op::CLOSE,
@@ -503,7 +530,8 @@ fn core_consts() -> Vec<Const> {
             "E2BIG" = errno(Errno::E2BIG), "EAGAIN" = errno(Errno::EAGAIN), "ENOMEM" = errno(Errno::ENOMEM),
             "EFAULT" = errno(Errno::EFAULT), "EBUSY" = errno(Errno::EBUSY), "EEXIST" = errno(Errno::EEXIST),
             "EINVAL" = errno(Errno::EINVAL), "ENOSPC" = errno(Errno::ENOSPC), "ENOSYS" = errno(Errno::ENOSYS),
-            "EACCES" = errno(Errno::EACCES), "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP),
+            "EACCES" = errno(Errno::EACCES), "ERANGE" = errno(Errno::ERANGE), "EILSEQ" = errno(Errno::EILSEQ),
+            "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP),
         }
         "arch-x86/xen-x86_64.h" {
             "FLAT_RING3_CS32" = abi::FLAT_RING3_CS32, "FLAT_RING3_CS64" = abi::FLAT_RING3_CS64,
@@ -601,6 +629,38 @@ fn core_layouts() -> Vec<Layout> {
         }
         "struct trap_info" = TrapInfo { "vector" = vector, "flags" = flags, "cs" = cs, "address" = address }
         "struct mmu_update" = MmuUpdate { "ptr" = ptr, "val" = val }
+        "struct grant_entry_v1" = GrantEntryV1 { "flags" = flags, "domid" = domid, "frame" = frame }
+        "union grant_entry_v2" = GrantEntryV2 {
+            "hdr.flags" = flags, "hdr.domid" = domid, "sub_page.page_off" = page_off, "sub_page.length" = length,
+            "full_page.frame" = frame,
+        }
+        "struct gnttab_map_grant_ref" = GnttabMapGrantRef {
+            "host_addr" = host_addr, "flags" = flags, "ref" = ref_, "dom" = dom, "status" = status,
+            "handle" = handle, "dev_bus_addr" = dev_bus_addr,
+        }
+        "struct gnttab_unmap_grant_ref" = GnttabUnmapGrantRef {
+            "host_addr" = host_addr, "dev_bus_addr" = dev_bus_addr, "handle" = handle, "status" = status,
+        }
+        "struct gnttab_unmap_and_replace" = GnttabUnmapAndReplace {
+            "host_addr" = host_addr, "new_addr" = new_addr, "handle" = handle, "status" = status,
+        }
+        "struct gnttab_setup_table" = GnttabSetupTable {
+            "dom" = dom, "nr_frames" = nr_frames, "status" = status, "frame_list" = frame_list,
+        }
+        "struct gnttab_copy_ptr" = GnttabCopyPtr { "u.ref" = u, "u.gmfn" = u, "domid" = domid, "offset" = offset }
+        "struct gnttab_copy" = GnttabCopy {
+            "source" = source, "dest" = dest, "len" = len, "flags" = flags, "status" = status,
+        }
+        "struct gnttab_query_size" = GnttabQuerySize {
+            "dom" = dom, "nr_frames" = nr_frames, "max_nr_frames" = max_nr_frames, "status" = status,
+        }
+        "struct gnttab_get_status_frames" = GnttabGetStatusFrames {
+            "nr_frames" = nr_frames, "dom" = dom, "status" = status, "frame_list" = frame_list,
+        }
+        "struct gnttab_get_version" = GnttabGetVersion { "dom" = dom, "pad" = pad, "version" = version }
+        "struct gnttab_cache_flush" = GnttabCacheFlush {
+            "a.dev_bus_addr" = a, "a.ref" = a, "offset" = offset, "length" = length, "op" = op,
+        }
         "struct mmuext_op" = MmuextOp { "cmd" = cmd, "arg1" = arg1, "arg2" = arg2 }
         "struct multicall_entry" = MulticallEntry { "op" = op, "result" = result, "args" = args }
         "struct iret_context" = IretContext {
@@ -733,7 +793,7 @@ fn c_probe(dir: &Path, consts: &[Const], layouts: &[Layout], enums: &[(&str, i12
     }
     let mut c = String::from("#include <stdint.h>\n#include <stddef.h>\n#include <stdio.h>\n");
     for h in ["xen.h", "callback.h", "sched.h", "event_channel.h", "vcpu.h", "memory.h", "version.h", "features.h",
-        "elfnote.h", "errno.h", "io/console.h", "io/xs_wire.h", "physdev.h"]
+        "elfnote.h", "errno.h", "grant_table.h", "io/console.h", "io/xs_wire.h", "physdev.h"]
     {
         writeln!(c, "#include \"{h}\"").unwrap();
     }

@@ -19,7 +19,9 @@ pub enum Errno {
     EEXIST = 17, // xen-public/errno.h
     EINVAL = 22, // xen-public/errno.h
     ENOSPC = 28, // xen-public/errno.h
+    ERANGE = 34, // xen-public/errno.h
     ENOSYS = 38, // xen-public/errno.h
+    EILSEQ = 84, // xen-public/errno.h
     EOPNOTSUPP = 95, // xen-public/errno.h
 }
 
@@ -42,7 +44,9 @@ impl Errno {
             Self::EEXIST => "EEXIST",
             Self::EINVAL => "EINVAL",
             Self::ENOSPC => "ENOSPC",
+            Self::ERANGE => "ERANGE",
             Self::ENOSYS => "ENOSYS",
+            Self::EILSEQ => "EILSEQ",
             Self::EOPNOTSUPP => "EOPNOTSUPP",
         }
     }
@@ -60,7 +64,9 @@ impl Errno {
             17 => Self::EEXIST,
             22 => Self::EINVAL,
             28 => Self::ENOSPC,
+            34 => Self::ERANGE,
             38 => Self::ENOSYS,
+            84 => Self::EILSEQ,
             95 => Self::EOPNOTSUPP,
             _ => return None,
         })

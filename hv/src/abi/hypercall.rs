@@ -257,3 +257,65 @@ pub mod virq {
     /// `NR_VIRQS`.
     pub const NR: u32 = 24; // xen-public/xen.h
 }
+
+/// grant_table_op sub-ops (`GNTTABOP_*`), grant-entry flags (`GTF_*`), map flags (`GNTMAP_*`),
+/// copy flags (`GNTCOPY_*`) and statuses (`GNTST_*`), xen-public/grant_table.h.
+pub mod gnttab {
+    pub const MAP_GRANT_REF: u32 = 0; // xen-public/grant_table.h GNTTABOP_map_grant_ref
+    pub const UNMAP_GRANT_REF: u32 = 1; // xen-public/grant_table.h GNTTABOP_unmap_grant_ref
+    pub const SETUP_TABLE: u32 = 2; // xen-public/grant_table.h GNTTABOP_setup_table
+    pub const DUMP_TABLE: u32 = 3; // xen-public/grant_table.h GNTTABOP_dump_table
+    pub const TRANSFER: u32 = 4; // xen-public/grant_table.h GNTTABOP_transfer
+    pub const COPY: u32 = 5; // xen-public/grant_table.h GNTTABOP_copy
+    pub const QUERY_SIZE: u32 = 6; // xen-public/grant_table.h GNTTABOP_query_size
+    pub const UNMAP_AND_REPLACE: u32 = 7; // xen-public/grant_table.h GNTTABOP_unmap_and_replace
+    pub const SET_VERSION: u32 = 8; // xen-public/grant_table.h GNTTABOP_set_version
+    pub const GET_STATUS_FRAMES: u32 = 9; // xen-public/grant_table.h GNTTABOP_get_status_frames
+    pub const GET_VERSION: u32 = 10; // xen-public/grant_table.h GNTTABOP_get_version
+    pub const SWAP_GRANT_REF: u32 = 11; // xen-public/grant_table.h GNTTABOP_swap_grant_ref
+    pub const CACHE_FLUSH: u32 = 12; // xen-public/grant_table.h GNTTABOP_cache_flush
+
+    /// `GNTTAB_NR_RESERVED_ENTRIES`: entries kept across a version switch.
+    pub const NR_RESERVED_ENTRIES: u32 = 8; // xen-public/grant_table.h
+
+    pub const GTF_INVALID: u16 = 0; // xen-public/grant_table.h
+    pub const GTF_PERMIT_ACCESS: u16 = 1; // xen-public/grant_table.h
+    pub const GTF_ACCEPT_TRANSFER: u16 = 2; // xen-public/grant_table.h
+    pub const GTF_TRANSITIVE: u16 = 3; // xen-public/grant_table.h
+    pub const GTF_TYPE_MASK: u16 = 3; // xen-public/grant_table.h
+    pub const GTF_READONLY: u16 = 1 << 2; // xen-public/grant_table.h
+    pub const GTF_READING: u16 = 1 << 3; // xen-public/grant_table.h
+    pub const GTF_WRITING: u16 = 1 << 4; // xen-public/grant_table.h
+    pub const GTF_PWT: u16 = 1 << 5; // xen-public/grant_table.h
+    pub const GTF_PCD: u16 = 1 << 6; // xen-public/grant_table.h
+    pub const GTF_PAT: u16 = 1 << 7; // xen-public/grant_table.h
+    pub const GTF_SUB_PAGE: u16 = 1 << 8; // xen-public/grant_table.h
+
+    pub const GNTMAP_DEVICE_MAP: u32 = 1 << 0; // xen-public/grant_table.h
+    pub const GNTMAP_HOST_MAP: u32 = 1 << 1; // xen-public/grant_table.h
+    pub const GNTMAP_READONLY: u32 = 1 << 2; // xen-public/grant_table.h
+    pub const GNTMAP_APPLICATION_MAP: u32 = 1 << 3; // xen-public/grant_table.h
+    pub const GNTMAP_CONTAINS_PTE: u32 = 1 << 4; // xen-public/grant_table.h
+
+    pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0; // xen-public/grant_table.h
+    pub const GNTCOPY_DEST_GREF: u16 = 1 << 1; // xen-public/grant_table.h
+
+    pub const CACHE_CLEAN: u32 = 1 << 0; // xen-public/grant_table.h GNTTAB_CACHE_CLEAN
+    pub const CACHE_INVAL: u32 = 1 << 1; // xen-public/grant_table.h GNTTAB_CACHE_INVAL
+    pub const CACHE_SOURCE_GREF: u32 = 1 << 31; // xen-public/grant_table.h GNTTAB_CACHE_SOURCE_GREF
+
+    pub const GNTST_OKAY: i16 = 0; // xen-public/grant_table.h
+    pub const GNTST_GENERAL_ERROR: i16 = -1; // xen-public/grant_table.h
+    pub const GNTST_BAD_DOMAIN: i16 = -2; // xen-public/grant_table.h
+    pub const GNTST_BAD_GNTREF: i16 = -3; // xen-public/grant_table.h
+    pub const GNTST_BAD_HANDLE: i16 = -4; // xen-public/grant_table.h
+    pub const GNTST_BAD_VIRT_ADDR: i16 = -5; // xen-public/grant_table.h
+    pub const GNTST_BAD_DEV_ADDR: i16 = -6; // xen-public/grant_table.h
+    pub const GNTST_NO_DEVICE_SPACE: i16 = -7; // xen-public/grant_table.h
+    pub const GNTST_PERMISSION_DENIED: i16 = -8; // xen-public/grant_table.h
+    pub const GNTST_BAD_PAGE: i16 = -9; // xen-public/grant_table.h
+    pub const GNTST_BAD_COPY_ARG: i16 = -10; // xen-public/grant_table.h
+    pub const GNTST_ADDRESS_TOO_BIG: i16 = -11; // xen-public/grant_table.h
+    pub const GNTST_EAGAIN: i16 = -12; // xen-public/grant_table.h
+    pub const GNTST_NO_SPACE: i16 = -13; // xen-public/grant_table.h
+}

@@ -579,3 +579,162 @@ pub mod feat {
     pub const GNTTAB_MAP_AVAIL_BITS: u32 = 7; // xen-public/features.h
     pub const DOM0: u32 = 11; // xen-public/features.h
 }
+
+/// `grant_entry_v1` (8 bytes).
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GrantEntryV1 {
+    pub flags: u16,
+    pub domid: u16,
+    pub frame: u32,
+}
+layout!(GrantEntryV1, size = 8, flags @ 0, domid @ 2, frame @ 4);
+
+/// `grant_entry_v2` (16 bytes): `hdr`, then `full_page.frame` at 8, or `sub_page.page_off`/`length`
+/// at 4/6 and `sub_page.frame` at 8, or `transitive.trans_domid` at 4 and `transitive.gref` at 8.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GrantEntryV2 {
+    pub flags: u16,
+    pub domid: u16,
+    /// `sub_page.page_off` / `transitive.trans_domid`.
+    pub page_off: u16,
+    /// `sub_page.length`.
+    pub length: u16,
+    /// `full_page.frame` / `sub_page.frame` (low 32 bits: `transitive.gref`).
+    pub frame: u64,
+}
+layout!(GrantEntryV2, size = 16, flags @ 0, domid @ 2, page_off @ 4, length @ 6, frame @ 8);
+
+/// `gnttab_map_grant_ref`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabMapGrantRef {
+    pub host_addr: u64,
+    pub flags: u32,
+    pub ref_: u32,
+    pub dom: u16,
+    pub status: i16,
+    pub handle: u32,
+    pub dev_bus_addr: u64,
+}
+layout!(GnttabMapGrantRef, size = 32, host_addr @ 0, flags @ 8, ref_ @ 12, dom @ 16, status @ 18,
+    handle @ 20, dev_bus_addr @ 24);
+
+/// `gnttab_unmap_grant_ref`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabUnmapGrantRef {
+    pub host_addr: u64,
+    pub dev_bus_addr: u64,
+    pub handle: u32,
+    pub status: i16,
+    pub _pad: u16,
+}
+layout!(GnttabUnmapGrantRef, size = 24, host_addr @ 0, dev_bus_addr @ 8, handle @ 16, status @ 20);
+
+/// `gnttab_unmap_and_replace`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabUnmapAndReplace {
+    pub host_addr: u64,
+    pub new_addr: u64,
+    pub handle: u32,
+    pub status: i16,
+    pub _pad: u16,
+}
+layout!(GnttabUnmapAndReplace, size = 24, host_addr @ 0, new_addr @ 8, handle @ 16, status @ 20);
+
+/// `gnttab_setup_table` (`frame_list` is a guest handle of `xen_pfn_t`).
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabSetupTable {
+    pub dom: u16,
+    pub _pad0: u16,
+    pub nr_frames: u32,
+    pub status: i16,
+    pub _pad1: [u16; 3],
+    pub frame_list: u64,
+}
+layout!(GnttabSetupTable, size = 24, dom @ 0, nr_frames @ 4, status @ 8, frame_list @ 16);
+
+/// `gnttab_copy_ptr` (`u.ref` / `u.gmfn` at 0).
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabCopyPtr {
+    pub u: u64,
+    pub domid: u16,
+    pub offset: u16,
+    pub _pad: u32,
+}
+layout!(GnttabCopyPtr, size = 16, u @ 0, domid @ 8, offset @ 10);
+
+/// `gnttab_copy`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabCopy {
+    pub source: GnttabCopyPtr,
+    pub dest: GnttabCopyPtr,
+    pub len: u16,
+    pub flags: u16,
+    pub status: i16,
+    pub _pad: u16,
+}
+layout!(GnttabCopy, size = 40, source @ 0, dest @ 16, len @ 32, flags @ 34, status @ 36);
+
+/// `gnttab_query_size`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabQuerySize {
+    pub dom: u16,
+    pub _pad: u16,
+    pub nr_frames: u32,
+    pub max_nr_frames: u32,
+    pub status: i16,
+    pub _pad1: u16,
+}
+layout!(GnttabQuerySize, size = 16, dom @ 0, nr_frames @ 4, max_nr_frames @ 8, status @ 12);
+
+/// `gnttab_get_status_frames` (`frame_list` is a guest handle of `uint64_t`).
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabGetStatusFrames {
+    pub nr_frames: u32,
+    pub dom: u16,
+    pub status: i16,
+    pub frame_list: u64,
+}
+layout!(GnttabGetStatusFrames, size = 16, nr_frames @ 0, dom @ 4, status @ 6, frame_list @ 8);
+
+/// `gnttab_get_version`.
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabGetVersion {
+    pub dom: u16,
+    pub pad: u16,
+    pub version: u32,
+}
+layout!(GnttabGetVersion, size = 8, dom @ 0, pad @ 2, version @ 4);
+
+/// `gnttab_cache_flush` (`a.dev_bus_addr` / `a.ref` at 0).
+// xen-public/grant_table.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GnttabCacheFlush {
+    pub a: u64,
+    pub offset: u16,
+    pub length: u16,
+    pub op: u32,
+}
+layout!(GnttabCacheFlush, size = 16, a @ 0, offset @ 8, length @ 10, op @ 12);

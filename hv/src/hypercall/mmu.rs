@@ -18,6 +18,11 @@ fn pt<'c, 'a, 'm>(ctx: &'c mut Ctx<'a, 'm>) -> PtCtx<'c, 'm> {
     PtCtx { frames: ctx.frames, mem: &mut ctx.mem, dom: ctx.dom, xen_slots: &ctx.xen.slots }
 }
 
+/// The page-table context of the calling domain (for other hypercall families).
+pub(crate) fn pt_ctx<'c, 'a, 'm>(ctx: &'c mut Ctx<'a, 'm>) -> PtCtx<'c, 'm> {
+    pt(ctx)
+}
+
 /// Name a machine frame for traces without machine addresses, so that traces do not depend on
 /// where a platform placed the domain: `pfn 0x9` (own), `d2 pfn 0x0`, `shared_info`, `xen`,
 /// `free`, or the raw number when no such frame exists. The pfn is the one the builder gave

@@ -7,6 +7,7 @@
 mod console;
 mod cpu;
 mod event;
+pub(crate) mod grant;
 mod memory;
 pub(crate) mod mmu;
 mod physdev;
@@ -62,6 +63,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::SET_TIMER_OP as usize] = row("set_timer_op", sched::set_timer_op);
     t[nr::XEN_VERSION as usize] = row("xen_version", version::xen_version);
     t[nr::CONSOLE_IO as usize] = row("console_io", console::console_io);
+    t[nr::GRANT_TABLE_OP as usize] = row("grant_table_op", grant::grant_table_op);
     t[nr::VM_ASSIST as usize] = row("vm_assist", cpu::vm_assist);
     t[nr::IRET as usize] = row("iret", cpu::iret);
     t[nr::VCPU_OP as usize] = row("vcpu_op", cpu::vcpu_op);

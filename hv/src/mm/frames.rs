@@ -33,6 +33,10 @@ pub struct FrameInfo {
     pub type_refs: u32,
     /// Writable mappings of this frame from validated L1 tables.
     pub writable_refs: u32,
+    /// Every mapping of this frame, read-only or writable, from validated L1 tables, plus the
+    /// references grant maps take (Xen's general page references held by mappings): a frame the
+    /// hypervisor wants to take back (a v2 grant status frame) is busy while this is non-zero.
+    pub map_refs: u32,
     pub pinned: bool,
     /// May hold old data: it must be scrubbed before a new owner sees it. Machine memory starts
     /// zeroed, so frames are clean until their first owner gives them back.
@@ -55,6 +59,7 @@ impl FrameInfo {
         ty: PageType::None,
         type_refs: 0,
         writable_refs: 0,
+        map_refs: 0,
         pinned: false,
         dirty: false,
         pfn: NO_PFN,

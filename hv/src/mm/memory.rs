@@ -126,4 +126,6 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     FeatureInfo, CallbackUnregister, SchedPoll, SchedRemoteShutdown, VcpuSetSingleshotTimer,
     VcpuSetPeriodicTimer, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnBindIpi,
     EvtchnBindVcpu, EvtchnPort, EvtchnReset, EvtchnInitControl, EvtchnExpandArray, EvtchnSetPriority,
-    EvtchnFifoControlBlock, XsdSockmsg, u64, u32, u16, u8);
+    EvtchnFifoControlBlock, XsdSockmsg, GrantEntryV1, GrantEntryV2, GnttabMapGrantRef,
+    GnttabUnmapGrantRef, GnttabUnmapAndReplace, GnttabSetupTable, GnttabCopyPtr, GnttabCopy,
+    GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, u64, u32, u16, u8, i16);

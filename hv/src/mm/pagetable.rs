@@ -109,6 +109,14 @@ impl PtCtx<'_, '_> {
                 continue;
             }
             let e = self.mem.read_u64(mfn.maddr().add(slot as u64 * 8)).unwrap_or(0);
+            if level == 1 && e & PTE_P != 0 && e & PTE_GNTTAB != 0 {
+                // An implicit unmap of a grant entry (Xen crashes the domain that does this):
+                // the entry goes, its grant handle keeps the references it took (so the
+                // granted frame stays pinned until the handle is unmapped or the domain dies)
+                // and the table is never revalidated with a grant entry in it.
+                self.mem.write_u64(mfn.maddr().add(slot as u64 * 8), 0);
+                continue;
+            }
             if e & PTE_P != 0 {
                 self.put_entry(level, e, mfn);
             }
@@ -122,6 +130,10 @@ impl PtCtx<'_, '_> {
     /// its own level if it is read-only. Pointing at its own table takes no reference.
     pub fn get_entry(&mut self, level: u8, e: u64, table: Mfn) -> Result<(), Errno> {
         let target = pte_mfn(e);
+        if level == 1 && e & PTE_GNTTAB != 0 {
+            // Only the grant table makes grant entries (Xen's L1_DISALLOW_MASK).
+            return Err(Errno::EINVAL);
+        }
         self.owned(target)?;
         if level > 1 && e & PTE_PS == 0 {
             let f = *self.frames.get(target).ok_or(Errno::EINVAL)?;
@@ -149,13 +161,14 @@ impl PtCtx<'_, '_> {
             if e & FORBIDDEN_L1 != 0 {
                 return Err(Errno::EINVAL);
             }
+            let f = self.frames.get_mut(target).ok_or(Errno::EINVAL)?;
             if e & PTE_RW != 0 {
-                let f = self.frames.get_mut(target).ok_or(Errno::EINVAL)?;
                 if f.ty != PageType::None {
                     return Err(Errno::EPERM);
                 }
                 f.writable_refs += 1;
             }
+            f.map_refs = f.map_refs.saturating_add(1);
             Ok(())
         } else {
             if e & PTE_PS != 0 {
@@ -181,10 +194,15 @@ impl PtCtx<'_, '_> {
             }
         }
         if level == 1 {
-            if e & PTE_RW != 0 {
-                if let Some(f) = self.frames.get_mut(target) {
+            if e & PTE_GNTTAB != 0 {
+                // A grant entry's references belong to its grant handle (see `put_type`).
+                return;
+            }
+            if let Some(f) = self.frames.get_mut(target) {
+                if e & PTE_RW != 0 {
                     f.writable_refs = f.writable_refs.saturating_sub(1);
                 }
+                f.map_refs = f.map_refs.saturating_sub(1);
             }
         } else {
             self.put_type(target);
@@ -208,6 +226,11 @@ impl PtCtx<'_, '_> {
             PageType::PageTable(level) => {
                 let slot = (ptr.offset() / 8) as usize;
                 if level == 4 && (XEN_L4_FIRST..=XEN_L4_LAST).contains(&slot) {
+                    return Err(Errno::EPERM);
+                }
+                if level == 1 && old & PTE_P != 0 && old & PTE_GNTTAB != 0 {
+                    // Only GNTTABOP_unmap_grant_ref removes a grant entry (Xen crashes a
+                    // domain that overwrites one; xenolith refuses the update).
                     return Err(Errno::EPERM);
                 }
                 let new = if new & PTE_P != 0 { new | PTE_US } else { new };

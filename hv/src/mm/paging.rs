@@ -16,6 +16,10 @@ pub const PTE_D: u64 = 1 << 6;
 pub const PTE_PS: u64 = 1 << 7;
 pub const PTE_G: u64 = 1 << 8;
 pub const PTE_NX: u64 = 1 << 63;
+/// Software bit 62: Xen's `_PAGE_GNTTAB` (flag bit 22, which `put_pte_flags` moves to PTE bit
+/// 62): the entry was made by a grant map. Guests may not set it (`L1_DISALLOW_MASK`), and only
+/// the grant table removes such an entry.
+pub const PTE_GNTTAB: u64 = 1 << 62;
 /// Physical address bits of an entry.
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 

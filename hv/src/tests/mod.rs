@@ -10,6 +10,7 @@ use crate::testing::{image, mock};
 mod builder;
 mod elf;
 mod evtchn;
+mod grant;
 mod lifecycle;
 mod mmu;
 mod pointers;

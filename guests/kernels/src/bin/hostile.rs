@@ -309,6 +309,40 @@ fn fresh_line() {
     println!();
 }
 
+/// Is `mfn` one of our own grant-table frames (shared or v2 status)? Xen gives those to the
+/// domain, outside its mfn_list, and the domain may map them (grant_table.h: setup_table,
+/// get_status_frames, query_size).
+fn grant_frame(mfn: u64) -> bool {
+    // struct gnttab_query_size { dom, pad, nr_frames, max_nr_frames, status }.
+    let mut q = [0u32; 4];
+    q[0] = DOMID_SELF as u32;
+    // SAFETY: q is ours and large enough; the hypervisor writes only inside it.
+    if unsafe { hc::hypercall5(HC_GRANT_TABLE_OP, 6, q.as_mut_ptr() as u64, 1, 0, 0) } != 0 {
+        return false;
+    }
+    let mut frames = [0u64; 64];
+    let n = (q[1] as usize).min(frames.len());
+    // struct gnttab_setup_table { dom, nr_frames, status, frame_list } (24 bytes).
+    let mut st = [0u64; 3];
+    st[0] = DOMID_SELF | ((n as u64) << 32);
+    st[2] = frames.as_mut_ptr() as u64;
+    // SAFETY: as above; frame_list has room for n entries.
+    let rc = unsafe { hc::hypercall5(HC_GRANT_TABLE_OP, 2, st.as_mut_ptr() as u64, 1, 0, 0) };
+    if rc == 0 && st[1] as i16 == 0 && frames[..n].contains(&mfn) {
+        return true;
+    }
+    // struct gnttab_get_status_frames { nr_frames, dom, status, frame_list } (16 bytes): at most 8.
+    for k in (1..=8u64).rev() {
+        let mut gs = [k | (DOMID_SELF << 32), frames.as_mut_ptr() as u64];
+        // SAFETY: as above.
+        let rc = unsafe { hc::hypercall5(HC_GRANT_TABLE_OP, 9, gs.as_mut_ptr() as u64, 1, 0, 0) };
+        if rc == 0 && (gs[0] >> 48) as i16 == 0 {
+            return frames[..k as usize].contains(&mfn);
+        }
+    }
+    false
+}
+
 fn invariant(what: core::fmt::Arguments) -> ! {
     fresh_line();
     println!("hostile: INVARIANT {}", what);
@@ -341,7 +375,7 @@ impl World {
         self.pt_va_of(mfn).is_some()
     }
     fn owns(&self, mfn: u64) -> bool {
-        mfn == self.si.shared_info >> 12 || mm::mfn_list().contains(&mfn)
+        mfn == self.si.shared_info >> 12 || mm::mfn_list().contains(&mfn) || grant_frame(mfn)
     }
 
     /// Machine address of the L1 entry for `va`, walking the boot tables (read-only mappings).
@@ -670,7 +704,15 @@ impl World {
                     }
                 }
             }
-            HC_GRANT_TABLE_OP | HC_UVM_OTHERDOMAIN | HC_PHYSDEV_OP => {
+            HC_GRANT_TABLE_OP => {
+                // Xen writes each operation (or its status) back, as many as `count` says: keep
+                // the array inside the 16 words filled (at most 3 operations of at most 40
+                // bytes), or make the count one Xen refuses before touching memory.
+                a[0] = if self.rng.chance(4) { self.scalar() } else { self.rng.below(14) };
+                a[1] = self.fill(base, 16);
+                a[2] = self.rng.pick(&[0, 1, 1, 2, 3, 0x8000_0000, u64::MAX]);
+            }
+            HC_UVM_OTHERDOMAIN | HC_PHYSDEV_OP => {
                 a[1] = if self.rng.chance(2) { self.fill(base, 16) } else { self.ptr_any() };
             }
             HYPERVISOR_VM_ASSIST => a[0] = self.rng.below(4),
