@@ -364,6 +364,7 @@ fn core_consts() -> Vec<Const> {
             "__HYPERVISOR_set_segment_base" = hc::SET_SEGMENT_BASE, "__HYPERVISOR_mmuext_op" = hc::MMUEXT_OP,
             "__HYPERVISOR_xsm_op" = hc::XSM_OP, "__HYPERVISOR_nmi_op" = hc::NMI_OP,
             "__HYPERVISOR_sched_op" = hc::SCHED_OP, "__HYPERVISOR_callback_op" = hc::CALLBACK_OP,
+            "__HYPERVISOR_sched_op_compat" = hc::SCHED_OP_COMPAT,
             "__HYPERVISOR_event_channel_op" = hc::EVENT_CHANNEL_OP, "__HYPERVISOR_physdev_op" = hc::PHYSDEV_OP,
             "__HYPERVISOR_sysctl" = hc::SYSCTL, "__HYPERVISOR_domctl" = hc::DOMCTL,
             "CONSOLEIO_write" = console_io::WRITE, "CONSOLEIO_read" = console_io::READ,
@@ -577,7 +578,7 @@ fn xenrt_consts() -> Vec<Const> {
             "SIF_PRIVILEGED" = SIF_PRIVILEGED, "SIF_INITDOMAIN" = SIF_INITDOMAIN,
         }
         "errno.h" {
-            "EPERM" = EPERM, "ENOENT" = ENOENT, "EFAULT" = EFAULT, "EINVAL" = EINVAL, "ENOSYS" = ENOSYS,
+            "EPERM" = EPERM, "ENOENT" = ENOENT, "EFAULT" = EFAULT, "EBUSY" = EBUSY, "EINVAL" = EINVAL, "ENOSYS" = ENOSYS,
         }
         "version.h" { "XENVER_version" = XENVER_VERSION, "XENVER_extraversion" = XENVER_EXTRAVERSION }
         "sched.h" {

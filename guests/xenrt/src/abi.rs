@@ -28,6 +28,7 @@ pub const HYPERVISOR_EVENT_CHANNEL_OP: usize = 32; // xen-public/xen.h
 pub const EPERM: i64 = 1; // xen-public/errno.h
 pub const ENOENT: i64 = 2; // xen-public/errno.h
 pub const EFAULT: i64 = 14; // xen-public/errno.h
+pub const EBUSY: i64 = 16; // xen-public/errno.h
 pub const EINVAL: i64 = 22; // xen-public/errno.h
 pub const ENOSYS: i64 = 38; // xen-public/errno.h
 

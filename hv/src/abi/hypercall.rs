@@ -30,6 +30,7 @@ pub const MMUEXT_OP: u32 = 26; // xen-public/xen.h
 pub const XSM_OP: u32 = 27; // xen-public/xen.h
 pub const NMI_OP: u32 = 28; // xen-public/xen.h
 pub const SCHED_OP: u32 = 29; // xen-public/xen.h
+pub const SCHED_OP_COMPAT: u32 = 6; // xen-public/xen.h
 pub const CALLBACK_OP: u32 = 30; // xen-public/xen.h
 pub const EVENT_CHANNEL_OP: u32 = 32; // xen-public/xen.h
 pub const PHYSDEV_OP: u32 = 33; // xen-public/xen.h

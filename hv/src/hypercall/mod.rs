@@ -70,6 +70,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::SET_SEGMENT_BASE as usize] = row("set_segment_base", cpu::set_segment_base);
     t[nr::MMUEXT_OP as usize] = row("mmuext_op", mmu::mmuext_op);
     t[nr::SCHED_OP as usize] = row("sched_op", sched::sched_op);
+    t[nr::SCHED_OP_COMPAT as usize] = row("sched_op_compat", sched::sched_op_compat);
     t[nr::CALLBACK_OP as usize] = row("callback_op", cpu::callback_op);
     t[nr::EVENT_CHANNEL_OP as usize] = row("event_channel_op", event::event_channel_op);
     t[nr::PHYSDEV_OP as usize] = row("physdev_op", physdev::physdev_op);

@@ -7,6 +7,41 @@ use crate::domain::Poll;
 use crate::mm::paging::{in_xen_range, is_canonical};
 use crate::abi::{hypercall::sched_op as op, Errno, SchedPoll, SchedShutdown, ShutdownReason};
 
+/// The legacy sched_op (hypercall 6), still there for 64-bit PV guests: yield, block, and
+/// shutdown with the reason in `arg` itself (xen-public/sched.h, "Versions of Xen prior to
+/// 3.0.2 provide only the following legacy version"); anything else -ENOSYS.
+pub fn sched_op_compat(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, arg) = (a[0], a[1]);
+    match cmd {
+        op::YIELD => {
+            ctx.describe(|d| *d = "sched_op_compat(yield)".into());
+            ctx.fx.yield_ = true;
+            Ok(0)
+        }
+        op::BLOCK => {
+            ctx.describe(|d| *d = "sched_op_compat(block)".into());
+            ctx.fx.block = true;
+            Ok(0)
+        }
+        op::SHUTDOWN => {
+            // Xen passes (u8)arg to domain_shutdown.
+            let reason = ShutdownReason::from_raw(arg as u8 as u32).ok_or(Errno::EINVAL);
+            ctx.describe(|d| {
+                *d = match reason {
+                    Ok(r) => alloc::format!("sched_op_compat(shutdown, {})", r.name()),
+                    Err(_) => alloc::format!("sched_op_compat(shutdown, {arg})"),
+                }
+            });
+            ctx.fx.shutdown = Some(reason?);
+            Ok(0)
+        }
+        _ => {
+            ctx.describe(|d| *d = alloc::format!("sched_op_compat({cmd})"));
+            Err(Errno::ENOSYS)
+        }
+    }
+}
+
 pub fn sched_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (cmd, arg) = (a[0], a[1]);
     match cmd {

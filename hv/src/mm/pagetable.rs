@@ -26,11 +26,23 @@ pub struct PtCtx<'a, 'm> {
 }
 
 impl PtCtx<'_, '_> {
+    /// A frame of this domain, or -EINVAL (Xen's get_page_from_mfn failing in
+    /// get_page_and_type_from_mfn, for tables, pins and base pointers).
     fn owned(&self, mfn: Mfn) -> Result<(), Errno> {
         match self.frames.owner(mfn) {
-            None => Err(Errno::EINVAL),
             Some(Owner::Dom(d)) if d == self.dom => Ok(()),
-            Some(_) => Err(Errno::EPERM),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// What an L1 entry may map, with Xen's errnos (mm.c, get_page_from_l1e): a frame that does
+    /// not exist is MMIO a domU may not map (-EPERM); a frame that is not the domain's cannot be
+    /// pinned to it (-EBUSY, "could_not_pin").
+    fn l1_target(&self, mfn: Mfn) -> Result<(), Errno> {
+        match self.frames.owner(mfn) {
+            None => Err(Errno::EPERM),
+            Some(Owner::Dom(d)) if d == self.dom => Ok(()),
+            Some(_) => Err(Errno::EBUSY),
         }
     }
 
@@ -45,8 +57,10 @@ impl PtCtx<'_, '_> {
             }
             PageType::PageTable(_) => Err(Errno::EINVAL),
             PageType::None => {
+                // Still mapped writable: the page-table type cannot be taken (Xen's
+                // get_page_and_type_from_mfn: -EINVAL for pins, base pointers and links).
                 if f.writable_refs != 0 {
-                    return Err(Errno::EPERM);
+                    return Err(Errno::EINVAL);
                 }
                 // Mark first so that a table referring to itself is caught as a type clash.
                 {
@@ -134,7 +148,11 @@ impl PtCtx<'_, '_> {
             // Only the grant table makes grant entries (Xen's L1_DISALLOW_MASK).
             return Err(Errno::EINVAL);
         }
-        self.owned(target)?;
+        if level == 1 {
+            self.l1_target(target)?;
+        } else {
+            self.owned(target)?;
+        }
         if level > 1 && e & PTE_PS == 0 {
             let f = *self.frames.get(target).ok_or(Errno::EINVAL)?;
             if f.ty == PageType::PageTable(level) {
@@ -163,8 +181,9 @@ impl PtCtx<'_, '_> {
             }
             let f = self.frames.get_mut(target).ok_or(Errno::EINVAL)?;
             if e & PTE_RW != 0 {
+                // A page table cannot take the writable type (could_not_pin: -EBUSY).
                 if f.ty != PageType::None {
-                    return Err(Errno::EPERM);
+                    return Err(Errno::EBUSY);
                 }
                 f.writable_refs += 1;
             }
@@ -225,8 +244,9 @@ impl PtCtx<'_, '_> {
             }
             PageType::PageTable(level) => {
                 let slot = (ptr.offset() / 8) as usize;
+                // mod_l4_entry: "Illegal L4 update attempt in Xen-private area" is -EINVAL.
                 if level == 4 && (XEN_L4_FIRST..=XEN_L4_LAST).contains(&slot) {
-                    return Err(Errno::EPERM);
+                    return Err(Errno::EINVAL);
                 }
                 if level == 1 && old & PTE_P != 0 && old & PTE_GNTTAB != 0 {
                     // Only GNTTABOP_unmap_grant_ref removes a grant entry (Xen crashes a

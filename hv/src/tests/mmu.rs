@@ -1,6 +1,6 @@
 //! Page-type rules, exercised through mmu_update / update_va_mapping / mmuext_op hypercalls.
 
-use super::{nr, World, EINVAL, EPERM};
+use super::{nr, World, EBUSY, EINVAL, EPERM};
 use crate::abi::hypercall::mmuext;
 use crate::abi::{RO_MPT_VIRT_START, XEN_L4_FIRST, XEN_L4_LAST};
 use crate::mm::frames::PageType;
@@ -20,7 +20,8 @@ fn l4(w: &World, d: DomId) -> Mfn {
 }
 
 #[test]
-fn mapping_another_domains_frame_is_eperm() {
+/// Xen's get_page_from_l1e: a frame that is not the domain's cannot be pinned to it (-EBUSY).
+fn mapping_another_domains_frame_is_ebusy() {
     let mut w = World::new();
     let d1 = w.create("attacker");
     let d2 = w.create("victim");
@@ -28,20 +29,20 @@ fn mapping_another_domains_frame_is_eperm() {
     let va = w.scratch(d1, 0);
     let own = w.mfn_of(d1, va);
 
-    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RW)), EPERM);
-    w.assert_trace(&["d1v0 update_va_mapping(", "= -EPERM", "owned by d2"]);
-    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RO)), EPERM, "read-only is no better");
+    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RW)), EBUSY);
+    w.assert_trace(&["d1v0 update_va_mapping(", "= -EBUSY", "owned by d2"]);
+    assert_eq!(w.update_va_mapping(d1, va, pte(victim, RO)), EBUSY, "read-only is no better");
 
     let l1e = w.l1e(d1, va);
-    assert_eq!(w.mmu_update(d1, &[(l1e.0, pte(victim, RW))]), EPERM);
-    w.assert_trace(&["d1v0 mmu_update(1 req) = -EPERM", "owned by d2"]);
+    assert_eq!(w.mmu_update(d1, &[(l1e.0, pte(victim, RW))]), EBUSY);
+    w.assert_trace(&["d1v0 mmu_update(1 req) = -EBUSY", "owned by d2"]);
 
     // Nothing changed: the VA still maps the attacker's own frame, the victim has no mapping.
     assert_eq!(w.mfn_of(d1, va), own);
     assert_eq!(w.hv.frames.get(victim).unwrap().writable_refs, 1, "only the victim's own mapping");
 
     // The hypervisor's frames are no better: the M2P.
-    assert_eq!(w.update_va_mapping(d1, va, pte(w.hv.xen.m2p, RO)), EPERM);
+    assert_eq!(w.update_va_mapping(d1, va, pte(w.hv.xen.m2p, RO)), EBUSY);
     // Nor is a foreign mmu_update on behalf of another domain.
     let list = w.scratch(d1, 13);
     w.write_pod(d1, list, &crate::abi::MmuUpdate { ptr: l1e.0, val: pte(own, RW) });
@@ -57,10 +58,10 @@ fn page_tables_are_never_writable() {
     let si = w.start_info(d);
     let l1_of_va = w.l1e(d, va).mfn();
     for table in [l4(&w, d), l1_of_va, w.mfn_of(d, si.pt_base + PAGE_SIZE)] {
-        assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EPERM, "RW mapping of {table:?}");
+        assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EBUSY, "RW mapping of {table:?}");
         assert_eq!(w.hv.frames.get(table).unwrap().writable_refs, 0);
     }
-    w.assert_trace(&["= -EPERM", "page table"]);
+    w.assert_trace(&["= -EBUSY", "page table"]);
     // Read-only mappings of page tables are fine (Linux reads its tables that way).
     assert_eq!(w.update_va_mapping(d, va, pte(l4(&w, d), RO)), 0);
     let e511 = w.read_u64(d, va + 511 * 8);
@@ -69,22 +70,24 @@ fn page_tables_are_never_writable() {
     // A failed update flushes nothing; a successful one asks the platform for a TLB flush
     // before the vCPU runs again.
     let flushes = w.hv.platform.flushes.len();
-    assert_eq!(w.update_va_mapping(d, va, pte(l4(&w, d), RW)), EPERM);
+    assert_eq!(w.update_va_mapping(d, va, pte(l4(&w, d), RW)), EBUSY);
     assert_eq!(w.hv.platform.flushes.len(), flushes);
     assert_eq!(w.update_va_mapping(d, va, pte(own, RW)), 0);
     assert_eq!(w.hv.platform.flushes.len(), flushes + 1);
 }
 
 #[test]
-fn nonexistent_frames_are_einval() {
+/// A frame beyond machine memory is MMIO to Xen: a domU may not map it (-EPERM); a page-table
+/// pointer into one is -EINVAL.
+fn nonexistent_frames() {
     let mut w = World::new();
     let d = w.create("nx");
     let va = w.scratch(d, 0);
     let nframes = w.hv.frames.len();
-    assert_eq!(w.update_va_mapping(d, va, pte(Mfn(nframes + 5), RW)), EINVAL);
-    w.assert_trace(&["= -EINVAL", "does not exist"]);
+    assert_eq!(w.update_va_mapping(d, va, pte(Mfn(nframes + 5), RW)), EPERM);
+    w.assert_trace(&["= -EPERM", "does not exist"]);
     let l1e = w.l1e(d, va);
-    assert_eq!(w.mmu_update(d, &[(l1e.0, pte(Mfn(1 << 30), RO))]), EINVAL);
+    assert_eq!(w.mmu_update(d, &[(l1e.0, pte(Mfn(1 << 30), RO))]), EPERM);
     // A page-table pointer into a frame that does not exist.
     assert_eq!(w.mmu_update(d, &[((nframes + 1) << 12, 0)]), EINVAL);
     // update_va_mapping of an address with no L1 (beyond the bootstrap area) or in Xen's range.
@@ -93,13 +96,14 @@ fn nonexistent_frames_are_einval() {
 }
 
 #[test]
-fn l4_hypervisor_slots_are_eperm() {
+/// mod_l4_entry: an update of a Xen-private slot is -EINVAL.
+fn l4_hypervisor_slots_are_einval() {
     let mut w = World::new();
     let d = w.create("slots");
     let l4 = l4(&w, d);
     let before: Vec<u64> = (0..512).map(|s| w.mread_u64(l4.maddr().add(s * 8))).collect();
     for slot in [XEN_L4_FIRST, 262, XEN_L4_LAST] {
-        assert_eq!(w.mmu_update(d, &[(l4.maddr().0 + slot as u64 * 8, 0)]), EPERM, "slot {slot}");
+        assert_eq!(w.mmu_update(d, &[(l4.maddr().0 + slot as u64 * 8, 0)]), EINVAL, "slot {slot}");
     }
     let after: Vec<u64> = (0..512).map(|s| w.mread_u64(l4.maddr().add(s * 8))).collect();
     assert_eq!(before, after);
@@ -114,7 +118,7 @@ fn l4_hypervisor_slots_are_eperm() {
     {
         w.write_pod(d, list + i as u64 * 16, &crate::abi::MmuUpdate { ptr, val });
     }
-    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 3, done, 0x7FF0, 0]), EPERM);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 3, done, 0x7FF0, 0]), EINVAL);
     assert_eq!(w.read_pod::<u32>(d, done), 1, "one request done");
 }
 
@@ -127,7 +131,7 @@ fn pin_and_unpin_a_table_built_by_the_guest() {
     // An L1 table with one writable mapping of an ordinary page.
     w.write(d, tva, &pte(data, RW).to_le_bytes());
 
-    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EPERM, "still mapped writable");
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EINVAL, "still mapped writable");
     assert_eq!(w.update_va_mapping(d, tva, pte(table, RO)), 0);
     assert_eq!(w.hv.frames.get(table).unwrap().writable_refs, 0);
     assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), 0);
@@ -137,12 +141,12 @@ fn pin_and_unpin_a_table_built_by_the_guest() {
     assert_eq!(w.hv.frames.get(data).unwrap().writable_refs, 2, "its entry holds a writable reference");
 
     // Typed: no writable mapping, no second pin, no pin at another level.
-    assert_eq!(w.update_va_mapping(d, tva, pte(table, RW)), EPERM);
+    assert_eq!(w.update_va_mapping(d, tva, pte(table, RW)), EBUSY);
     assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EINVAL);
     assert_eq!(w.mmuext(d, mmuext::PIN_L2_TABLE, table.0), EINVAL);
     // The page it maps cannot become a page table while mapped writable.
     assert_eq!(w.update_va_mapping(d, dva, pte(data, RO)), 0);
-    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, data.0), EPERM);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, data.0), EINVAL);
 
     // Unpin: ordinary memory again; its entries give back their references.
     assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, table.0), 0);
@@ -168,7 +172,7 @@ fn pinning_a_table_that_maps_a_foreign_frame_fails_cleanly() {
     w.write(d, tva, &pte(data, RW).to_le_bytes());
     w.write(d, tva + 8, &pte(victim, RW).to_le_bytes());
     assert_eq!(w.update_va_mapping(d, tva, pte(table, RO)), 0);
-    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EPERM);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, table.0), EBUSY, "its entry maps d2's frame");
     let f = *w.hv.frames.get(table).unwrap();
     assert_eq!((f.ty, f.pinned, f.type_refs), (PageType::None, false, 0));
     assert_eq!(w.hv.frames.get(data).unwrap().writable_refs, 1, "entry 0's reference was undone");
@@ -187,7 +191,7 @@ fn new_baseptr_switches_cr3() {
         let e = w.mread_u64(old.maddr().add(slot * 8));
         w.write(d, nva + slot * 8, &e.to_le_bytes());
     }
-    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, new.0), EPERM, "mapped writable");
+    assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, new.0), EINVAL, "mapped writable");
     assert_eq!(w.cr3(d), old.maddr().0);
     assert_eq!(w.update_va_mapping(d, nva, pte(new, RO)), 0);
     assert_eq!(w.mmuext(d, mmuext::NEW_BASEPTR, new.0), 0);
@@ -338,7 +342,7 @@ fn traces_name_frames_by_the_builders_pfn_not_the_guests_m2p() {
     let pfn = w.hv.frames.get(table).unwrap().pfn as u64;
     assert_eq!(w.mmu_update(d, &[(table.maddr().0 | 1, 0)]), 0, "M2P[l4] := 0");
     let va = w.scratch(d, 5);
-    assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EPERM);
+    assert_eq!(w.update_va_mapping(d, va, pte(table, RW)), EBUSY);
     w.assert_trace(&[&format!("pfn {pfn:#x} is an L4 page table")]);
     assert!(w.trace_lines(&["pfn 0x0 is an L4"]).is_empty(), "named after the guest's M2P");
 }

@@ -55,6 +55,7 @@ mod nr {
 }
 
 const EPERM: i64 = -1;
+const EBUSY: i64 = -16;
 const EFAULT: i64 = -14;
 const EINVAL: i64 = -22;
 const ENOSYS: i64 = -38;

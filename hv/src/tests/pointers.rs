@@ -33,10 +33,13 @@ fn console_io_with_bad_pointers_is_efault() {
 fn unknown_hypercalls_are_enosys() {
     let mut w = World::new();
     let d = w.create("nosys");
-    for n in [6u64, 11, 19, 31, 34, 63, 64, 1000, u64::MAX] {
+    for n in [11u64, 19, 31, 34, 63, 64, 1000, u64::MAX] {
         assert_eq!(w.hypercall(d, n, [1, 2, 3, 4, 5]), ENOSYS, "hypercall {n}");
     }
     w.assert_trace(&["d1v0 hypercall63(0x1, 0x2) = -ENOSYS"]);
+    // Hypercall 6 is the legacy sched_op: command 1 (block) is known, 7 is not.
+    assert_eq!(w.hypercall(d, 6, [7, 0, 0, 0, 0]), ENOSYS);
+    w.assert_trace(&["d1v0 sched_op_compat(7) = -ENOSYS"]);
     w.assert_trace(&["d1v0 hypercall1000(", "= -ENOSYS"]);
     // Unknown sub-ops too.
     assert_eq!(w.hypercall(d, nr::CONSOLE_IO, [7, 0, 0, 0, 0]), ENOSYS);

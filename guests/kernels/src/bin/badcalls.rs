@@ -1,6 +1,11 @@
 //! `badcalls`: hypercalls with bad arguments. Each case prints `ok <name>` or
 //! `FAIL <name>: got X want Y` (decimal, negative errnos); the run ends with
 //! `badcalls: <passed>/<total> ok` and powers off if all passed, else crashes the domain.
+//!
+//! The expected values are Xen 4.17's, measured by running this guest on real Xen (issue 7):
+//! hypercall 6 is the legacy sched_op (yield: 0); an L1 entry for a frame that does not exist
+//! is -EPERM, for a frame that is not ours or is a page table mapped writable -EBUSY
+//! (mm.c, get_page_from_l1e).
 #![no_std]
 #![no_main]
 
@@ -51,7 +56,7 @@ fn main(si: &'static StartInfo) -> ! {
             -EFAULT,
         );
         t.check("console_io_subop7", hc::console_io(7, 0, null()), -ENOSYS);
-        t.check("hypercall_6", hc::hypercall0(6), -ENOSYS);
+        t.check("hypercall_6", hc::hypercall0(6), 0);
         t.check("hypercall_60", hc::hypercall0(60), -ENOSYS);
         t.check("xen_version_99", hc::xen_version(99, null_mut()), -ENOSYS);
         t.check("xen_version_extraversion_null", hc::xen_version(XENVER_EXTRAVERSION, null_mut()), -EFAULT);
@@ -62,19 +67,19 @@ fn main(si: &'static StartInfo) -> ! {
         t.check(
             "update_va_mapping_bogus_mfn",
             hc::update_va_mapping(SCRATCH.va(), (BOGUS_MFN << 12) | PTE_P | PTE_U, UVMF_INVLPG),
-            -EINVAL,
+            -EPERM,
         );
         let foreign = xenrt::mm::mfn_list().iter().copied().max().unwrap_or(0) + 1;
         t.check(
             "update_va_mapping_foreign_mfn",
             hc::update_va_mapping(SCRATCH.va(), (foreign << 12) | PTE_P | PTE_U, UVMF_INVLPG),
-            -EPERM,
+            -EBUSY,
         );
         let pt_mfn = xenrt::mm::va_to_mfn(si.pt_base);
         t.check(
             "update_va_mapping_pagetable_rw",
             hc::update_va_mapping(SCRATCH.va(), (pt_mfn << 12) | PTE_P | PTE_RW | PTE_U, UVMF_INVLPG),
-            -EPERM,
+            -EBUSY,
         );
         t.check("mmu_update_null", hc::mmu_update(null(), 1, null_mut(), DOMID_SELF), -EFAULT);
         let op = MmuextOp { cmd: 99, ..Default::default() };
