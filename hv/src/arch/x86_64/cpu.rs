@@ -180,6 +180,13 @@ pub unsafe fn write_cr3(v: u64) {
     unsafe { asm!("mov cr3, {}", in(reg) v, options(nostack)) }
 }
 
+pub fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
 pub fn read_cr3() -> u64 {
     let v: u64;
     // SAFETY: reading CR3 has no side effects.

@@ -151,6 +151,11 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // SAFETY: see above.
     let mut plat = unsafe { BareMetal::new(mem, gate) };
     plat.timer = timer;
+    // Can a guest change its FS/GS base in ring 3 (`wrfsbase`)? Where ring 3 runs on our CR4,
+    // only if we set CR4.FSGSBASE (we don't); where a ring-3 `syscall` does not reach us
+    // (kvm_pvm), ring 3 runs on the host's CR4, which Linux gives FSGSBASE. Reading the bases
+    // back after every exit costs two rdmsr, so do it only where it is needed.
+    plat.bases_writable = cpu::read_cr4() & (1 << 16) != 0 || !works;
     let mut hv = match Hypervisor::new(plat, heap_end >> 12) {
         Ok(h) => h,
         Err(e) => {

@@ -45,6 +45,10 @@ pub struct BareMetal {
     /// soft-float and never touches them, so they are switched only between vCPUs).
     fpu: alloc::collections::BTreeMap<VcpuKey, alloc::boxed::Box<FxArea>>,
     fpu_owner: Option<VcpuKey>,
+    /// Ring 3 may change its own FS/GS base (`wrfsbase` works): read them back after each exit.
+    /// True unless our CR4.FSGSBASE is clear and ring 3 runs on our CR4 (not under kvm_pvm,
+    /// where it runs on the host's; `new` decides).
+    pub bases_writable: bool,
 }
 
 impl BareMetal {
@@ -65,6 +69,7 @@ impl BareMetal {
             timer: false,
             fpu: alloc::collections::BTreeMap::new(),
             fpu_owner: None,
+            bases_writable: true,
         }
     }
 
@@ -198,8 +203,12 @@ impl Platform for BareMetal {
         // runs under (kvm_pvm runs ring 3 on the host's CR4, where Linux enables it),
         // `wrfsbase`/`wrgsbase` work in ring 3. Read them back so the core's view, and the next
         // vCPU's, never inherit another guest's bases.
-        // SAFETY: architectural MSRs, readable in ring 0.
-        let (fs, gs) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
+        let (fs, gs) = if self.bases_writable {
+            // SAFETY: architectural MSRs, readable in ring 0.
+            unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) }
+        } else {
+            (self.fs, self.gs)
+        };
         self.fs = fs;
         self.gs = gs;
         if e.cs & 3 == 0 {
