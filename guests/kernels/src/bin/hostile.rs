@@ -415,6 +415,12 @@ impl World {
         }
         r
     }
+    /// One normal `mmu_update` request (the request lives on our stack).
+    fn mmu1(&mut self, ptr: u64, val: u64) -> i64 {
+        let req = [ptr, val];
+        let p = core::ptr::addr_of!(req) as u64;
+        self.call(HYPERVISOR_MMU_UPDATE, [p, 1, 0, DOMID_SELF, 0])
+    }
     fn mmuext(&mut self, cmd: u32, arg1: u64, arg2: u64) -> i64 {
         let op = MmuextOp { cmd, pad: 0, arg1, arg2 };
         let p = core::ptr::addr_of!(op) as u64;
@@ -1044,6 +1050,28 @@ impl World {
         self.expect(checksum() == self.checksum, format_args!("round {round}: checksum on the copy"));
         // The copy is in use: never writable, pinned or not.
         self.writable_must_fail(c, c_va, true, round, "L4 copy in use as base pointer");
+        // Linear page tables (Xen's default): a read-only self-reference in a free slot of the
+        // running L4 must be accepted and show the L4 itself, read-only, four levels down; a
+        // writable one must be refused, and pointing the slot at another L4 must never hurt.
+        let s2 = slot + 8;
+        let e2 = (c << 12) + s2 * 8;
+        let r = self.mmu1(e2, (c << 12) | PTE_P | PTE_U);
+        self.expect(r == 0, format_args!("round {round}: read-only linear self-reference refused: {r}"));
+        let lin = (s2 << 39) | (s2 << 30) | (s2 << 21) | (s2 << 12);
+        let want = (l3 << 12) | PTE_P | PTE_RW | PTE_U;
+        let seen = probe_read(lin + slot * 8).map(|e| e & !(1 << 5 | 1 << 6)); // A/D may be set
+        self.expect(seen == Some(want), format_args!("round {round}: the L4 through its linear slot reads {seen:?}, want {want:#x}"));
+        self.expect(!probe_write(lin + 511 * 8), format_args!("round {round}: the linear mapping of the L4 is writable"));
+        let r = self.mmu1(e2, (c << 12) | PTE_P | PTE_RW | PTE_U);
+        self.expect(r < 0, format_args!("round {round}: writable linear self-reference accepted"));
+        let r = self.mmu1(e2, (orig.mfn << 12) | PTE_P | PTE_U);
+        if r == 0 {
+            let r = self.mmu1(e2, (c << 12) | PTE_P | PTE_U);
+            self.expect(r == 0, format_args!("round {round}: replacing a linear entry: {r}"));
+        }
+        let r = self.mmu1(e2, 0);
+        self.expect(r == 0, format_args!("round {round}: clearing the linear slot: {r}"));
+        self.expect(probe_read(lin).is_none(), format_args!("round {round}: linear slot still mapped after clearing"));
         if pin_c && self.rng.chance(2) {
             let r = self.mmuext(MMUEXT_UNPIN_TABLE, c, 0);
             self.expect(r == 0, format_args!("round {round}: unpin of the copy while on it: {r}"));
