@@ -162,6 +162,14 @@ pub fn set_pending(mem: &mut MachineMemory<'_>, shared: Mfn, vcpu_info: Maddr, p
     if mem.read_u64(base.add(shinfo::EVTCHN_MASK + word * 8)).unwrap_or(0) & bit != 0 {
         return false;
     }
+    select_word(mem, vcpu_info, word)
+}
+
+/// Xen's `vcpu_mark_events_pending`: set evtchn_upcall_pending; true when it was clear.
+/// Set selector bit `word` in the vCPU's pending_sel and, if it was clear, mark the upcall
+/// pending (the common tail of Xen's 2-level set_pending and unmask). True when the upcall
+/// became pending.
+fn select_word(mem: &mut MachineMemory<'_>, vcpu_info: Maddr, word: u64) -> bool {
     let sel_a = vcpu_info.add(shinfo::PENDING_SEL);
     let sel = mem.read_u64(sel_a).unwrap_or(0);
     if sel & (1 << word) != 0 {
@@ -171,7 +179,6 @@ pub fn set_pending(mem: &mut MachineMemory<'_>, shared: Mfn, vcpu_info: Maddr, p
     mark_events_pending(mem, vcpu_info)
 }
 
-/// Xen's `vcpu_mark_events_pending`: set evtchn_upcall_pending; true when it was clear.
 fn mark_events_pending(mem: &mut MachineMemory<'_>, vcpu_info: Maddr) -> bool {
     let a = vcpu_info.add(shinfo::UPCALL_PENDING);
     if mem.read_u8(a).unwrap_or(0) != 0 {
@@ -220,13 +227,7 @@ pub fn unmask(mem: &mut MachineMemory<'_>, shared: Mfn, vcpu_info: Maddr, port: 
     if pending & bit == 0 {
         return false;
     }
-    let sel_a = vcpu_info.add(shinfo::PENDING_SEL);
-    let sel = mem.read_u64(sel_a).unwrap_or(0);
-    if sel & (1 << word) != 0 {
-        return false;
-    }
-    mem.write_u64(sel_a, sel | (1 << word));
-    mark_events_pending(mem, vcpu_info)
+    select_word(mem, vcpu_info, word)
 }
 
 /// Raise `port` of domain `d`: set it pending for its notified vCPU and return the vCPUs to
