@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hv::domain::{Action, DomainConfig};
 
-use crate::input::{self, InputKind};
+use crate::input;
 use crate::{runner, scenario};
 
 /// Write the boot pack for a scenario, or for one kernel.
@@ -24,7 +24,7 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
             (0, d)
         }
         (None, Some(k)) => {
-            let bytes = input::read_input(k, InputKind::Kernel).map_err(|e| e.to_string())?;
+            let bytes = crate::kernel::read_kernel(k)?;
             // Refuse what the image could not load here, as bad input, not as the image's failure.
             hv::elf::parse(&bytes).map_err(|e| format!("{}: not a Xen PV64 kernel: {e}", k.display()))?;
             let name = k.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");

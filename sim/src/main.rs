@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use hv::domain::{Action, DomainConfig};
 use rayon::prelude::*;
-use sim::input::{self, InputKind};
+
 use sim::runner::{self, Outcome};
 use sim::scenario;
 
@@ -104,6 +104,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// The initial ramdisk, loaded as the boot module (start_info's mod_start/mod_len).
+        #[arg(long)]
+        initrd: Option<PathBuf>,
         /// Stop after this many guest instructions (virtual ns).
         #[arg(long, default_value_t = 2_000_000_000)]
         max_insns: u64,
@@ -135,7 +138,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
-        Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
+        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace } => {
+            boot(&kernel, memory, &cmdline, initrd.as_deref(), max_insns, trace)
+        }
         Cmd::Create { config, max_insns, trace, dry_run } => {
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
         }
@@ -263,8 +268,8 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     }
 }
 
-fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
-    let bytes = match input::read_input(kernel, InputKind::Kernel) {
+fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
+    let bytes = match sim::kernel::read_kernel(kernel) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("xenolith: {e}");
@@ -280,6 +285,15 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     c.memory_mib = memory;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
+    if let Some(r) = initrd {
+        match sim::input::read_input(r, sim::input::InputKind::Ramdisk) {
+            Ok(b) => c.initrd = Some(Arc::from(b)),
+            Err(e) => {
+                eprintln!("xenolith: {e}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    }
     ExitCode::from(sim::create::run_domain(c, kernel, &sim::create::RunOptions { max_insns, trace }))
 }
 

@@ -162,7 +162,7 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> Result {
 
 /// A boot pack (hv/src/pack.rs's format) with one domain per guest, 16 MiB, default actions.
 fn pack(guests: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut v = b"XLNPACK1".to_vec();
+    let mut v = b"XLNPACK2".to_vec();
     v.extend_from_slice(&(guests.len() as u32).to_le_bytes());
     v.extend_from_slice(&50_000_000u64.to_le_bytes());
     let s = |v: &mut Vec<u8>, s: &str| {
