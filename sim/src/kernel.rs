@@ -227,19 +227,24 @@ fn lz4_legacy(data: &[u8], limit: u64) -> Result<Vec<u8>, String> {
 
 /// Turn a kernel file's bytes into an ELF: bzImages and compressed ELFs are unpacked.
 pub fn unpack(bytes: Vec<u8>) -> Result<(Vec<u8>, Packing), String> {
+    unpack_limited(bytes, UNPACKED_LIMIT)
+}
+
+/// [`unpack`] with another bound on the unpacked size (the fuzz target uses a small one).
+pub fn unpack_limited(bytes: Vec<u8>, limit: u64) -> Result<(Vec<u8>, Packing), String> {
     if bytes.starts_with(b"\x7fELF") {
         return Ok((bytes, Packing::Elf));
     }
     let (packing, elf) = if let Some(payload) = bzimage_payload(&bytes) {
         let payload = payload?;
         let codec = codec_of(payload).map_err(|e| format!("bzImage: {e}"))?;
-        let elf = decompress(codec, payload, UNPACKED_LIMIT).map_err(|e| format!("bzImage {codec} payload: {e}"))?;
+        let elf = decompress(codec, payload, limit).map_err(|e| format!("bzImage {codec} payload: {e}"))?;
         (Packing::BzImage(codec), elf)
     } else {
         match codec_of(&bytes) {
             Ok(Codec::None) => unreachable!("ELF handled above"),
             Ok(codec) => {
-                let elf = decompress(codec, &bytes, UNPACKED_LIMIT).map_err(|e| format!("{codec}: {e}"))?;
+                let elf = decompress(codec, &bytes, limit).map_err(|e| format!("{codec}: {e}"))?;
                 (Packing::Compressed(codec), elf)
             }
             // Neither ELF, bzImage nor a known compressed format: the ELF parser says why.
