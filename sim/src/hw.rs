@@ -11,7 +11,15 @@ use crate::input;
 use crate::{runner, scenario};
 
 /// Write the boot pack for a scenario, or for one kernel.
-pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline: &str, guests: &Path, out: &Path) -> Result<(), String> {
+pub fn write_pack(
+    sc: Option<&Path>,
+    kernel: Option<&Path>,
+    memory: u64,
+    cmdline: &str,
+    initrd: Option<&Path>,
+    guests: &Path,
+    out: &Path,
+) -> Result<(), String> {
     let (run_for, domains) = match (sc, kernel) {
         (Some(p), _) => {
             let s = scenario::load(p).map_err(|e| e.to_string())?;
@@ -32,6 +40,9 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
             c.memory_mib = memory;
             c.cmdline = cmdline.into();
             c.on_reboot = Action::Destroy;
+            if let Some(r) = initrd {
+                c.initrd = Some(Arc::from(input::read_input(r, input::InputKind::Ramdisk).map_err(|e| e.to_string())?));
+            }
             (0, vec![c])
         }
         (None, None) => return Err("pack: give --scenario or --kernel".into()),

@@ -53,6 +53,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// With --kernel: the initial ramdisk (boot module).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
         #[arg(long)]
         guests: Option<PathBuf>,
         /// Output file.
@@ -76,6 +79,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// With --kernel: the initial ramdisk (boot module).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -144,11 +150,11 @@ fn main() -> ExitCode {
         Cmd::Create { config, max_insns, trace, dry_run } => {
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, gate, timeout, guests, verbose } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
             match kernel {
-                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline),
+                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
             }
         }
@@ -156,9 +162,9 @@ fn main() -> ExitCode {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             bench_hw(&image, runs, &guests)
         }
-        Cmd::Pack { scenario, kernel, memory, cmdline, guests, out } => {
+        Cmd::Pack { scenario, kernel, memory, cmdline, initrd, guests, out } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
-            match sim::hw::write_pack(scenario.as_deref(), kernel.as_deref(), memory, &cmdline, &guests, &out) {
+            match sim::hw::write_pack(scenario.as_deref(), kernel.as_deref(), memory, &cmdline, initrd.as_deref(), &guests, &out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("xenolith: {e}");
@@ -316,7 +322,7 @@ fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
 }
 
-fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> ExitCode {
+fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
     let accels = match sim::hw::accels(&o.accel) {
         Ok(a) => a,
         Err(e) => {
@@ -329,7 +335,7 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         return ExitCode::from(2);
     }
     let pack = scratch("kernel.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, &o.guests, &pack) {
+    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, initrd, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
     }
@@ -412,7 +418,7 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
             }
         };
         let pack = scratch(&format!("{}.pack", sc.name));
-        if let Err(e) = sim::hw::write_pack(Some(f), None, 0, "", &o.guests, &pack) {
+        if let Err(e) = sim::hw::write_pack(Some(f), None, 0, "", None, &o.guests, &pack) {
             let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
             failed += 1;
             continue;
@@ -478,9 +484,9 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     let (hp, np) = (scratch("hello.pack"), scratch("nullcall.pack"));
     // Under kvm_pvm every exit into the (emulated) ring 0 is very slow: fewer calls there.
     let kp = scratch("nullcall-kvm.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(&hello), 16, "", guests, &hp)
-        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=20000 tsc=1", guests, &np))
-        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=50 tsc=1", guests, &kp))
+    if let Err(e) = sim::hw::write_pack(None, Some(&hello), 16, "", None, guests, &hp)
+        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=20000 tsc=1", None, guests, &np))
+        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=50 tsc=1", None, guests, &kp))
     {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
@@ -509,7 +515,7 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     let xtf = repo_root().join("..").join("shared").join("xtf").join("bin").join("test-pv64-example");
     if xtf.is_file() {
         let xp = scratch("xtf-example.pack");
-        if let Err(e) = sim::hw::write_pack(None, Some(&xtf), 128, "", guests, &xp) {
+        if let Err(e) = sim::hw::write_pack(None, Some(&xtf), 128, "", None, guests, &xp) {
             eprintln!("xenolith: {e}");
             return ExitCode::from(2);
         }
