@@ -342,7 +342,9 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd:
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut code = 0u8;
     for a in accels {
-        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory), &append(&o.gate), o.timeout) {
+        // The image copies the pack into its heap: QEMU needs room for the module and that copy.
+        let pack_mib = std::fs::metadata(&pack).map(|m| m.len().div_ceil(1 << 20)).unwrap_or(0);
+        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory) + 2 * pack_mib, &append(&o.gate), o.timeout) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");
