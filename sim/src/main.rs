@@ -109,6 +109,10 @@ enum Cmd {
         max_insns: u64,
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Wait for gdb on this TCP address (default 127.0.0.1:1234; PORT or :PORT also do)
+        /// before the guest's first instruction. See the README's "Debugging a guest with gdb".
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR)]
+        gdb: Option<String>,
     },
     /// Create a domain from an xl.cfg file and stream its console, like `xl create -c FILE.cfg`
     /// (the kernel path is relative to the file's directory; same exit codes as `boot`).
@@ -123,6 +127,10 @@ enum Cmd {
         /// cmdline as key=value lines) without running it.
         #[arg(long)]
         dry_run: bool,
+        /// Wait for gdb on this TCP address (default 127.0.0.1:1234) before the guest's first
+        /// instruction.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR)]
+        gdb: Option<String>,
     },
 }
 
@@ -135,9 +143,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
-        Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
-        Cmd::Create { config, max_insns, trace, dry_run } => {
-            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
+        Cmd::Boot { kernel, memory, cmdline, max_insns, trace, gdb } => {
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            boot(&kernel, memory, &cmdline, &sim::create::RunOptions { max_insns, trace, gdb })
+        }
+        Cmd::Create { config, max_insns, trace, dry_run, gdb } => {
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
         }
         Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
@@ -263,7 +275,7 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     }
 }
 
-fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
+fn boot(kernel: &Path, memory: u64, cmdline: &str, opts: &sim::create::RunOptions) -> ExitCode {
     let bytes = match input::read_input(kernel, InputKind::Kernel) {
         Ok(b) => b,
         Err(e) => {
@@ -280,7 +292,7 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     c.memory_mib = memory;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
-    ExitCode::from(sim::create::run_domain(c, kernel, &sim::create::RunOptions { max_insns, trace }))
+    ExitCode::from(sim::create::run_domain(c, kernel, opts))
 }
 
 struct HwArgs {
