@@ -480,24 +480,40 @@ fn sync(uc: &mut Unicorn<'_, Hooked>) {
         }
     }
     if slow {
+        // unicorn's memory hooks see machine (physical) addresses: hook the frames the watched
+        // range maps to now (hooks are set again whenever they change).
         for &(addr, len, kind) in &t.watches {
             let ty = match kind {
                 WatchKind::Write => HookType::MEM_WRITE,
                 WatchKind::Read => HookType::MEM_READ,
                 WatchKind::ReadWrite => HookType::MEM_READ | HookType::MEM_WRITE,
             };
-            let end = addr.wrapping_add(len.max(1) - 1);
-            if let Ok(h) = uc.add_mem_hook(ty, addr, end, move |uc, mt, a, size, _| {
-                on_mem(uc, mt, a, size, addr, end);
-                true
-            }) {
-                hooks.push(h);
+            let d = uc.get_data();
+            // SAFETY: see `Tgt::mem`; read-only, outside any guest instruction.
+            let mem = unsafe { std::slice::from_raw_parts(d.ram, d.ram_len) };
+            let cr3 = d.cr3;
+            let len = len.max(1);
+            let mut i = 0;
+            while i < len {
+                let va = addr.wrapping_add(i);
+                let n = (4096 - (va & 4095)).min(len - i);
+                i += n;
+                let Ok(w) = paging::walk_slice(mem, Mfn(cr3 >> 12), va) else { continue };
+                let (lo, hi) = (w.maddr.0, w.maddr.0 + n - 1);
+                if let Ok(h) = uc.add_mem_hook(ty, lo, hi, move |uc, mt, a, size, _| {
+                    on_mem(uc, mt, a, size, lo, hi, addr, kind);
+                    true
+                }) {
+                    hooks.push(h);
+                }
             }
         }
     }
     let generation = t.generation;
     drop(g);
     let _ = uc.ctl_flush_tb();
+    // Memory hooks are seen only by accesses whose TLB entry is filled after they exist.
+    let _ = uc.ctl_flush_tlb();
     if let Some(a) = uc.get_data_mut().gdb.as_mut() {
         a.hooks = hooks;
         a.slow = slow;
@@ -702,34 +718,30 @@ fn on_code(uc: &mut Unicorn<'_, Hooked>, addr: u64, fast_idx: Option<u64>) {
     }
 }
 
-/// Memory hook on a watched range: the access stops the guest after this instruction.
-fn on_mem(uc: &mut Unicorn<'_, Hooked>, mt: MemType, addr: u64, size: usize, lo: u64, hi: u64) {
-    let d = uc.get_data_mut();
-    let Some(a) = d.gdb.as_mut() else { return };
-    let last = addr.wrapping_add(size.max(1) as u64 - 1);
-    if last < lo || addr > hi {
+/// Memory hook on the machine frames of a watched range (gdb's watchpoint at `watch`): the
+/// access stops the guest after this instruction.
+#[allow(clippy::too_many_arguments)]
+fn on_mem(uc: &mut Unicorn<'_, Hooked>, mt: MemType, maddr: u64, size: usize, lo: u64, hi: u64, watch: u64, want: WatchKind) {
+    let last = maddr.wrapping_add(size.max(1) as u64 - 1);
+    if last < lo || maddr > hi {
         return;
     }
     let kind = if mt == MemType::WRITE { WatchKind::Write } else { WatchKind::Read };
-    let Some(s) = a.shared.clone() else { return };
-    let g = s.borrow();
-    // The watchpoint gdb set that this access matches (gdb wants its own address back).
-    let Some(&(w, _, _)) = g.tgt.watches.iter().find(|&&(w, l, k)| {
-        let e = w.wrapping_add(l.max(1) - 1);
-        !(last < w || addr > e) && (k == WatchKind::ReadWrite || k == kind)
-    }) else {
+    if want != WatchKind::ReadWrite && want != kind {
         return;
-    };
+    }
+    let d = uc.get_data_mut();
+    let Some(a) = d.gdb.as_mut() else { return };
+    let Some(s) = a.shared.clone() else { return };
     let pos = a.blk_start + a.idx.saturating_sub(1);
-    let plan = g.tgt.plan;
-    drop(g);
+    let plan = s.borrow().tgt.plan;
     if let Plan::RecordHits { until } = plan {
         if pos < until {
-            s.borrow_mut().tgt.recorded = Some((pos, Why::Watch(kind, w)));
+            s.borrow_mut().tgt.recorded = Some((pos, Why::Watch(kind, watch)));
         }
         return;
     }
-    a.pending_watch = Some((kind, w));
+    a.pending_watch = Some((kind, watch));
 }
 
 // ---------------------------------------------------------------------------------------------
