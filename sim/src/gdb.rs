@@ -144,6 +144,8 @@ struct StopAt {
     /// Position of the first instruction of its block.
     block: u64,
     vcpu: u32,
+    /// The vCPU's previous instruction, when known without a replay.
+    prev: Option<u64>,
 }
 
 /// The current vCPU at a stop inside a hook.
@@ -175,12 +177,30 @@ pub(crate) struct Attach {
     resync: bool,
     pending_watch: Option<(WatchKind, u64)>,
     polls: u32,
+    /// Blocks that end before this position need nothing from the debugger, while [`EPOCH`] is
+    /// `epoch` (the fast path of [`on_block`]).
+    skip_below: u64,
+    epoch: u64,
+    /// This run's number, and (start, instructions, run) of the current and previous charged
+    /// blocks: a block followed by another in the same run ran to its end.
+    run: u64,
+    cur_blk: (u64, u64, u64),
+    prev_blk: (u64, u64, u64),
+}
+
+thread_local! {
+    /// Bumped whenever the debugger's plan, breakpoints or watchpoints change.
+    static EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn bump_epoch() {
+    EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
 }
 
 impl Attach {
     pub(crate) fn new(shared: Shared, key: VcpuKey) -> Box<Attach> {
         shared.borrow_mut().tgt.vcpus.insert(key.vcpu);
-        Box::new(Attach { shared: Some(shared), vcpu: key.vcpu, generation: u64::MAX, ..Default::default() })
+        Box::new(Attach { shared: Some(shared), vcpu: key.vcpu, generation: u64::MAX, epoch: u64::MAX, ..Default::default() })
     }
 }
 
@@ -393,6 +413,7 @@ impl Dbg {
             }
         }
         self.sm = sm;
+        bump_epoch();
         if let Some(q) = tgt.quit {
             self.sm = None;
             tgt.plan = Plan::Detached;
@@ -427,6 +448,7 @@ pub(crate) fn before_run(uc: &mut Unicorn<'_, Hooked>, instructions: u64, trace:
     let d = uc.get_data_mut();
     let Some(a) = d.gdb.as_mut() else { return true };
     a.base = instructions;
+    a.run += 1;
     let Some(s) = a.shared.clone() else { return true };
     let mut g = s.borrow_mut();
     g.tgt.trace = trace;
@@ -552,6 +574,14 @@ pub(crate) fn on_block(uc: &mut Unicorn<'_, Hooked>, addr: u64, n: u64) -> Block
     a.idx = 0;
     a.polls = a.polls.wrapping_add(1);
     let poll = a.polls % 4096 == 0;
+    if a.cur_blk.0 != blk_start || a.cur_blk.2 != a.run {
+        a.prev_blk = a.cur_blk;
+        a.cur_blk = (blk_start, n, a.run);
+    }
+    if !poll && blk_start.saturating_add(n) < a.skip_below && a.epoch == EPOCH.with(|e| e.get()) {
+        return BlockAction::Charge;
+    }
+    a.skip_below = 0;
     let mut g = s.borrow_mut();
     if let Plan::RecordHits { until } | Plan::RecordPrev { until, .. } = g.tgt.plan {
         if blk_start >= until {
@@ -565,9 +595,19 @@ pub(crate) fn on_block(uc: &mut Unicorn<'_, Hooked>, addr: u64, n: u64) -> Block
     }
     if poll && g.tgt.plan == Plan::Continue && g.interrupted() {
         g.tgt.plan = Plan::First(Why::Interrupt);
+        bump_epoch();
     }
     let slow = g.tgt.slow_wanted(blk_start, n);
     let generation = g.tgt.generation;
+    // How far blocks need nothing from the debugger (see `Tgt::slow_wanted`).
+    let skip = match g.tgt.plan {
+        _ if slow => 0,
+        Plan::Continue | Plan::Detached => u64::MAX,
+        Plan::RunTo(p, _) => p.saturating_add(1),
+        Plan::RecordPrev { from, .. } => from,
+        Plan::RecordHits { until } => until.saturating_add(1),
+        Plan::First(_) | Plan::Step(_) => 0,
+    };
     drop(g);
     let a = uc.get_data_mut().gdb.as_mut().expect("attached");
     if slow != a.slow || generation != a.generation {
@@ -576,10 +616,13 @@ pub(crate) fn on_block(uc: &mut Unicorn<'_, Hooked>, addr: u64, n: u64) -> Block
         let _ = uc.emu_stop();
         return BlockAction::Hold;
     }
+    a.skip_below = skip;
+    a.epoch = EPOCH.with(|e| e.get());
     BlockAction::Charge
 }
 
 fn abandon(uc: &mut Unicorn<'_, Hooked>) {
+    bump_epoch();
     let d = uc.get_data_mut();
     if d.exit.is_none() {
         d.exit = Some(hv::platform::Exit::Budget);
@@ -643,6 +686,14 @@ fn on_code(uc: &mut Unicorn<'_, Hooked>, addr: u64, fast_idx: Option<u64>) {
         }
     };
     let (vcpu, block, pending) = (a.vcpu, a.blk_start, a.pending_watch.take());
+    let (p, c) = (a.prev_blk, a.cur_blk);
+    let prev = if pos > block {
+        Some(pos - 1)
+    } else if c.0 == block && p.2 == c.2 && p.1 > 0 && p.0 + p.1 == block {
+        Some(block - 1)
+    } else {
+        None
+    };
     let Some(s) = a.shared.clone() else { return };
     let mut g = s.borrow_mut();
     let t = &mut g.tgt;
@@ -687,7 +738,7 @@ fn on_code(uc: &mut Unicorn<'_, Hooked>, addr: u64, fast_idx: Option<u64>) {
         Plan::Step(_) | Plan::Continue => None,
     };
     let Some(why) = why else { return };
-    t.at = StopAt { pos, block, vcpu };
+    t.at = StopAt { pos, block, vcpu, prev };
     t.cur = Some(Cur { uc: (uc as *mut Unicorn<'_, Hooked>).cast(), vcpu });
     t.plan = Plan::Continue;
     let reason = t.reason(why);
@@ -704,6 +755,7 @@ fn on_code(uc: &mut Unicorn<'_, Hooked>, addr: u64, fast_idx: Option<u64>) {
     } else if t.quit.is_none() {
         t.plan = Plan::Continue;
     }
+    bump_epoch();
     let slow = t.slow_wanted(block, 1) || matches!(t.plan, Plan::Step(_));
     let generation = t.generation;
     drop(g);
@@ -1145,6 +1197,7 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
             Ok(h) => h,
             Err(code) => return code,
         };
+        bump_epoch();
         {
             let mut g = dbg.borrow_mut();
             let t = &mut g.tgt;
@@ -1188,7 +1241,7 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
             _ if t.abandon => {
                 let at = t.at;
                 match t.reverse.take() {
-                    Some(Reverse::Step(v)) if at.pos > at.block && v == at.vcpu => Some(Plan::RunTo(at.pos - 1, Why::Trap)),
+                    Some(Reverse::Step(v)) if at.prev.is_some() && v == at.vcpu => Some(Plan::RunTo(at.prev.unwrap_or(0), Why::Trap)),
                     Some(Reverse::Step(v)) => {
                         window = 100_000;
                         Some(Plan::RecordPrev { vcpu: v, until: at.pos, from: at.pos.saturating_sub(window) })
@@ -1209,7 +1262,7 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
         if t.quit.is_none() {
             // The end of the run: gdb sees the end of the replay log and may go back.
             t.ended = true;
-            t.at = StopAt { pos: end, block: end, vcpu: t.last_vcpu };
+            t.at = StopAt { pos: end, block: end, vcpu: t.last_vcpu, prev: None };
             t.plan = Plan::Continue;
             let reason = MultiThreadStopReason::ReplayLog { tid: Some(tid(t.last_vcpu)), pos: ReplayLogPosition::End };
             g.tgt.view = hv::debug::view(&mut hv);
