@@ -87,6 +87,11 @@ enum Cmd {
         /// Print the image's whole trace.
         #[arg(long, short)]
         verbose: bool,
+        /// With --kernel: start QEMU halted with its own gdbstub on ADDR (default
+        /// 127.0.0.1:1234) and no timeout; the README's "Debugging a guest with gdb" explains the
+        /// hypervisor's and the guest's symbols.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR, requires = "kernel")]
+        gdb: Option<String>,
     },
     /// Hardware benches: launch-to-result of hello, hypercall round trip in TSC cycles per gate.
     BenchHw {
@@ -151,9 +156,10 @@ fn main() -> ExitCode {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
-            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb };
             match kernel {
                 Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline),
                 None => boot_hw(&o, &scenarios),
@@ -302,6 +308,8 @@ struct HwArgs {
     timeout: std::time::Duration,
     guests: PathBuf,
     verbose: bool,
+    /// QEMU's gdbstub address (`--gdb`).
+    gdb: Option<String>,
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -334,7 +342,19 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut code = 0u8;
     for a in accels {
-        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory), &append(&o.gate), o.timeout) {
+        let (extra, timeout) = match &o.gdb {
+            // QEMU implements the protocol: hand its gdbstub over, halted before the first
+            // instruction, and wait for as long as the session lasts.
+            Some(addr) => {
+                eprintln!("xenolith: QEMU ({}) waits for gdb on {addr}, halted before the image's first instruction:", a.name());
+                eprintln!("  gdb {} -ex 'target remote {addr}'          # the hypervisor's symbols", o.image.display());
+                eprintln!("  (gdb) add-symbol-file {}                   # the guest's, at its own link addresses", kernel.display());
+                eprintln!("  use hbreak under KVM; the console is printed when QEMU ends");
+                (vec!["-gdb".to_string(), format!("tcp:{addr}"), "-S".to_string()], std::time::Duration::from_secs(7 * 24 * 3600))
+            }
+            None => (Vec::new(), o.timeout),
+        };
+        let run = match sim::hw::qemu_with(&o.image, &pack, a, sim::hw::qemu_memory(memory), &append(&o.gate), timeout, &extra) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");
