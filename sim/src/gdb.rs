@@ -83,6 +83,7 @@ monitor domains         domains and vCPUs as the hypervisor sees them
 monitor evtchn          bound event channels, pending bits
 monitor pagewalk ADDR   the walk of a guest-virtual address through the current vCPU's page tables
 monitor position        the current position (guest instructions since boot, virtual time)
+monitor regs            what gdb's x86-64 register set lacks: fs_base, gs_base, cr3 (machine address)
 ";
 
 /// `--gdb` value to a socket address: `PORT`, `:PORT`, `HOST:PORT`.
@@ -273,10 +274,13 @@ impl Tgt {
         matches!(self.plan, Plan::Continue | Plan::Step(_) | Plan::RecordHits { .. })
     }
 
-    fn mem(&self) -> &mut [u8] {
+    fn mem(&self) -> &[u8] {
+        if self.ram.is_null() {
+            return &[];
+        }
         // SAFETY: `ram` is the platform's machine memory (`ram_len` bytes), alive as long as the
         // platform; the debugger touches it only at a stop, when neither the core nor unicorn does.
-        unsafe { std::slice::from_raw_parts_mut(self.ram, self.ram_len) }
+        unsafe { std::slice::from_raw_parts(self.ram, self.ram_len) }
     }
 
     fn cr3_of(&self, vcpu: u32) -> Option<u64> {
@@ -291,9 +295,14 @@ impl Tgt {
     }
 
     /// Copy guest-virtual memory of `vcpu`'s address space; the bytes copied.
-    fn access(&self, vcpu: u32, va: u64, len: usize, mut f: impl FnMut(&mut [u8], usize, usize)) -> usize {
+    fn access(&mut self, vcpu: u32, va: u64, len: usize, mut f: impl FnMut(&mut [u8], usize, usize)) -> usize {
         let Some(cr3) = self.cr3_of(vcpu) else { return 0 };
-        let mem = self.mem();
+        if self.ram.is_null() {
+            return 0;
+        }
+        // SAFETY: as in `mem`; gdb's reads and writes happen at a stop, nothing else touches
+        // machine memory then.
+        let mem = unsafe { std::slice::from_raw_parts_mut(self.ram, self.ram_len) };
         let mut i = 0;
         while i < len {
             let Ok(w) = paging::walk_slice(mem, Mfn(cr3 >> 12), va.wrapping_add(i as u64)) else { break };
@@ -1008,7 +1017,8 @@ impl Breakpoints for Tgt {
 impl SwBreakpoint for Tgt {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.generation += 1;
-        Ok(self.sw.insert(addr) || true)
+        self.sw.insert(addr);
+        Ok(true)
     }
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.generation += 1;
@@ -1019,7 +1029,8 @@ impl SwBreakpoint for Tgt {
 impl HwBreakpoint for Tgt {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.generation += 1;
-        Ok(self.hw.insert(addr) || true)
+        self.hw.insert(addr);
+        Ok(true)
     }
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         self.generation += 1;
@@ -1077,6 +1088,19 @@ impl MonitorCmd for Tgt {
                     }
                     Err(_) => outputln!(out, "pagewalk: {a:?} is not a hex address"),
                 }
+            }
+            (Some("regs"), None) => {
+                let v = self.cur.as_ref().map(|c| c.vcpu).unwrap_or(self.at.vcpu);
+                let (fs, gs, cr3) = match self.cur.as_ref() {
+                    Some(c) => {
+                        // SAFETY: `cur` is set only while the hook that owns this instance runs.
+                        let uc = unsafe { &*c.uc };
+                        let r = |reg| uc.reg_read(reg).unwrap_or(0);
+                        (r(RegisterX86::FS_BASE), r(RegisterX86::GS_BASE), uc.get_data().cr3)
+                    }
+                    None => self.last.get(&v).map(|c| (c.fs_base, c.gs_base, c.cr3)).unwrap_or_default(),
+                };
+                outputln!(out, "vCPU {v}: fs_base={fs:#x} gs_base={gs:#x} cr3=maddr {cr3:#x}");
             }
             (Some("position"), None) => {
                 if self.ended {
