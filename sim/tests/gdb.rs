@@ -182,6 +182,9 @@ monitor position
 monitor domains
 monitor evtchn
 monitor pagewalk {main:#x}
+reverse-continue
+printf \"RC_RIP=%lx\\n\", $pc
+monitor position
 delete
 continue
 monitor position
@@ -195,7 +198,7 @@ monitor position
     let v = values(&out);
     let one = |k: &str| -> u64 { *v.get(k).and_then(|x| x.last()).unwrap_or_else(|| panic!("no {k}\n{ctx}")) };
     let pos = positions(&out);
-    assert_eq!(pos.len(), 6, "{ctx}");
+    assert_eq!(pos.len(), 7, "{ctx}");
 
     // First stop: the kernel's entry point, before any instruction.
     assert_eq!(one("ENTRY_RIP"), hex_after(&plain, "start entry="), "{ctx}");
@@ -223,6 +226,9 @@ monitor position
     assert!(out.contains("d1 \"hello\" running"), "monitor domains\n{ctx}");
     assert!(out.contains("backend console"), "monitor evtchn\n{ctx}");
     assert!(out.contains("L4[") && out.contains("L1["), "monitor pagewalk\n{ctx}");
+    // reverse-continue: back to the previous hit, the breakpoint (the watched store is later).
+    assert_eq!(one("RC_RIP"), main, "{ctx}");
+    assert_eq!(pos[6], pos[1], "{ctx}");
     // The end of the run, then the same trace as without gdb.
     assert!(out.contains("end of the run:"), "{ctx}");
     assert!(out.contains("No more reverse-execution history"), "{ctx}");
