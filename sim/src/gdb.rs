@@ -221,6 +221,8 @@ pub struct Tgt {
     vcpus: BTreeSet<u32>,
     /// Each vCPU's registers at its last exit.
     last: BTreeMap<u32, CpuState>,
+    /// Each vCPU's last instruction, when its last exit tells it (see [`after_exit`]).
+    last_insn: BTreeMap<u32, Option<u64>>,
     last_vcpu: u32,
     /// Machine memory.
     ram: *mut u8,
@@ -354,6 +356,7 @@ impl Dbg {
             cur: None,
             vcpus: BTreeSet::new(),
             last: BTreeMap::new(),
+            last_insn: BTreeMap::new(),
             last_vcpu: 0,
             ram: std::ptr::null_mut(),
             ram_len: 0,
@@ -471,6 +474,17 @@ pub(crate) fn after_run(uc: &Unicorn<'_, Hooked>, vcpu: u32, cpu: &CpuState) {
         g.tgt.last.insert(vcpu, *cpu);
         g.tgt.last_vcpu = vcpu;
     }
+}
+
+/// After a run's exit: when the vCPU left through the hypercall gate, its last instruction is the
+/// `syscall` that ends its last block (a `syscall` ends a translation block), which lets
+/// `reverse-stepi` at the end of the run replay once instead of twice.
+pub(crate) fn after_exit(uc: &Unicorn<'_, Hooked>, vcpu: u32, gate: bool) {
+    let Some(a) = uc.get_data().gdb.as_ref() else { return };
+    let Some(s) = a.shared.clone() else { return };
+    let c = a.cur_blk;
+    let last = (gate && c.2 == a.run && c.1 > 0).then(|| c.0 + c.1 - 1);
+    s.borrow_mut().tgt.last_insn.insert(vcpu, last);
 }
 
 /// The run stopped to change hooks: install them; true if it must be restarted.
@@ -1229,6 +1243,7 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
             t.ended = false;
             t.console_seen = 0;
             t.last.clear();
+            t.last_insn.clear();
             t.vcpus.clear();
             t.ram = hv.platform.memory().as_mut_ptr();
             t.ram_len = hv.platform.memory().len();
@@ -1286,7 +1301,8 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
         if t.quit.is_none() {
             // The end of the run: gdb sees the end of the replay log and may go back.
             t.ended = true;
-            t.at = StopAt { pos: end, block: end, vcpu: t.last_vcpu, prev: None };
+            let prev = t.last_insn.get(&t.last_vcpu).copied().flatten();
+            t.at = StopAt { pos: end, block: end, vcpu: t.last_vcpu, prev };
             t.plan = Plan::Continue;
             let reason = MultiThreadStopReason::ReplayLog { tid: Some(tid(t.last_vcpu)), pos: ReplayLogPosition::End };
             g.tgt.view = hv::debug::view(&mut hv);
@@ -1298,6 +1314,7 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
             if t.abandon && t.quit.is_none() {
                 let at = t.at;
                 t.plan = match t.reverse.take() {
+                    Some(Reverse::Step(v)) if at.prev.is_some() && v == at.vcpu => Plan::RunTo(at.prev.unwrap_or(0), Why::Trap),
                     Some(Reverse::Step(v)) => {
                         window = 100_000;
                         Plan::RecordPrev { vcpu: v, until: at.pos, from: at.pos.saturating_sub(window) }

@@ -515,6 +515,7 @@ impl Platform for SimPlatform {
             (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
+        crate::gdb::after_exit(&v.uc, key.vcpu, exit == Exit::Gate);
         (exit, ran.max(1))
     }
 
