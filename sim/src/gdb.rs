@@ -223,6 +223,12 @@ pub struct Tgt {
     last: BTreeMap<u32, CpuState>,
     /// Each vCPU's last instruction, when its last exit tells it (see [`after_exit`]).
     last_insn: BTreeMap<u32, Option<u64>>,
+    /// The charged count at the last exit.
+    clock: u64,
+    /// `view` was built for the running vCPU's current run.
+    view_fresh: bool,
+    /// A Ctrl-C came while the core's view was stale: stop at the next run's first instruction.
+    interrupt_pending: bool,
     last_vcpu: u32,
     /// Machine memory.
     ram: *mut u8,
@@ -357,6 +363,9 @@ impl Dbg {
             vcpus: BTreeSet::new(),
             last: BTreeMap::new(),
             last_insn: BTreeMap::new(),
+            clock: 0,
+            view_fresh: false,
+            interrupt_pending: false,
             last_vcpu: 0,
             ram: std::ptr::null_mut(),
             ram_len: 0,
@@ -464,6 +473,10 @@ pub(crate) fn before_run(uc: &mut Unicorn<'_, Hooked>, instructions: u64, trace:
     let Some(s) = a.shared.clone() else { return true };
     let mut g = s.borrow_mut();
     g.tgt.trace = trace;
+    if std::mem::take(&mut g.tgt.interrupt_pending) && g.tgt.plan == Plan::Continue {
+        g.tgt.plan = Plan::First(Why::Interrupt);
+        bump_epoch();
+    }
     !g.tgt.abandon
 }
 
@@ -484,7 +497,11 @@ pub(crate) fn after_exit(uc: &Unicorn<'_, Hooked>, vcpu: u32, gate: bool) {
     let Some(s) = a.shared.clone() else { return };
     let c = a.cur_blk;
     let last = (gate && c.2 == a.run && c.1 > 0).then(|| c.0 + c.1 - 1);
-    s.borrow_mut().tgt.last_insn.insert(vcpu, last);
+    let clock = a.base + uc.get_data().ran;
+    let mut g = s.borrow_mut();
+    g.tgt.last_insn.insert(vcpu, last);
+    g.tgt.clock = clock;
+    g.tgt.view_fresh = false;
 }
 
 /// The run stopped to change hooks: install them; true if it must be restarted.
@@ -616,9 +633,14 @@ pub(crate) fn on_block(uc: &mut Unicorn<'_, Hooked>, addr: u64, n: u64) -> Block
         abandon(uc);
         return BlockAction::Hold;
     }
-    if poll && g.tgt.plan == Plan::Continue && g.interrupted() {
-        g.tgt.plan = Plan::First(Why::Interrupt);
-        bump_epoch();
+    if poll && g.tgt.plan == Plan::Continue && !g.tgt.interrupt_pending && g.interrupted() {
+        if g.tgt.view_fresh {
+            g.tgt.plan = Plan::First(Why::Interrupt);
+            bump_epoch();
+        } else {
+            // `monitor domains` must show the core as it is: stop when the next run starts.
+            g.tgt.interrupt_pending = true;
+        }
     }
     let slow = g.tgt.slow_wanted(blk_start, n);
     let generation = g.tgt.generation;
@@ -1176,13 +1198,32 @@ impl Tgt {
 // The platform's side
 
 /// Should the core describe itself before this run (a stop may come)?
+///
+/// The view costs the core some microseconds per run, so it is built only for runs that may
+/// stop: stepping, a replay near its target, breakpoints or watchpoints set, a Ctrl-C waiting.
 pub(crate) fn wants_view(s: &Shared) -> bool {
     let g = s.borrow();
-    !g.tgt.abandon && !matches!(g.tgt.plan, Plan::Detached | Plan::RecordHits { .. } | Plan::RecordPrev { .. })
+    let t = &g.tgt;
+    if t.abandon {
+        return false;
+    }
+    match t.plan {
+        Plan::Detached | Plan::RecordHits { .. } | Plan::RecordPrev { .. } => false,
+        Plan::First(_) | Plan::Step(_) => true,
+        // A run is at most a time slice (plus a block) long.
+        Plan::RunTo(p, _) => p <= t.clock.saturating_add(VIEW_MARGIN),
+        Plan::Continue => t.interrupt_pending || !t.sw.is_empty() || !t.hw.is_empty() || !t.watches.is_empty(),
+    }
 }
 
+/// How far before a replay's target the core starts describing itself (guest instructions): far
+/// more than a run (at most a time slice, 1 ms of virtual time today, plus a block).
+const VIEW_MARGIN: u64 = 64_000_000;
+
 pub(crate) fn set_view(s: &Shared, v: CoreView) {
-    s.borrow_mut().tgt.view = v;
+    let mut g = s.borrow_mut();
+    g.tgt.view = v;
+    g.tgt.view_fresh = true;
 }
 
 /// Show this console write? (Not when a replay writes what was already shown.)
@@ -1244,6 +1285,9 @@ pub fn serve(c: DomainConfig, what: &Path, opts: &crate::create::RunOptions, add
             t.console_seen = 0;
             t.last.clear();
             t.last_insn.clear();
+            t.clock = 0;
+            t.view_fresh = false;
+            t.interrupt_pending = false;
             t.vcpus.clear();
             t.ram = hv.platform.memory().as_mut_ptr();
             t.ram_len = hv.platform.memory().len();
