@@ -516,6 +516,10 @@ impl<P: Platform> Hypervisor<P> {
         if !self.apply(id, v, fx.0, fx.1) {
             return false;
         }
+        if self.platform.wants_core_view() {
+            let view = crate::debug::view(self);
+            self.platform.core_view(view);
+        }
         let Some(d) = self.doms.get_mut(&id) else { return false };
         let vc = &mut d.vcpus[v];
         if vc.needs_flush {

@@ -117,4 +117,11 @@ pub trait Platform {
     fn guest_tsc(&mut self, now: u64) -> u64 {
         now
     }
+    /// A debugger attached to the platform may stop inside the next `run` and show the core's
+    /// state: when true, the core calls [`Platform::core_view`] before each `run`.
+    fn wants_core_view(&self) -> bool {
+        false
+    }
+    /// The core's state before a `run` (see [`crate::debug`]).
+    fn core_view(&mut self, _view: crate::debug::CoreView) {}
 }

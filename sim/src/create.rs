@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub max_insns: u64,
     /// Write the whole trace here at the end.
     pub trace: Option<PathBuf>,
+    /// Wait for gdb on this address first (`--gdb`, see [`crate::gdb`]).
+    pub gdb: Option<String>,
 }
 
 /// Reads an xl.cfg file as `xl create` does (unknown keys ignored with a warning on stderr) and
@@ -77,22 +79,42 @@ pub fn describe(spec: &DomainSpec, kernel: &Path) -> String {
 
 /// Creates one domain from `c` in a fresh simulator, streams its console to stdout, runs it until
 /// it is gone or `opts.max_insns` have run, and returns the exit code. `what` names the domain's
-/// source (kernel or config file) in messages.
+/// source (kernel or config file) in messages. With `opts.gdb`, gdb drives the run.
 pub fn run_domain(c: DomainConfig, what: &Path, opts: &RunOptions) -> u8 {
+    if let Some(addr) = &opts.gdb {
+        return crate::gdb::serve(c, what, opts, addr);
+    }
     let name = c.name.clone();
+    let mut hv = match build(&c, what) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    if let Err(code) = create_in(&mut hv, c, what) {
+        return code;
+    }
+    let max = opts.max_insns;
+    while hv.any_running() && hv.now < max {
+        let next = (hv.now + 10_000_000).min(max);
+        hv.run_until(next);
+    }
+    finish(&mut hv, &name, opts)
+}
+
+/// A fresh simulator for domain `c`, its consoles streamed to stdout; or the exit code.
+pub fn build(c: &DomainConfig, what: &Path) -> Result<hv::Hypervisor<crate::SimPlatform>, u8> {
     let mut hv = match crate::new_hypervisor(c.memory_mib + 16) {
         Ok(h) => h,
         Err(e @ StartError::Host(_)) => {
             eprintln!(
                 "xenolith: {}: domain {}: cannot start the simulator: {e}",
                 what.display(),
-                input::quote(&name)
+                input::quote(&c.name)
             );
-            return EXIT_HOST;
+            return Err(EXIT_HOST);
         }
         Err(e) => {
             eprintln!("xenolith: {e}");
-            return EXIT_BAD_INPUT;
+            return Err(EXIT_BAD_INPUT);
         }
     };
     hv.platform.console_sink = Some(Box::new(|_, _, b| {
@@ -100,8 +122,14 @@ pub fn run_domain(c: DomainConfig, what: &Path, opts: &RunOptions) -> u8 {
         let _ = o.write_all(b);
         let _ = o.flush();
     }));
+    Ok(hv)
+}
+
+/// Create domain `c` in `hv`; or the exit code.
+pub fn create_in(hv: &mut hv::Hypervisor<crate::SimPlatform>, c: DomainConfig, what: &Path) -> Result<(), u8> {
+    let name = c.name.clone();
     match hv.create_domain(c) {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e @ ControlError::Platform(_)) => {
             let why = hv
                 .platform
@@ -113,18 +141,18 @@ pub fn run_domain(c: DomainConfig, what: &Path, opts: &RunOptions) -> u8 {
                 what.display(),
                 input::quote(&name)
             );
-            return EXIT_HOST;
+            Err(EXIT_HOST)
         }
         Err(e) => {
             eprintln!("xenolith: {}: {e}", what.display());
-            return EXIT_BAD_INPUT;
+            Err(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// After the run: write the trace, say how the domain ended, and return the exit code.
+pub fn finish(hv: &mut hv::Hypervisor<crate::SimPlatform>, name: &str, opts: &RunOptions) -> u8 {
     let max = opts.max_insns;
-    while hv.any_running() && hv.now < max {
-        let next = (hv.now + 10_000_000).min(max);
-        hv.run_until(next);
-    }
     if let Some(t) = &opts.trace {
         let mut text = hv.platform.trace.join("\n");
         text.push('\n');
@@ -132,7 +160,7 @@ pub fn run_domain(c: DomainConfig, what: &Path, opts: &RunOptions) -> u8 {
             eprintln!("xenolith: cannot write {}: {e}", t.display());
         }
     }
-    let Some(r) = hv.record(&name).cloned() else {
+    let Some(r) = hv.record(name).cloned() else {
         return EXIT_BAD_INPUT;
     };
     if matches!(r.state, RecordState::Running | RecordState::Paused) {

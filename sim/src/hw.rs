@@ -226,6 +226,19 @@ pub fn kernel_end(run: &QemuRun, name: &str) -> KernelEnd {
 
 /// Boot `image` with `pack` as its module under `accel`, always under `timeout`.
 pub fn qemu(image: &Path, pack: &Path, accel: Accel, mem_mib: u64, append: &str, timeout: std::time::Duration) -> Result<QemuRun, String> {
+    qemu_with(image, pack, accel, mem_mib, append, timeout, &[])
+}
+
+/// [`qemu`] with more QEMU arguments (`boot-hw --gdb`: QEMU's own gdbstub, `-gdb tcp:ADDR -S`).
+pub fn qemu_with(
+    image: &Path,
+    pack: &Path,
+    accel: Accel,
+    mem_mib: u64,
+    append: &str,
+    timeout: std::time::Duration,
+    extra: &[String],
+) -> Result<QemuRun, String> {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -254,6 +267,7 @@ pub fn qemu(image: &Path, pack: &Path, accel: Accel, mem_mib: u64, append: &str,
     if !append.is_empty() {
         cmd.args(["-append", append]);
     }
+    cmd.args(extra);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot run qemu-system-x86_64 (cargo xtask setup installs it): {e}"))?;

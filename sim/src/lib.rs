@@ -1,6 +1,7 @@
 //! xenolith's simulator: the unicorn-backed platform, the scenario runner and trace recorder.
 
 pub mod create;
+pub mod gdb;
 pub mod hw;
 pub mod input;
 pub mod kernel;

@@ -93,6 +93,11 @@ enum Cmd {
         /// Print the image's whole trace.
         #[arg(long, short)]
         verbose: bool,
+        /// With --kernel: start QEMU halted with its own gdbstub on ADDR (default
+        /// 127.0.0.1:1234) and no timeout; the README's "Debugging a guest with gdb" explains the
+        /// hypervisor's and the guest's symbols.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR, requires = "kernel")]
+        gdb: Option<String>,
     },
     /// Hardware benches: launch-to-result of hello, hypercall round trip in TSC cycles per gate.
     BenchHw {
@@ -118,6 +123,10 @@ enum Cmd {
         max_insns: u64,
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Wait for gdb on this TCP address (default 127.0.0.1:1234; PORT or :PORT also do)
+        /// before the guest's first instruction. See the README's "Debugging a guest with gdb".
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR)]
+        gdb: Option<String>,
     },
     /// Create a domain from an xl.cfg file and stream its console, like `xl create -c FILE.cfg`
     /// (the kernel path is relative to the file's directory; same exit codes as `boot`).
@@ -132,6 +141,10 @@ enum Cmd {
         /// cmdline as key=value lines) without running it.
         #[arg(long)]
         dry_run: bool,
+        /// Wait for gdb on this TCP address (default 127.0.0.1:1234) before the guest's first
+        /// instruction.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR)]
+        gdb: Option<String>,
     },
 }
 
@@ -144,15 +157,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
-        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace } => {
-            boot(&kernel, memory, &cmdline, initrd.as_deref(), max_insns, trace)
+        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, gdb } => {
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            boot(&kernel, memory, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb })
         }
-        Cmd::Create { config, max_insns, trace, dry_run } => {
-            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
+        Cmd::Create { config, max_insns, trace, dry_run, gdb } => {
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, gate, timeout, guests, verbose } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
-            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
+            let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
+            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb };
             match kernel {
                 Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
@@ -274,7 +290,7 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     }
 }
 
-fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
+fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, opts: &sim::create::RunOptions) -> ExitCode {
     let bytes = match sim::kernel::read_kernel(kernel) {
         Ok(b) => b,
         Err(e) => {
@@ -300,7 +316,7 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, max_in
             }
         }
     }
-    ExitCode::from(sim::create::run_domain(c, kernel, &sim::create::RunOptions { max_insns, trace }))
+    ExitCode::from(sim::create::run_domain(c, kernel, opts))
 }
 
 struct HwArgs {
@@ -310,6 +326,8 @@ struct HwArgs {
     timeout: std::time::Duration,
     guests: PathBuf,
     verbose: bool,
+    /// QEMU's gdbstub address (`--gdb`).
+    gdb: Option<String>,
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -342,9 +360,22 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd:
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut code = 0u8;
     for a in accels {
+        let (extra, timeout) = match &o.gdb {
+            // QEMU implements the protocol: hand its gdbstub over, halted before the first
+            // instruction, and wait for as long as the session lasts.
+            Some(addr) => {
+                eprintln!("xenolith: QEMU ({}) waits for gdb on {addr}, halted before the image's first instruction:", a.name());
+                eprintln!("  gdb {} -ex 'target remote {addr}'          # the hypervisor's symbols", o.image.display());
+                eprintln!("  (gdb) add-symbol-file {}                   # the guest's, at its own link addresses", kernel.display());
+                eprintln!("  use hbreak under KVM; the console is printed when QEMU ends");
+                (vec!["-gdb".to_string(), format!("tcp:{addr}"), "-S".to_string()], std::time::Duration::from_secs(7 * 24 * 3600))
+            }
+            None => (Vec::new(), o.timeout),
+        };
         // The image copies the pack into its heap: QEMU needs room for the module and that copy.
         let pack_mib = std::fs::metadata(&pack).map(|m| m.len().div_ceil(1 << 20)).unwrap_or(0);
-        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory) + 2 * pack_mib, &append(&o.gate), o.timeout) {
+        let mem = sim::hw::qemu_memory(memory) + 2 * pack_mib;
+        let run = match sim::hw::qemu_with(&o.image, &pack, a, mem, &append(&o.gate), timeout, &extra) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");

@@ -64,13 +64,13 @@ impl Drop for Ram {
 }
 
 /// Per-vCPU data the hooks see.
-struct Hooked {
-    exit: Option<Exit>,
+pub(crate) struct Hooked {
+    pub(crate) exit: Option<Exit>,
     budget: u64,
-    ran: u64,
-    ram: *const u8,
-    ram_len: usize,
-    cr3: u64,
+    pub(crate) ran: u64,
+    pub(crate) ram: *const u8,
+    pub(crate) ram_len: usize,
+    pub(crate) cr3: u64,
     /// Direct-mapped cache of instruction counts per block: (address, size, count, address of
     /// the block's first I/O instruction or [`NO_IO`]).
     icache: Vec<(u64, u32, u32, u64)>,
@@ -80,6 +80,8 @@ struct Hooked {
     io_retry: Option<(u64, u64, u64)>,
     /// The exit is a #GP(0) the platform raised for a ring-3 I/O instruction.
     io_fault: bool,
+    /// gdb's hooks in this instance (`xenolith ... --gdb`).
+    pub(crate) gdb: Option<Box<crate::gdb::Attach>>,
 }
 
 /// `icache` entry of a block without I/O instructions.
@@ -168,6 +170,8 @@ pub struct SimPlatform {
     /// Why the last vCPU could not be created (the core only hears "cannot create a unicorn
     /// instance"), for the CLI's message.
     pub vcpu_error: Option<String>,
+    /// The gdb stub, when one is attached (`sim::gdb`).
+    pub gdb: Option<crate::gdb::Shared>,
 }
 
 fn gdt_entries() -> Vec<(usize, u64)> {
@@ -198,6 +202,7 @@ impl SimPlatform {
             console_sink: None,
             instructions: 0,
             vcpu_error: None,
+            gdb: None,
         };
         let mem = p.memory();
         for (idx, d) in gdt_entries() {
@@ -232,6 +237,7 @@ impl SimPlatform {
             io_hooked: Default::default(),
             io_retry: None,
             io_fault: false,
+            gdb: None,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -249,6 +255,13 @@ impl SimPlatform {
                 let _ = uc.emu_stop();
                 return;
             }
+            if d.gdb.is_some() {
+                match crate::gdb::on_block(uc, addr, n as u64) {
+                    crate::gdb::BlockAction::Charge => {}
+                    crate::gdb::BlockAction::Free | crate::gdb::BlockAction::Hold => return,
+                }
+            }
+            let d = uc.get_data_mut();
             let n = n as u64;
             d.ran += n;
             if d.ran >= d.budget && d.exit.is_none() {
@@ -410,10 +423,13 @@ impl Platform for SimPlatform {
     }
 
     fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
-        let v = self.new_vcpu().map_err(|e| {
+        let mut v = self.new_vcpu().map_err(|e| {
             self.vcpu_error = Some(format!("cannot create vCPU {}: {e}", key.vcpu));
             "cannot create a unicorn instance"
         })?;
+        if let Some(g) = &self.gdb {
+            crate::gdb::attach(&mut v.uc, g, key);
+        }
         self.vcpus.insert(key, v);
         Ok(())
     }
@@ -425,7 +441,12 @@ impl Platform for SimPlatform {
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         let mem_ptr = self.ram.ptr;
         let mem_len = self.ram.len;
+        let trace: *const Vec<String> = &self.trace;
         let Some(v) = self.vcpus.get_mut(&key) else { return (Exit::Fatal("no such vCPU"), 0) };
+        if !crate::gdb::before_run(&mut v.uc, self.instructions, trace) {
+            // gdb gave up this run (to re-run it for reverse execution).
+            return (Exit::Budget, budget_ns.max(1));
+        }
         {
             let d = v.uc.get_data_mut();
             d.exit = None;
@@ -457,10 +478,19 @@ impl Platform for SimPlatform {
                     let _ = v.uc.ctl_remove_cache(first, end);
                     start = v.uc.reg_read(RegisterX86::RIP).unwrap_or(first);
                 }
+                _ if crate::gdb::take_resync(&mut v.uc) => {
+                    // gdb's hooks changed before a block: run it again with them. Deleting a
+                    // hook invalidates the blocks it was translated into, through a page walk
+                    // that may fault (a supervisor page seen from ring 3): unicorn swallows the
+                    // fault but leaves `old_exception` set (see uc_fix), so clear it.
+                    let _ = v.exc.take(&v.uc);
+                    start = v.uc.reg_read(RegisterX86::RIP).unwrap_or(start);
+                }
                 _ => break res,
             }
         };
         read_all(&v.uc, cpu);
+        crate::gdb::after_run(&v.uc, key.vcpu, cpu);
         v.last = *cpu;
         let d = v.uc.get_data_mut();
         let ran = d.ran;
@@ -486,6 +516,7 @@ impl Platform for SimPlatform {
             (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
+        crate::gdb::after_exit(&v.uc, key.vcpu, exit == Exit::Gate);
         (exit, ran.max(1))
     }
 
@@ -508,6 +539,16 @@ impl Platform for SimPlatform {
         ns
     }
 
+    fn wants_core_view(&self) -> bool {
+        self.gdb.as_ref().is_some_and(crate::gdb::wants_view)
+    }
+
+    fn core_view(&mut self, view: hv::debug::CoreView) {
+        if let Some(g) = &self.gdb {
+            crate::gdb::set_view(g, view);
+        }
+    }
+
     fn trace(&mut self, line: &str) {
         if self.echo_trace {
             eprintln!("{line}");
@@ -516,6 +557,9 @@ impl Platform for SimPlatform {
     }
 
     fn console(&mut self, dom: DomId, name: &str, bytes: &[u8]) {
+        if self.gdb.as_ref().is_some_and(|g| !crate::gdb::console_visible(g)) {
+            return;
+        }
         if let Some(s) = self.console_sink.as_mut() {
             s(dom, name, bytes);
         }

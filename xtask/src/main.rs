@@ -1,6 +1,6 @@
 //! `cargo xtask …`: the project's entry points, in plain std.
 //!
-//! - `setup`   install what a fresh Debian 12 machine lacks (apt: cmake, libclang-dev, qemu-system-x86,
+//! - `setup`   install what a fresh Debian 12 machine lacks (apt: cmake, libclang-dev, qemu-system-x86, gdb,
 //!   and build-essential if there is no `cc`/`make`; rustup: the x86_64-unknown-none target; cargo:
 //!   cargo-fuzz), then build the guests. Idempotent, and quick when everything is there.
 //! - `guests`  build the guests only (`guests/` is its own workspace, with its own target and flags).
@@ -60,7 +60,7 @@ commands:
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
 
 /// Debian packages `setup` installs when missing.
-const APT_PACKAGES: [&str; 3] = ["cmake", "libclang-dev", "qemu-system-x86"];
+const APT_PACKAGES: [&str; 4] = ["cmake", "libclang-dev", "qemu-system-x86", "gdb"];
 const GUEST_TARGET: &str = "x86_64-unknown-none";
 
 type Result<T = ()> = std::result::Result<T, String>;
