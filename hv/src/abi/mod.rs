@@ -11,9 +11,11 @@
 
 pub mod errno;
 pub mod hypercall;
+pub mod memory;
 pub mod structs;
 
 pub use errno::Errno;
+pub use memory::*;
 pub use structs::*;
 
 /// Reserved hypervisor range in every guest address space (L4 slots 256..=271).

@@ -60,18 +60,37 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
     }
 }
 
+/// Xen's `get_pg_owner` then `xsm_mmu_update`/`xsm_mmuext_op(XSM_TARGET)` for an unprivileged
+/// caller (xen/arch/x86/mm.c): DOMID_SELF is the caller; the caller's own id ("Cannot specify
+/// itself as foreign domain") or a domain that does not exist is -ESRCH; DOMID_IO, DOMID_XEN or
+/// another domain is not the caller's to change: -EPERM.
 fn check_foreign(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<(), Errno> {
-    let fd = foreigndom & 0xffff;
-    if fd == DOMID_SELF as u64 || fd == ctx.dom as u64 {
+    const DOMID_XEN: u16 = 0x7FF2; // xen-public/xen.h
+    const DOMID_IO: u16 = 0x7FF1; // xen-public/xen.h
+    let fd = (foreigndom & 0xffff) as u16;
+    if fd == DOMID_SELF {
         Ok(())
-    } else {
+    } else if fd == ctx.dom {
+        Err(Errno::ESRCH)
+    } else if fd == DOMID_IO || fd == DOMID_XEN || ctx.doms.contains_key(&fd) {
         Err(Errno::EPERM)
+    } else {
+        Err(Errno::ESRCH)
     }
+}
+
+/// `guest_handle_okay(h, count)` on 64-bit PV (asm/uaccess.h `array_access_ok`): the start is a
+/// guest address and the count fits in 32 bits.
+fn handle_okay(va: u64, count: u64) -> bool {
+    count >> 32 == 0 && (va < (1 << 47) || va >= crate::abi::HYPERVISOR_VIRT_END)
 }
 
 pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (reqs, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
     ctx.describe(|d| *d = alloc::format!("mmu_update({count} req{})", if count == 1 { "" } else { "s" }));
+    if !handle_okay(reqs, count) {
+        return Err(Errno::EFAULT);
+    }
     check_foreign(ctx, foreign)?;
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);
@@ -86,23 +105,28 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        let res = match r.ptr & mmu::CMD_MASK {
-            mmu::NORMAL_PT_UPDATE => pt(ctx).update_entry(Maddr(r.ptr & !mmu::CMD_MASK), r.val),
-            mmu::MACHPHYS_UPDATE => {
+        // do_mmu_update: MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD and (for a PV
+        // page-table owner, the same) MMU_PT_UPDATE_NO_TRANSLATE update a page-table entry;
+        // MMU_MACHPHYS_UPDATE sets the M2P entry of one of the caller's frames (get_page_from_mfn
+        // failing, for a frame that is not its own, is -EINVAL).
+        let cmd = r.ptr & mmu::CMD_MASK;
+        let res = match cmd {
+            mmu::NORMAL_PT_UPDATE | mmu::PT_UPDATE_PRESERVE_AD | mmu::PT_UPDATE_NO_TRANSLATE => {
+                pt(ctx).update_entry_ad(Maddr(r.ptr & !mmu::CMD_MASK), r.val, cmd == mmu::PT_UPDATE_PRESERVE_AD)
+            }
+            _ => {
                 let mfn = Mfn(r.ptr >> 12);
                 match ctx.frames.owner(mfn) {
-                    None => Err(Errno::EINVAL),
                     Some(Owner::Dom(d)) if d == ctx.dom => {
                         let m2p = ctx.xen.m2p.maddr().add(mfn.0 * 8);
                         ctx.mem.write_u64(m2p, r.val).ok_or(Errno::EINVAL)
                     }
-                    Some(_) => Err(Errno::EPERM),
+                    _ => Err(Errno::EINVAL),
                 }
             }
-            _ => Err(Errno::EINVAL),
         };
         if let Err(e) = res {
-            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK == mmu::NORMAL_PT_UPDATE {
+            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK != mmu::MACHPHYS_UPDATE {
                 let table_note = owner_note(ctx, Mfn(r.ptr >> 12));
                 let target = owner_note(ctx, pte_mfn(r.val));
                 alloc::format!("req {i}: ptr in {table_note}, maps {target}")
@@ -170,6 +194,9 @@ fn mmuext_name(cmd: u32) -> Option<&'static str> {
         op::TLB_FLUSH_ALL => "tlb_flush_all",
         op::INVLPG_ALL => "invlpg_all",
         op::FLUSH_CACHE => "flush_cache",
+        op::FLUSH_CACHE_GLOBAL => "flush_cache_global",
+        op::MARK_SUPER => "mark_super",
+        op::UNMARK_SUPER => "unmark_super",
         op::SET_LDT => "set_ldt",
         op::NEW_USER_BASEPTR => "new_user_baseptr",
         op::CLEAR_PAGE => "clear_page",
@@ -178,13 +205,18 @@ fn mmuext_name(cmd: u32) -> Option<&'static str> {
     })
 }
 
+/// CLEAR_PAGE's and COPY_PAGE's destination: `get_page_from_gfn` (the caller's frame) and
+/// `get_page_type(PGT_writable_page)` (not a page table), each failing with -EINVAL.
 fn owned_plain(ctx: &Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
     match ctx.frames.get(mfn) {
-        None => Err(Errno::EINVAL),
-        Some(f) if f.owner != Owner::Dom(ctx.dom) => Err(Errno::EPERM),
-        Some(f) if f.ty != PageType::None => Err(Errno::EPERM),
-        Some(_) => Ok(()),
+        Some(f) if f.owner == Owner::Dom(ctx.dom) && f.ty == PageType::None => Ok(()),
+        _ => Err(Errno::EINVAL),
     }
+}
+
+/// `__addr_ok` (asm/uaccess.h): a guest address for a 64-bit PV guest.
+fn addr_ok(va: u64) -> bool {
+    va < (1 << 47) || va >= crate::abi::HYPERVISOR_VIRT_END
 }
 
 /// Make `mfn` the current vCPU's kernel base pointer (MMUEXT_NEW_BASEPTR, and a guest's
@@ -226,20 +258,29 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             ctx.fx.flush_tlb = true;
             Ok(())
         }
-        op::TLB_FLUSH_LOCAL | op::TLB_FLUSH_MULTI | op::TLB_FLUSH_ALL | op::FLUSH_CACHE => {
+        op::TLB_FLUSH_LOCAL | op::TLB_FLUSH_ALL | op::INVLPG_LOCAL | op::INVLPG_ALL => {
+            // A bad address in an INVLPG is no error: Xen flushes nothing (`__addr_ok`).
             ctx.fx.flush_tlb = true;
             Ok(())
         }
-        op::INVLPG_LOCAL | op::INVLPG_MULTI | op::INVLPG_ALL => {
-            if !paging::is_canonical(o.arg1) {
-                return Err(Errno::EINVAL);
+        op::TLB_FLUSH_MULTI | op::INVLPG_MULTI => {
+            // vcpumask_to_pcpumask: the vCPU bitmap (arg2), one unsigned long per 64 vCPUs,
+            // must be readable (-EINVAL otherwise).
+            let words = (ctx.domain_ref().vcpus.len() as u64).div_ceil(64);
+            for w in 0..words {
+                ctx.read_guest::<u64>(o.arg2.wrapping_add(w * 8)).map_err(|_| Errno::EINVAL)?;
             }
             ctx.fx.flush_tlb = true;
             Ok(())
         }
+        // cache_flush_permitted: a domain with no I/O memory or ports may not (-EACCES); the
+        // global variant is -EINVAL then.
+        op::FLUSH_CACHE => Err(Errno::EACCES),
+        op::FLUSH_CACHE_GLOBAL => Err(Errno::EINVAL),
         op::SET_LDT => {
-            let (base, ents) = (o.arg1, o.arg2);
-            if ents > 8192 || base & (PAGE_SIZE - 1) != 0 || (ents != 0 && paging::in_xen_range(base)) {
+            // The argument checks of do_mmuext_op's MMUEXT_SET_LDT.
+            let (base, ents) = (o.arg1, o.arg2 as u32);
+            if ents > 8192 || (ents != 0 && (base & (PAGE_SIZE - 1) != 0 || !addr_ok(base))) {
                 return Err(Errno::EINVAL);
             }
             Ok(())
@@ -249,17 +290,19 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             ctx.mem.zero_frame(mfn).ok_or(Errno::EINVAL)
         }
         op::COPY_PAGE => {
+            // The source must be the caller's (any type); then the destination as CLEAR_PAGE.
             let src = Mfn(o.arg2);
-            owned_plain(ctx, mfn)?;
             match ctx.frames.owner(src) {
                 Some(Owner::Dom(d)) if d == ctx.dom => {}
-                None => return Err(Errno::EINVAL),
-                Some(_) => return Err(Errno::EPERM),
+                _ => return Err(Errno::EINVAL),
             }
+            owned_plain(ctx, mfn)?;
             let mut buf = [0u8; PAGE_SIZE as usize];
             ctx.mem.read(src.maddr(), &mut buf).ok_or(Errno::EINVAL)?;
             ctx.mem.write(mfn.maddr(), &buf).ok_or(Errno::EINVAL)
         }
+        // PV superpages are not supported by Xen 4.17.
+        op::MARK_SUPER | op::UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -267,6 +310,9 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
 pub fn mmuext_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (ops, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
     ctx.describe(|d| *d = alloc::format!("mmuext_op({count} op{})", if count == 1 { "" } else { "s" }));
+    if !handle_okay(ops, count) {
+        return Err(Errno::EFAULT);
+    }
     check_foreign(ctx, foreign)?;
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);

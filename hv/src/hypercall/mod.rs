@@ -5,6 +5,7 @@
 //! and describe the call for the trace. Nothing a guest passes can panic the hypervisor.
 
 mod console;
+mod control;
 mod cpu;
 mod event;
 pub(crate) mod grant;
@@ -74,6 +75,18 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::CALLBACK_OP as usize] = row("callback_op", cpu::callback_op);
     t[nr::EVENT_CHANNEL_OP as usize] = row("event_channel_op", event::event_channel_op);
     t[nr::PHYSDEV_OP as usize] = row("physdev_op", physdev::physdev_op);
+    t[nr::PLATFORM_OP as usize] = row("platform_op", control::platform_op);
+    t[nr::XSM_OP as usize] = row("xsm_op", control::xsm_op);
+    t[nr::NMI_OP as usize] = row("nmi_op", control::nmi_op);
+    t[nr::HVM_OP as usize] = row("hvm_op", control::hvm_op);
+    t[nr::SYSCTL as usize] = row("sysctl", control::sysctl);
+    t[nr::DOMCTL as usize] = row("domctl", control::domctl);
+    t[nr::KEXEC_OP as usize] = row("kexec_op", control::kexec_op);
+    t[nr::XENPMU_OP as usize] = row("xenpmu_op", control::xenpmu_op);
+    t[nr::DM_OP as usize] = row("dm_op", control::dm_op);
+    t[nr::HYPFS_OP as usize] = row("hypfs_op", control::hypfs_op);
+    t[nr::ARCH_0 as usize] = row("mca", control::mca);
+    t[nr::ARCH_1 as usize] = row("paging_domctl_cont", control::paging_domctl_cont);
     t
 };
 
