@@ -71,21 +71,20 @@ pub struct AddToPhysmap {
 }
 layout!(AddToPhysmap, size = 24, domid @ 0, size @ 2, space @ 4, idx @ 8, gpfn @ 16);
 
-/// `xen_add_to_physmap_batch` {domid, space, size, u, idxs, gpfns, errs}.
+/// `xen_add_to_physmap_batch` {domid, space, size, u (foreign_domid or res0), idxs, gpfns, errs}.
 // xen-public/memory.h
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
 pub struct AddToPhysmapBatch {
     pub domid: u16,
     pub space: u16,
-    pub size: u32,
-    pub u: u32,
-    pub _pad: u32,
+    pub size: u16,
+    pub u: u16,
     pub idxs: u64,
     pub gpfns: u64,
     pub errs: u64,
 }
-layout!(AddToPhysmapBatch, size = 40, domid @ 0, space @ 2, size @ 4, u @ 8, idxs @ 16, gpfns @ 24, errs @ 32);
+layout!(AddToPhysmapBatch, size = 32, domid @ 0, space @ 2, size @ 4, u @ 6, idxs @ 8, gpfns @ 16, errs @ 24);
 
 /// `xen_remove_from_physmap` {domid, gpfn}.
 // xen-public/memory.h

@@ -8,33 +8,13 @@
 //! no vPMU (`vpmu` off on the command line), and tmem removed (4.13).
 
 use super::Ctx;
-use crate::abi::{Errno, DOMID_SELF};
+use crate::abi::{DomctlHead, Errno, HvmParam, NmiCallback, PlatformOpHead, SysctlHead, DOMID_SELF};
 use crate::mm::paging::is_canonical;
 
-/// `XEN_SYSCTL_INTERFACE_VERSION` (xen-public/sysctl.h).
-pub const SYSCTL_INTERFACE_VERSION: u32 = 0x0000_0015; // xen-public/sysctl.h
-/// `XEN_DOMCTL_INTERFACE_VERSION` (xen-public/domctl.h).
-pub const DOMCTL_INTERFACE_VERSION: u32 = 0x0000_0015; // xen-public/domctl.h
-/// `XENPF_INTERFACE_VERSION` (xen-public/platform.h).
-pub const XENPF_INTERFACE_VERSION: u32 = 0x0300_0001; // xen-public/platform.h
-/// `XEN_DOMCTL_shadow_op` (xen-public/domctl.h): the only domctl paging_domctl_cont continues.
-pub const DOMCTL_SHADOW_OP: u32 = 10; // xen-public/domctl.h
-/// `XENNMI_register_callback` / `XENNMI_unregister_callback` (xen-public/nmi.h).
-pub const XENNMI_REGISTER_CALLBACK: u64 = 0; // xen-public/nmi.h
-pub const XENNMI_UNREGISTER_CALLBACK: u64 = 1; // xen-public/nmi.h
-/// `HVMOP_set_param`, `HVMOP_get_param`, `HVMOP_flush_tlbs` (xen-public/hvm/hvm_op.h).
-pub const HVMOP_SET_PARAM: u64 = 0; // xen-public/hvm/hvm_op.h
-pub const HVMOP_GET_PARAM: u64 = 1; // xen-public/hvm/hvm_op.h
-pub const HVMOP_FLUSH_TLBS: u64 = 5; // xen-public/hvm/hvm_op.h
-/// `HVM_NR_PARAMS` (xen-public/hvm/params.h).
-pub const HVM_NR_PARAMS: u32 = 39; // xen-public/hvm/params.h
+use crate::abi::control::*;
 
-/// Sizes Xen copies in full before looking at any field: `struct xen_sysctl` and
-/// `struct xen_platform_op` are {cmd, interface_version, union of 128 bytes}; `struct
-/// xen_domctl` adds {domain, pad[3]} before its union.
-const SYSCTL_SIZE: usize = 8 + 128;
-const PLATFORM_OP_SIZE: usize = 8 + 128;
-const DOMCTL_SIZE: usize = 16 + 128;
+// sysctl, domctl and platform_op copy their whole structure (`*Head`) before looking at any
+// field: a structure that is not all readable is -EFAULT.
 /// `struct xen_dm_op_buf` {handle, size} and the most buffers `do_dm_op` takes
 /// (`struct dmop_args`: buf[2]).
 const DM_OP_BUF_SIZE: usize = 16;
@@ -46,16 +26,12 @@ fn read_bytes(ctx: &Ctx<'_, '_>, va: u64, n: usize) -> Result<alloc::vec::Vec<u8
     Ok(v)
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
 /// sysctl (xen/common/sysctl.c `do_sysctl`): the whole structure is copied (-EFAULT), the
 /// interface version checked (-EACCES), then `xsm_sysctl(XSM_PRIV)`: -EPERM for a domU.
 pub fn sysctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = "sysctl".into());
-    let b = read_bytes(ctx, a[0], SYSCTL_SIZE)?;
-    let (cmd, ver) = (u32_at(&b, 0), u32_at(&b, 4));
+    let h: SysctlHead = ctx.read_guest(a[0])?;
+    let (cmd, ver) = (h.cmd, h.interface_version);
     ctx.describe(|d| *d = alloc::format!("sysctl(cmd {cmd})"));
     if ver != SYSCTL_INTERFACE_VERSION {
         ctx.annotate(|n| *n = alloc::format!("interface version {ver:#x}, not {SYSCTL_INTERFACE_VERSION:#x}"));
@@ -70,23 +46,16 @@ pub fn sysctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 /// `xsm_domctl(XSM_OTHER)`: XSM_PRIV, XSM_DM_PRIV or XSM_XS_PRIV, all -EPERM for a domU.
 pub fn domctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = "domctl".into());
-    let b = read_bytes(ctx, a[0], DOMCTL_SIZE)?;
-    let (cmd, ver) = (u32_at(&b, 0), u32_at(&b, 4));
-    let domain = u16::from_le_bytes([b[8], b[9]]);
+    let h: DomctlHead = ctx.read_guest(a[0])?;
+    let (cmd, ver, domain) = (h.cmd, h.interface_version, h.domain);
     ctx.describe(|d| *d = alloc::format!("domctl(cmd {cmd}, dom {domain:#x})"));
     if ver != DOMCTL_INTERFACE_VERSION {
         ctx.annotate(|n| *n = alloc::format!("interface version {ver:#x}, not {DOMCTL_INTERFACE_VERSION:#x}"));
         return Err(Errno::EACCES);
     }
-    // XEN_DOMCTL_createdomain (1) has no target; assign/deassign/test_assign_device and
+    // XEN_DOMCTL_createdomain has no target; assign/deassign/test_assign_device and
     // vm_event_op accept DOMID_INVALID or DOMID_IO as "none": xsm_domctl still says -EPERM.
-    const CREATEDOMAIN: u32 = 1; // xen-public/domctl.h XEN_DOMCTL_createdomain
-    const DOMID_IO: u16 = 0x7FF1; // xen-public/xen.h
-    const DOMID_INVALID: u16 = 0x7FF4; // xen-public/xen.h
-    const ASSIGN_DEVICE: u32 = 37; // xen-public/domctl.h XEN_DOMCTL_assign_device
-    const DEASSIGN_DEVICE: u32 = 47; // xen-public/domctl.h XEN_DOMCTL_deassign_device
-    const TEST_ASSIGN_DEVICE: u32 = 45; // xen-public/domctl.h XEN_DOMCTL_test_assign_device
-    const VM_EVENT_OP: u32 = 56; // xen-public/domctl.h XEN_DOMCTL_vm_event_op
+    use domctl::{ASSIGN_DEVICE, CREATEDOMAIN, DEASSIGN_DEVICE, TEST_ASSIGN_DEVICE, VM_EVENT_OP};
     let no_target = match cmd {
         CREATEDOMAIN => true,
         ASSIGN_DEVICE | DEASSIGN_DEVICE if domain == DOMID_IO => true,
@@ -105,8 +74,8 @@ pub fn domctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 /// version (-EACCES), `xsm_platform_op(XSM_PRIV)`: -EPERM.
 pub fn platform_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = "platform_op".into());
-    let b = read_bytes(ctx, a[0], PLATFORM_OP_SIZE)?;
-    let (cmd, ver) = (u32_at(&b, 0), u32_at(&b, 4));
+    let h: PlatformOpHead = ctx.read_guest(a[0])?;
+    let (cmd, ver) = (h.cmd, h.interface_version);
     ctx.describe(|d| *d = alloc::format!("platform_op(cmd {cmd})"));
     if ver != XENPF_INTERFACE_VERSION {
         return Err(Errno::EACCES);
@@ -128,9 +97,7 @@ pub fn nmi_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     match a[0] as u32 as u64 {
         XENNMI_REGISTER_CALLBACK => {
             ctx.describe(|d| *d = "nmi_op(register_callback)".into());
-            // struct xennmi_callback {handler_address, pad}.
-            let addr: u64 = ctx.read_guest(a[1])?;
-            let _pad: u64 = ctx.read_guest(a[1].wrapping_add(8))?;
+            let addr = ctx.read_guest::<NmiCallback>(a[1])?.handler_address;
             ctx.describe(|d| *d = alloc::format!("nmi_op(register_callback, {addr:#x})"));
             if !is_canonical(addr) {
                 return Err(Errno::EINVAL);
@@ -159,11 +126,9 @@ pub fn hvm_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         HVMOP_SET_PARAM | HVMOP_GET_PARAM => {
             let name = if op == HVMOP_SET_PARAM { "set_param" } else { "get_param" };
             ctx.describe(|d| *d = alloc::format!("hvm_op({name})"));
-            // struct xen_hvm_param {domid, pad, index, value}.
-            let mut p = [0u8; 16];
-            ctx.copy_from_guest(arg, &mut p)?;
-            let domid = u16::from_le_bytes([p[0], p[1]]);
-            if u32_at(&p, 4) >= HVM_NR_PARAMS {
+            let p: HvmParam = ctx.read_guest(arg)?;
+            let domid = p.domid;
+            if p.index >= HVM_NR_PARAMS {
                 return Err(Errno::EINVAL);
             }
             if domid != DOMID_SELF && !ctx.doms.contains_key(&domid) {
@@ -233,10 +198,9 @@ pub fn mca(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
 /// domain (-ESRCH) and `xsm_domctl` (-EPERM).
 pub fn paging_domctl_cont(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = "paging_domctl_cont".into());
-    let b = read_bytes(ctx, a[0], DOMCTL_SIZE)?;
-    let (cmd, ver) = (u32_at(&b, 0), u32_at(&b, 4));
-    let domain = u16::from_le_bytes([b[8], b[9]]);
-    if ver != DOMCTL_INTERFACE_VERSION || cmd != DOMCTL_SHADOW_OP {
+    let h: DomctlHead = ctx.read_guest(a[0])?;
+    let (cmd, ver, domain) = (h.cmd, h.interface_version, h.domain);
+    if ver != DOMCTL_INTERFACE_VERSION || cmd != domctl::SHADOW_OP {
         return Err(Errno::EOPNOTSUPP);
     }
     if !ctx.doms.contains_key(&domain) {

@@ -65,8 +65,7 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
 /// itself as foreign domain") or a domain that does not exist is -ESRCH; DOMID_IO, DOMID_XEN or
 /// another domain is not the caller's to change: -EPERM.
 fn check_foreign(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<(), Errno> {
-    const DOMID_XEN: u16 = 0x7FF2; // xen-public/xen.h
-    const DOMID_IO: u16 = 0x7FF1; // xen-public/xen.h
+    use crate::abi::control::{DOMID_IO, DOMID_XEN};
     let fd = (foreigndom & 0xffff) as u16;
     if fd == DOMID_SELF {
         Ok(())
@@ -85,19 +84,75 @@ fn handle_okay(va: u64, count: u64) -> bool {
     count >> 32 == 0 && (va < (1 << 47) || va >= crate::abi::HYPERVISOR_VIRT_END)
 }
 
-pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
-    let (reqs, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
-    ctx.describe(|d| *d = alloc::format!("mmu_update({count} req{})", if count == 1 { "" } else { "s" }));
-    if !handle_okay(reqs, count) {
-        return Err(Errno::EFAULT);
+/// `MMU_UPDATE_PREEMPTED` (xen/arch/x86/include/asm/mm.h): the top bit of a 32-bit `count`
+/// marks a continuation; `count == MMU_UPDATE_PREEMPTED` with a null list returns `foreigndom`.
+const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
+
+/// The common head of do_mmu_update and do_mmuext_op: the 32-bit `count` with its continuation
+/// bit, and the `done` count a continuation carries in `*pdone`. `Err` is the call's result.
+fn batch_head(ctx: &Ctx<'_, '_>, list: u64, count: u64, pdone: u64, foreign: u64) -> Result<(u64, u32), Result<i64, Errno>> {
+    let count = count as u32;
+    if count == MMU_UPDATE_PREEMPTED && list == 0 {
+        return Err(Ok(foreign as u32 as i32 as i64));
     }
-    check_foreign(ctx, foreign)?;
+    let mut done = 0u32;
+    let count = if count & MMU_UPDATE_PREEMPTED != 0 {
+        if pdone != 0 {
+            done = ctx.read_guest(pdone).unwrap_or(0);
+        }
+        count & !MMU_UPDATE_PREEMPTED
+    } else {
+        count
+    };
+    if !handle_okay(list, count as u64) {
+        return Err(Err(Errno::EFAULT));
+    }
+    Ok((count as u64, done))
+}
+
+/// The foreign page-table owner of mmu_update (`foreigndom >> 16`, the owner's id plus one):
+/// a domain that does not exist is -ESRCH; the caller's own is the caller.
+fn pt_owner(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<bool, Errno> {
+    let pt_dom = (foreigndom as u32) >> 16;
+    if pt_dom == 0 {
+        return Ok(false);
+    }
+    let id = (pt_dom - 1) as u16;
+    if pt_dom - 1 > u16::MAX as u32 || !ctx.doms.contains_key(&id) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(id != ctx.dom)
+}
+
+pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (reqs, done_ptr, foreign) = (a[0], a[2], a[3]);
+    let count = a[1] as u32 as u64 & !(MMU_UPDATE_PREEMPTED as u64);
+    ctx.describe(|d| *d = alloc::format!("mmu_update({count} req{})", if count == 1 { "" } else { "s" }));
+    let (count, done0) = match batch_head(ctx, reqs, a[1], done_ptr, foreign) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // Xen's order: the page-table owner (-ESRCH, returned at once), the page owner (-ESRCH, with
+    // *pdone written), then, at each request, xsm_mmu_update refuses a foreign owner (-EPERM).
+    let foreign_pt = pt_owner(ctx, foreign)?;
+    let pg = check_foreign(ctx, foreign);
+    if pg == Err(Errno::ESRCH) {
+        if done_ptr != 0 {
+            let _ = ctx.write_guest(done_ptr, &done0);
+        }
+        return Err(Errno::ESRCH);
+    }
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);
     }
     let mut done = 0u64;
     let mut result = Ok(0);
     for i in 0..count {
+        if foreign_pt || pg.is_err() {
+            ctx.annotate(|n| n.push_str("foreign domain"));
+            result = Err(Errno::EPERM);
+            break;
+        }
         let r: MmuUpdate = match ctx.read_guest(reqs.wrapping_add(i * 16)) {
             Ok(r) => r,
             Err(e) => {
@@ -105,15 +160,18 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        // do_mmu_update: MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD and (for a PV
-        // page-table owner, the same) MMU_PT_UPDATE_NO_TRANSLATE update a page-table entry;
-        // MMU_MACHPHYS_UPDATE sets the M2P entry of one of the caller's frames (get_page_from_mfn
-        // failing, for a frame that is not its own, is -EINVAL).
-        let cmd = r.ptr & mmu::CMD_MASK;
+        // do_mmu_update: the command is `ptr & (sizeof(l1_pgentry_t) - 1)`, the low 3 bits.
+        // MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD and (for a PV page-table owner, the
+        // same) MMU_PT_UPDATE_NO_TRANSLATE update a page-table entry at `ptr - cmd`;
+        // MMU_MACHPHYS_UPDATE sets the M2P entry of one of the caller's frames
+        // (get_page_from_mfn failing, for a frame that is not its own, is -EINVAL); 4..=7 are
+        // -ENOSYS.
+        let cmd = r.ptr & 7;
         let res = match cmd {
             mmu::NORMAL_PT_UPDATE | mmu::PT_UPDATE_PRESERVE_AD | mmu::PT_UPDATE_NO_TRANSLATE => {
-                pt(ctx).update_entry_ad(Maddr(r.ptr & !mmu::CMD_MASK), r.val, cmd == mmu::PT_UPDATE_PRESERVE_AD)
+                pt(ctx).update_entry_ad(Maddr(r.ptr - cmd), r.val, cmd == mmu::PT_UPDATE_PRESERVE_AD)
             }
+            4..=7 => Err(Errno::ENOSYS),
             _ => {
                 let mfn = Mfn(r.ptr >> 12);
                 match ctx.frames.owner(mfn) {
@@ -126,7 +184,7 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             }
         };
         if let Err(e) = res {
-            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK != mmu::MACHPHYS_UPDATE {
+            let note = if r.val & PTE_P != 0 && matches!(cmd, 0 | 2 | 3) {
                 let table_note = owner_note(ctx, Mfn(r.ptr >> 12));
                 let target = owner_note(ctx, pte_mfn(r.val));
                 alloc::format!("req {i}: ptr in {table_note}, maps {target}")
@@ -142,8 +200,10 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     if done > 0 {
         ctx.fx.flush_tlb = true;
     }
+    // "Add incremental work we have done to the @done output parameter" (a fault writing it is
+    // ignored).
     if done_ptr != 0 {
-        ctx.write_guest(done_ptr, &(done as u32))?;
+        let _ = ctx.write_guest(done_ptr, &done0.wrapping_add(done as u32));
     }
     result
 }
@@ -177,6 +237,20 @@ pub fn update_va_mapping(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errn
     }
     ctx.fx.flush_tlb = true;
     Ok(0)
+}
+
+/// update_va_mapping_otherdomain (xen/arch/x86/mm.c): `get_pg_owner(domid)` (-ESRCH for the
+/// caller's own id or a missing domain), then xsm_update_va_mapping(XSM_TARGET) refuses another
+/// domain (-EPERM); DOMID_SELF is update_va_mapping itself.
+pub fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let domid = a[3] & 0xffff;
+    ctx.describe(|d| *d = alloc::format!("update_va_mapping_otherdomain({:#x}, dom {domid:#x})", a[0]));
+    check_foreign(ctx, domid)?;
+    let r = update_va_mapping(ctx, a);
+    if ctx.tracing {
+        ctx.desc = alloc::format!("update_va_mapping_otherdomain{}", ctx.desc.trim_start_matches("update_va_mapping"));
+    }
+    r
 }
 
 fn mmuext_name(cmd: u32) -> Option<&'static str> {
@@ -308,11 +382,14 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
 }
 
 pub fn mmuext_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
-    let (ops, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
+    let (ops, done_ptr, foreign) = (a[0], a[2], a[3]);
+    let count = a[1] as u32 as u64 & !(MMU_UPDATE_PREEMPTED as u64);
     ctx.describe(|d| *d = alloc::format!("mmuext_op({count} op{})", if count == 1 { "" } else { "s" }));
-    if !handle_okay(ops, count) {
-        return Err(Errno::EFAULT);
-    }
+    let (count, done0) = match batch_head(ctx, ops, a[1], done_ptr, foreign) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // get_pg_owner (-ESRCH), then xsm_mmuext_op(XSM_TARGET) (-EPERM): before any op.
     check_foreign(ctx, foreign)?;
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);
@@ -351,7 +428,7 @@ pub fn mmuext_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         ctx.describe(|d| *d = alloc::format!("mmuext_op({names})"));
     }
     if done_ptr != 0 {
-        ctx.write_guest(done_ptr, &(done as u32))?;
+        let _ = ctx.write_guest(done_ptr, &done0.wrapping_add(done as u32));
     }
     result
 }

@@ -61,6 +61,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::MEMORY_OP as usize] = row("memory_op", memory::memory_op);
     t[nr::MULTICALL as usize] = row("multicall", multicall::multicall);
     t[nr::UPDATE_VA_MAPPING as usize] = row("update_va_mapping", mmu::update_va_mapping);
+    t[nr::UPDATE_VA_MAPPING_OTHERDOMAIN as usize] = row("update_va_mapping_otherdomain", mmu::update_va_mapping_otherdomain);
     t[nr::SET_TIMER_OP as usize] = row("set_timer_op", sched::set_timer_op);
     t[nr::XEN_VERSION as usize] = row("xen_version", version::xen_version);
     t[nr::CONSOLE_IO as usize] = row("console_io", console::console_io);
