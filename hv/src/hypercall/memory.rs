@@ -155,10 +155,11 @@ pub fn reclaim(ctx: &mut Ctx<'_, '_>) {
             keep.push(mfn);
             continue;
         }
-        free_frame(ctx, d, mfn, f.pfn);
         if ctx.tracing {
-            ctx.lines.push(alloc::format!("d{d} frame freed (last reference gone)"));
+            let name = if f.pfn == NO_PFN { "a frame".into() } else { alloc::format!("pfn {:#x}", f.pfn) };
+            ctx.lines.push(alloc::format!("d{d} {name} freed: its last reference went"));
         }
+        free_frame(ctx, d, mfn, f.pfn);
     }
     ctx.frames.zombies = keep;
 }

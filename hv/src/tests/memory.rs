@@ -118,7 +118,7 @@ fn balloon_out_and_back_in() {
     assert_eq!(reserve(&mut w, d, op::DECREASE_RESERVATION, &[mfn.0], 1, 0).0, 1);
     assert_eq!(w.update_va_mapping(d, va, 0), 0);
     assert_eq!(tot(&mut w, d), 4095, "freed with its last reference");
-    w.assert_trace(&["d1 frame freed (last reference gone)"]);
+    w.assert_trace(&[&format!("d1 pfn {pfn:#x} freed: its last reference went")]);
     assert_eq!(w.hv.frames.owner(mfn), Some(Owner::Free));
     assert_eq!(w.mread_u64(w.hv.xen.m2p.maddr().add(mfn.0 * 8)), !0, "M2P entry invalid");
     // Freed: -ENXIO, nothing done.
@@ -328,4 +328,123 @@ fn mmu_update_preserve_ad_and_mmuext_details() {
     assert_eq!(w.hypercall(d, nr::MMUEXT_OP, [list, 1, 0, other as u64, 0]), EPERM);
     assert_eq!(w.hypercall(d, nr::MMUEXT_OP, [0xFFFF_8000_0000_0000, 1, 0, DOMID_SELF as u64, 0]), -14);
     let _ = PAGE_SIZE;
+}
+
+#[test]
+fn mmu_update_foreign_owners_pdone_and_continuations() {
+    let mut w = World::new();
+    let d = w.create("mu");
+    let other = w.create("other");
+    let va = w.scratch(d, 4);
+    let l1e = w.l1e(d, va);
+    let mfn = w.mfn_of(d, va);
+    let (list, done) = (w.scratch(d, 13), w.scratch(d, 14));
+    let val = mfn.maddr().0 | PTE_P | PTE_RW | PTE_US;
+    w.write_pod(d, list, &crate::abi::MmuUpdate { ptr: l1e.0, val });
+    // Own id as the foreign domain, or a missing one: -ESRCH; another: -EPERM, at the request.
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, done, d as u64, 0]), ESRCH);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, done, 999, 0]), ESRCH);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, done, other as u64, 0]), EPERM);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 0, done, other as u64, 0]), 0, "no request, no check");
+    // A foreign page-table owner (foreigndom >> 16 is its id plus one).
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, done, ((other as u64 + 1) << 16) | DOMID_SELF as u64, 0]), EPERM);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, done, (1000 << 16) | DOMID_SELF as u64, 0]), ESRCH);
+    // *pdone: the continuation's count plus this call's.
+    w.write_pod(d, done, &5u32);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1 | 1 << 31, done, DOMID_SELF as u64, 0]), 0);
+    assert_eq!(w.read_pod::<u32>(d, done), 6);
+    // MMU_UPDATE_PREEMPTED with a null list returns foreigndom (Xen's continuation of a result).
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [0, 1 << 31, 0, 0xffff_ffea, 0]), -22);
+    // Commands 4..7 of the low three bits: -ENOSYS; a list in the hypervisor's range: -EFAULT.
+    w.write_pod(d, list, &crate::abi::MmuUpdate { ptr: l1e.0 | 5, val });
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, 0, DOMID_SELF as u64, 0]), ENOSYS);
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [0xFFFF_8000_0000_0000, 1, 0, DOMID_SELF as u64, 0]), -14);
+    // MMU_PT_UPDATE_NO_TRANSLATE is a normal update for a PV page-table owner.
+    w.write_pod(d, list, &crate::abi::MmuUpdate { ptr: l1e.0 | 3, val });
+    assert_eq!(w.hypercall(d, nr::MMU_UPDATE, [list, 1, 0, DOMID_SELF as u64, 0]), 0);
+    // update_va_mapping_otherdomain: DOMID_SELF is update_va_mapping; another domain -EPERM.
+    assert_eq!(w.hypercall(d, 22, [va, val, 2, DOMID_SELF as u64, 0]), 0);
+    assert_eq!(w.hypercall(d, 22, [va, val, 2, other as u64, 0]), EPERM);
+    assert_eq!(w.hypercall(d, 22, [va, val, 2, d as u64, 0]), ESRCH);
+    w.assert_trace(&["d1v0 update_va_mapping_otherdomain(", "= -EPERM"]);
+}
+
+#[test]
+fn reservation_flags_and_other_sub_ops() {
+    let mut w = World::new();
+    let d = w.create("flags");
+    let (arg, l) = (w.scratch(d, 20), w.scratch(d, 21));
+    // Address bits: 12 or fewer is refused; 25 gives a frame below 32 MiB, 24 none (the
+    // hypervisor and this domain's 16 MiB fill the first 16 MiB).
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: 12, ..res(0, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 0);
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: 24, ..res(l, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 0);
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: 25, ..res(l, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 1);
+    assert!(w.read_u64(d, l) < 1 << 13, "below 2^25 bytes");
+    let other = w.create("other");
+    // An exact node request from a domU: refused; a node hint alone is fine.
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: (2 << 8) | (1 << 17), ..res(0, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 0);
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: 2 << 8, ..res(0, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 1);
+    // Populate-on-demand on oneself: nothing done.
+    w.write_pod(d, l, &9000u64);
+    w.write_pod(d, arg, &MemoryReservation { mem_flags: 1 << 16, ..res(l, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::POPULATE_PHYSMAP, arg, 0, 0, 0]), 0);
+    // More extents than a continuation can encode: nothing done.
+    w.write_pod(d, arg, &res(0, (u32::MAX as u64 >> 6) + 1, 0));
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::INCREASE_RESERVATION, arg, 0, 0, 0]), 0);
+    // machphys_mfn_list: the M2P's frames, 2 MiB at a time.
+    w.write_pod(d, arg, &crate::abi::MachphysMfnList { max_extents: 4, _pad: 0, extent_start: l, nr_extents: 0, _pad2: 0 });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::MACHPHYS_MFN_LIST, arg, 0, 0, 0]), 0);
+    let m: crate::abi::MachphysMfnList = w.read_pod(d, arg);
+    assert_eq!(m.nr_extents, 1, "64 MiB of machine memory: 128 KiB of M2P");
+    assert_eq!(w.read_u64(d, l), w.hv.xen.m2p.0);
+    // PoD targets are for HVM domains; claims and vNUMA need privileges or vNUMA.
+    w.write_pod(d, arg, &crate::abi::PodTarget { domid: DOMID_SELF, ..Default::default() });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::GET_POD_TARGET, arg, 0, 0, 0]), EINVAL);
+    w.write_pod(d, arg, &MemoryReservation { domid: d, ..res(0, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::CLAIM_PAGES, arg, 0, 0, 0]), EPERM);
+    w.write_pod(d, arg, &MemoryReservation { domid: DOMID_SELF, ..res(0, 1, 0) });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::CLAIM_PAGES, arg, 0, 0, 0]), EINVAL, "by id: DOMID_SELF is none");
+    w.write_pod(d, arg, &crate::abi::VnumaTopologyInfo { domid: DOMID_SELF, ..Default::default() });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::GET_VNUMAINFO, arg, 0, 0, 0]), EOPNOTSUPP);
+    w.write_pod(d, arg, &crate::abi::MemAcquireResource { domid: other, ..Default::default() });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::ACQUIRE_RESOURCE, arg, 0, 0, 0]), EPERM);
+    w.write_pod(d, arg, &crate::abi::MemAcquireResource { domid: DOMID_SELF, ..Default::default() });
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::ACQUIRE_RESOURCE, arg, 0, 0, 0]), ESRCH);
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::GET_SHARING_FREED_PAGES, 0, 0, 0, 0]), 0);
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::MACHPHYS_COMPAT_MFN_LIST, arg, 0, 0, 0]), ENOSYS);
+    // x86 sub-ops see the whole cmd: continuation bits make them unknown.
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::MACHPHYS_MAPPING | 1 << 6, arg, 0, 0, 0]), ENOSYS);
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::ADD_TO_PHYSMAP | 1 << 22, arg, 0, 0, 0]), -33, "-EDOM");
+}
+
+#[test]
+fn a_frame_given_back_while_in_use_stays_until_its_last_reference() {
+    // A frame in a GDT is in use by the hypervisor: given back, it stays until the GDT goes.
+    let mut w = World::new();
+    let d = w.create("gdt");
+    let va = w.scratch(d, 6);
+    let mfn = w.mfn_of(d, va);
+    assert_eq!(w.update_va_mapping(d, va, 0), 0);
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].gdt_frames = vec![mfn];
+    assert_eq!(reserve(&mut w, d, op::DECREASE_RESERVATION, &[mfn.0], 1, 0).0, 1);
+    assert_eq!(w.hv.frames.owner(mfn), Some(Owner::Dom(d)), "still the GDT's");
+    assert_eq!(tot(&mut w, d), 4096);
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].gdt_frames.clear();
+    assert_eq!(tot(&mut w, d), 4095);
+    assert_eq!(w.hv.frames.owner(mfn), Some(Owner::Free));
+    // A page table given back stays a page table until unpinned, and no other domain gets it.
+    let pt = w.mfn_of(d, w.scratch(d, 7));
+    assert_eq!(w.update_va_mapping(d, w.scratch(d, 7), 0), 0);
+    assert_eq!(w.mmuext(d, mmuext::PIN_L1_TABLE, pt.0), 0);
+    assert_eq!(reserve(&mut w, d, op::DECREASE_RESERVATION, &[pt.0], 1, 0).0, 1);
+    let e = w.create("later");
+    assert!(!w.hv.frames.domain_frames(e).any(|m| m == pt), "a referenced frame never reaches another domain");
+    assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, pt.0), 0);
+    assert_eq!(tot(&mut w, d), 4094);
+    assert_eq!(w.hv.frames.owner(pt), Some(Owner::Free));
 }
