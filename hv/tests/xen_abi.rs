@@ -630,6 +630,7 @@ fn xenrt_consts() -> Vec<Const> {
         }
         "errno.h" {
             "EPERM" = EPERM, "ENOENT" = ENOENT, "EFAULT" = EFAULT, "EBUSY" = EBUSY, "EINVAL" = EINVAL, "ENOSYS" = ENOSYS,
+            "ESRCH" = ESRCH, "EACCES" = EACCES,
         }
         "version.h" { "XENVER_version" = XENVER_VERSION, "XENVER_extraversion" = XENVER_EXTRAVERSION }
         "sched.h" {
