@@ -778,6 +778,8 @@ fn core_layouts() -> Vec<Layout> {
             "frame_list" = frame_list,
         }
         "struct xen_platform_op" = PlatformOpHead { "cmd" = cmd, "interface_version" = interface_version, "u" = u }
+        "struct evtchn_op" = EvtchnOpCompat { "cmd" = cmd, "u" = u }
+        "struct physdev_op" = PhysdevOpCompat { "cmd" = cmd, "u" = u }
         "struct xennmi_callback" = NmiCallback { "handler_address" = handler_address, "pad" = pad }
         "struct xen_hvm_param" = HvmParam { "domid" = domid, "pad" = pad, "index" = index, "value" = value }
         "struct vcpu_register_vcpu_info" = RegisterVcpuInfo { "mfn" = mfn, "offset" = offset, "rsvd" = rsvd }

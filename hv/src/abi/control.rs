@@ -98,3 +98,27 @@ pub struct HvmParam {
     pub value: u64,
 }
 layout!(HvmParam, size = 16, domid @ 0, pad @ 2, index @ 4, value @ 8);
+
+/// `struct evtchn_op` {cmd, u}: the argument of the legacy event_channel_op_compat, whose `u`
+/// is what event_channel_op takes (the largest member, evtchn_status, is 24 bytes).
+// xen-public/event_channel.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct EvtchnOpCompat {
+    pub cmd: u32,
+    pub u: [u32; 6],
+}
+layout!(EvtchnOpCompat, size = 28, cmd @ 0, u @ 4);
+
+/// `struct physdev_op` {cmd, u}: the argument of the legacy physdev_op_compat (the largest
+/// member of `u`, physdev_apic and physdev_set_iobitmap, is 16 bytes, 8-aligned).
+// xen-public/physdev.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct PhysdevOpCompat {
+    pub cmd: u32,
+    pub _pad: u32,
+    pub u: [u64; 2],
+}
+layout!(PhysdevOpCompat, size = 24, cmd @ 0, u @ 8);
+

@@ -15,7 +15,7 @@ pub mod hypercall;
 pub mod memory;
 pub mod structs;
 
-pub use control::{DomctlHead, HvmParam, NmiCallback, PlatformOpHead, SysctlHead};
+pub use control::{DomctlHead, EvtchnOpCompat, HvmParam, NmiCallback, PhysdevOpCompat, PlatformOpHead, SysctlHead};
 pub use errno::Errno;
 pub use memory::*;
 pub use structs::*;

@@ -8,7 +8,7 @@
 //! no vPMU (`vpmu` off on the command line), and tmem removed (4.13).
 
 use super::Ctx;
-use crate::abi::{DomctlHead, Errno, HvmParam, NmiCallback, PlatformOpHead, SysctlHead, DOMID_SELF};
+use crate::abi::{DomctlHead, Errno, EvtchnOpCompat, HvmParam, NmiCallback, PhysdevOpCompat, PlatformOpHead, SysctlHead, DOMID_SELF};
 use crate::mm::paging::is_canonical;
 
 use crate::abi::control::*;
@@ -207,4 +207,37 @@ pub fn paging_domctl_cont(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Err
         return Err(Errno::ESRCH);
     }
     Err(Errno::EPERM)
+}
+
+/// event_channel_op_compat (xen/arch/x86/compat.c `do_event_channel_op_compat`): the whole
+/// `struct evtchn_op` is copied (-EFAULT), then bind_interdomain..unmask go to event_channel_op
+/// with a pointer to its `u`; any other command is -ENOSYS.
+pub fn event_channel_op_compat(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    use crate::abi::hypercall::evtchn_op as e;
+    ctx.describe(|d| *d = "event_channel_op_compat".into());
+    let op: EvtchnOpCompat = ctx.read_guest(a[0])?;
+    let cmd = op.cmd as u64;
+    if !(e::BIND_INTERDOMAIN..=e::UNMASK).contains(&cmd) {
+        ctx.describe(|d| *d = alloc::format!("event_channel_op_compat({cmd})"));
+        return Err(Errno::ENOSYS);
+    }
+    let u = a[0].wrapping_add(core::mem::offset_of!(EvtchnOpCompat, u) as u64);
+    let r = super::event::event_channel_op(ctx, [cmd, u, 0, 0, 0]);
+    if ctx.tracing {
+        ctx.desc = alloc::format!("event_channel_op_compat: {}", ctx.desc);
+    }
+    r
+}
+
+/// physdev_op_compat (xen/arch/x86/compat.c `do_physdev_op_compat`): the whole `struct
+/// physdev_op` is copied (-EFAULT), then physdev_op runs with its command and a pointer to `u`.
+pub fn physdev_op_compat(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    ctx.describe(|d| *d = "physdev_op_compat".into());
+    let op: PhysdevOpCompat = ctx.read_guest(a[0])?;
+    let u = a[0].wrapping_add(core::mem::offset_of!(PhysdevOpCompat, u) as u64);
+    let r = super::physdev::physdev_op(ctx, [op.cmd as u64, u, 0, 0, 0]);
+    if ctx.tracing {
+        ctx.desc = alloc::format!("physdev_op_compat: {}", ctx.desc);
+    }
+    r
 }

@@ -131,4 +131,4 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, u64, u32, u16, u8, i16);
 pod!(MemoryReservation, MemoryExchange, MachphysMfnList, MachphysMapping, AddToPhysmap, AddToPhysmapBatch,
     RemoveFromPhysmap, ForeignMemoryMap, PodTarget, VnumaTopologyInfo, ReservedDeviceMemoryMap, MemAcquireResource,
-    MemAccessOp, DomctlHead, SysctlHead, PlatformOpHead, NmiCallback, HvmParam);
+    MemAccessOp, DomctlHead, SysctlHead, PlatformOpHead, NmiCallback, HvmParam, EvtchnOpCompat, PhysdevOpCompat);

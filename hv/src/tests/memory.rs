@@ -448,3 +448,23 @@ fn a_frame_given_back_while_in_use_stays_until_its_last_reference() {
     assert_eq!(tot(&mut w, d), 4094);
     assert_eq!(w.hv.frames.owner(pt), Some(Owner::Free));
 }
+
+#[test]
+fn legacy_event_channel_and_physdev_hypercalls() {
+    let mut w = World::new();
+    let d = w.create("compat");
+    let arg = w.scratch(d, 20);
+    // evtchn_op {cmd = EVTCHNOP_send, u.send.port = 1000}: event_channel_op(send) on `u`.
+    w.write(d, arg, &w32(&[4, 1000, 0, 0, 0, 0, 0]));
+    assert_eq!(w.hypercall(d, 16, [arg, 0, 0, 0, 0]), EINVAL);
+    w.assert_trace(&["d1v0 event_channel_op_compat: event_channel_op(send, port 1000) = -EINVAL"]);
+    // A command past unmask is not passed on; an unreadable struct is -EFAULT.
+    w.write(d, arg, &w32(&[10, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(w.hypercall(d, 16, [arg, 0, 0, 0, 0]), ENOSYS);
+    assert_eq!(w.hypercall(d, 16, [0, 0, 0, 0, 0]), -14);
+    // physdev_op {cmd = PHYSDEVOP_set_iopl, u.set_iopl.iopl = 1}, `u` at offset 8.
+    w.write(d, arg, &w32(&[6, 0, 1, 0, 0, 0]));
+    assert_eq!(w.hypercall(d, 19, [arg, 0, 0, 0, 0]), 0);
+    assert_eq!(w.hv.doms[&d].vcpus[0].privs.iopl, 1);
+    w.assert_trace(&["d1v0 physdev_op_compat: physdev_op(set_iopl, 1) = 0"]);
+}
