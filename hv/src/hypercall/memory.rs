@@ -310,7 +310,7 @@ fn increase_reservation(ctx: &mut Ctx<'_, '_>, a: &mut Memop) {
     let mut i = a.nr_done;
     while i < a.nr_extents {
         let Some(mfn) = alloc_extent(ctx, a.d, a.order, a.limit, false) else { break };
-        if a.list != 0 && ctx.write_guest(a.list.wrapping_add(i * 8), &mfn.0).is_err() {
+        if a.list != 0 && ctx.write_guest(a.list.wrapping_add(i.wrapping_mul(8)), &mfn.0).is_err() {
             break;
         }
         i += 1;
@@ -328,14 +328,14 @@ fn populate_physmap(ctx: &mut Ctx<'_, '_>, a: &mut Memop) {
     }
     let mut i = a.nr_done;
     while i < a.nr_extents {
-        let Ok(gpfn) = ctx.read_guest::<u64>(a.list.wrapping_add(i * 8)) else { break };
+        let Ok(gpfn) = ctx.read_guest::<u64>(a.list.wrapping_add(i.wrapping_mul(8))) else { break };
         if a.pod {
             // "Disallow populating PoD pages on oneself." (and a domU may target no other).
             break;
         }
         let Some(mfn) = alloc_extent(ctx, a.d, a.order, a.limit, false) else { break };
         physmap_add(ctx, a.d, gpfn, mfn, a.order);
-        if ctx.write_guest(a.list.wrapping_add(i * 8), &mfn.0).is_err() {
+        if ctx.write_guest(a.list.wrapping_add(i.wrapping_mul(8)), &mfn.0).is_err() {
             break;
         }
         i += 1;
@@ -349,7 +349,7 @@ fn decrease_reservation(ctx: &mut Ctx<'_, '_>, a: &mut Memop) {
     }
     let mut i = a.nr_done;
     'out: while i < a.nr_extents {
-        let Ok(gmfn) = ctx.read_guest::<u64>(a.list.wrapping_add(i * 8)) else { break };
+        let Ok(gmfn) = ctx.read_guest::<u64>(a.list.wrapping_add(i.wrapping_mul(8))) else { break };
         for j in 0..(1u64 << a.order) {
             if let Err(e) = guest_remove_page(ctx, a.d, gmfn.wrapping_add(j)) {
                 let note = alloc::format!("extent {i}: mfn {:#x}: {e}", gmfn.wrapping_add(j));
@@ -458,7 +458,7 @@ fn exchange(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
         let mut stolen: Vec<Mfn> = Vec::new();
         let mut err = None;
         'steal: for j in 0..(1u64 << in_chunk) {
-            let Ok(gmfn) = ctx.read_guest::<u64>(x.input.extent_start.wrapping_add(((i << in_chunk) + j) * 8)) else {
+            let Ok(gmfn) = ctx.read_guest::<u64>(x.input.extent_start.wrapping_add(((i << in_chunk) + j).wrapping_mul(8))) else {
                 err = Some(Errno::EFAULT);
                 break;
             };
@@ -520,7 +520,7 @@ fn exchange(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
         }
         let mut chunk_rc = Ok(());
         for (j, m) in out.into_iter().enumerate() {
-            let slot = x.output.extent_start.wrapping_add(((i << out_chunk) + j as u64) * 8);
+            let slot = x.output.extent_start.wrapping_add(((i << out_chunk) + j as u64).wrapping_mul(8));
             let Ok(gpfn) = ctx.read_guest::<u64>(slot) else {
                 chunk_rc = Err(Errno::EFAULT);
                 continue;

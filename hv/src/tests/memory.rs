@@ -227,6 +227,14 @@ fn exchange_swaps_unreferenced_frames_only() {
     assert_eq!(w.hypercall(d, MEMORY_OP, [op::EXCHANGE, arg, 0, 0, 0]), EINVAL);
     w.write_pod(d, arg, &MemoryExchange { input: res(inl, 1, 10), output: res(outl, 1, 10), nr_exchanged: 0 });
     assert_eq!(w.hypercall(d, MEMORY_OP, [op::EXCHANGE, arg, 0, 0, 0]), EPERM);
+    // Huge extent counts resumed near their end (nr_exchanged): no arithmetic overflow; the
+    // list address wraps (as Xen's pointer arithmetic does) to the word before `inl`, a zero,
+    // and frame 0 is not ours: -EINVAL.
+    let huge = 1u64 << 62;
+    w.write_pod(d, arg, &MemoryExchange { input: res(inl, huge, 0), output: res(outl, huge, 0), nr_exchanged: huge - 1 });
+    w.write_pod(d, inl - 8, &0u64);
+    assert_eq!(w.hypercall(d, MEMORY_OP, [op::EXCHANGE, arg, 0, 0, 0]), EINVAL);
+    assert_eq!(w.read_pod::<MemoryExchange>(d, arg).nr_exchanged, huge - 1);
     // XSA-212: an output list in the hypervisor's range is refused before anything moves.
     w.write_pod(d, arg, &MemoryExchange { output: res(0xFFFF_8000_0000_0000, 1, 0), ..x });
     assert_eq!(w.hypercall(d, MEMORY_OP, [op::EXCHANGE, arg, 0, 0, 0]), -14);
