@@ -136,20 +136,20 @@ fn set_m2p(ctx: &mut Ctx<'_, '_>, mfn: Mfn, pfn: u64) {
     ctx.mem.write_u64(a, pfn);
 }
 
-/// Free every released frame that nothing references any more (the put_page that drops
-/// Xen's last reference): the owner's tot_pages goes down, its M2P entry becomes invalid and
-/// every vCPU of the owner flushes its TLB before it runs again.
+/// Free every frame the calling domain gave back that nothing references any more (the
+/// put_page that drops Xen's last reference): its tot_pages goes down, the M2P entry becomes
+/// invalid and every vCPU of the domain flushes its TLB before it runs again.
 pub fn reclaim(ctx: &mut Ctx<'_, '_>) {
-    if ctx.frames.zombies.is_empty() {
+    let d = ctx.dom;
+    let Some(list) = ctx.doms.get_mut(&d).map(|dd| core::mem::take(&mut dd.mem.released)) else { return };
+    if list.is_empty() {
         return;
     }
-    let list = core::mem::take(&mut ctx.frames.zombies);
     let mut keep = Vec::new();
     for mfn in list {
         let Some(f) = ctx.frames.get(mfn).copied() else { continue };
-        let Owner::Dom(d) = f.owner else { continue };
-        if !f.released {
-            continue;
+        if f.owner != Owner::Dom(d) || !f.released {
+            continue; // freed another way since
         }
         if busy(ctx, mfn) {
             keep.push(mfn);
@@ -161,7 +161,9 @@ pub fn reclaim(ctx: &mut Ctx<'_, '_>) {
         }
         free_frame(ctx, d, mfn, f.pfn);
     }
-    ctx.frames.zombies = keep;
+    if let Some(dd) = ctx.doms.get_mut(&d) {
+        dd.mem.released = keep;
+    }
 }
 
 /// Give a frame of `d` back to the heap: Xen's free_domheap_page (tot_pages) and
@@ -252,7 +254,9 @@ fn guest_remove_page(ctx: &mut Ctx<'_, '_>, d: DomId, gmfn: u64) -> Result<(), E
         return Ok(());
     }
     if busy(ctx, mfn) {
-        ctx.frames.zombies.push(mfn);
+        if let Some(dd) = ctx.doms.get_mut(&d) {
+            dd.mem.released.push(mfn);
+        }
     } else {
         free_frame(ctx, d, mfn, f.pfn);
     }

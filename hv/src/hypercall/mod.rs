@@ -256,6 +256,13 @@ pub fn dispatch(ctx: &mut Ctx<'_, '_>, n: u64, args: [u64; 5], out: &mut Vec<Str
             Err(Errno::ENOSYS)
         }
     };
+    // A call that can drop references (mappings, types, pins, grant maps) frees the frames the
+    // domain gave back and nothing references any more, as Xen's last put_page would.
+    if matches!(n as u32, nr::MMU_UPDATE | nr::UPDATE_VA_MAPPING | nr::MMUEXT_OP | nr::GRANT_TABLE_OP)
+        && ctx.doms.get(&ctx.dom).is_some_and(|d| !d.mem.released.is_empty())
+    {
+        memory::reclaim(ctx);
+    }
     if ctx.tracing {
         let desc = if ctx.desc.is_empty() {
             alloc::format!("{}({:#x})", row.map(|h| h.name).unwrap_or("?"), args[0])

@@ -50,7 +50,7 @@ pub struct FrameInfo {
     pub linear: i32,
     /// Xen's `PGC_allocated` cleared: the domain gave the frame back (decrease_reservation,
     /// xen/common/memory.c guest_remove_page) while something still referenced it. It stays the
-    /// domain's until its last reference goes, then it is freed ([`FrameTable::zombies`]).
+    /// domain's until its last reference goes, then it is freed (`DomMem::released`).
     pub released: bool,
 }
 
@@ -86,10 +86,6 @@ pub struct FrameTable {
     free: u64,
     /// No frame below this index is free (allocation scans start here).
     hint: usize,
-    /// Frames released by their domain that were still referenced at the time: each is freed by
-    /// the first reclaim that finds it unreferenced (see `hypercall::memory`). May hold stale
-    /// entries (frames since freed another way): they are skipped.
-    pub zombies: Vec<Mfn>,
 }
 
 impl FrameTable {
@@ -99,7 +95,7 @@ impl FrameTable {
         for f in frames.iter_mut().take(reserved as usize) {
             f.owner = Owner::Xen;
         }
-        Self { frames, free: n.saturating_sub(reserved), hint: reserved as usize, zombies: Vec::new() }
+        Self { frames, free: n.saturating_sub(reserved), hint: reserved as usize }
     }
 
     pub fn len(&self) -> u64 {

@@ -27,4 +27,8 @@ pub struct DomMem {
     pub tot_pages: u64,
     pub max_pages: u64,
     pub e820: Option<alloc::vec::Vec<crate::abi::E820Entry>>,
+    /// Frames the domain gave back while something still referenced them: each is freed by the
+    /// first reclaim (after the domain's next memory or page-table hypercall) that finds it
+    /// unreferenced. Per domain, so that only the domain that made them pays for the scan.
+    pub released: alloc::vec::Vec<Mfn>,
 }

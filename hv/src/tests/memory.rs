@@ -117,7 +117,8 @@ fn balloon_out_and_back_in() {
     // Giving it back twice is fine while it is referenced (Xen: get_page succeeds).
     assert_eq!(reserve(&mut w, d, op::DECREASE_RESERVATION, &[mfn.0], 1, 0).0, 1);
     assert_eq!(w.update_va_mapping(d, va, 0), 0);
-    assert_eq!(tot(&mut w, d), 4095, "freed with its last reference");
+    assert_eq!(w.hv.frames.owner(mfn), Some(Owner::Free), "freed as its last reference went");
+    assert_eq!(tot(&mut w, d), 4095);
     w.assert_trace(&[&format!("d1 pfn {pfn:#x} freed: its last reference went")]);
     assert_eq!(w.hv.frames.owner(mfn), Some(Owner::Free));
     assert_eq!(w.mread_u64(w.hv.xen.m2p.maddr().add(mfn.0 * 8)), !0, "M2P entry invalid");
@@ -453,8 +454,11 @@ fn a_frame_given_back_while_in_use_stays_until_its_last_reference() {
     let e = w.create("later");
     assert!(!w.hv.frames.domain_frames(e).any(|m| m == pt), "a referenced frame never reaches another domain");
     assert_eq!(w.mmuext(d, mmuext::UNPIN_TABLE, pt.0), 0);
-    assert_eq!(tot(&mut w, d), 4094);
     assert_eq!(w.hv.frames.owner(pt), Some(Owner::Free));
+    assert_eq!(tot(&mut w, d), 4094);
+    w.assert_trace(&["d1v0 mmuext_op(unpin) = 0"]);
+    let i = w.traces().iter().position(|l| l.contains("d1v0 mmuext_op(unpin) = 0")).unwrap();
+    assert!(w.traces()[i + 1].contains("freed: its last reference went"), "the free follows the call that dropped the reference");
 }
 
 #[test]
