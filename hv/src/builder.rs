@@ -385,6 +385,9 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         pause_count: 0,
         vcpus,
         nr_pages,
+        // xl sets max_pages to the target plus LIBXL_MAXMEM_CONSTANT (1 MiB): libxl_dom.c,
+        // libxl__build_pre (xc_domain_setmaxmem(target_memkb + libxl__arch_extra_memory)).
+        mem: crate::mm::DomMem { tot_pages: nr_pages, max_pages: nr_pages + 256, ..Default::default() },
         shared_info: shared,
         start_info_va: l.si_va,
         virt_base: vb,

@@ -170,6 +170,8 @@ pub struct Domain {
     pub pause_count: u32,
     pub vcpus: Vec<Vcpu>,
     pub nr_pages: u64,
+    /// Memory accounting (tot_pages, max_pages, e820): `hypercall::memory`.
+    pub mem: crate::mm::DomMem,
     /// pfn -> mfn, as the builder set it up.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,

@@ -27,6 +27,8 @@ pub const HYPERVISOR_EVENT_CHANNEL_OP: usize = 32; // xen-public/xen.h
 // ---- errno values (negated in rax) ----
 pub const EPERM: i64 = 1; // xen-public/errno.h
 pub const ENOENT: i64 = 2; // xen-public/errno.h
+pub const ESRCH: i64 = 3; // xen-public/errno.h
+pub const EACCES: i64 = 13; // xen-public/errno.h
 pub const EFAULT: i64 = 14; // xen-public/errno.h
 pub const EBUSY: i64 = 16; // xen-public/errno.h
 pub const EINVAL: i64 = 22; // xen-public/errno.h

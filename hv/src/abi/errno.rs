@@ -10,6 +10,7 @@ pub enum Errno {
     EPERM = 1, // xen-public/errno.h
     ENOENT = 2, // xen-public/errno.h
     ESRCH = 3, // xen-public/errno.h
+    ENXIO = 6, // xen-public/errno.h
     E2BIG = 7, // xen-public/errno.h
     EAGAIN = 11, // xen-public/errno.h
     ENOMEM = 12, // xen-public/errno.h
@@ -19,10 +20,12 @@ pub enum Errno {
     EEXIST = 17, // xen-public/errno.h
     EINVAL = 22, // xen-public/errno.h
     ENOSPC = 28, // xen-public/errno.h
+    EDOM = 33, // xen-public/errno.h
     ERANGE = 34, // xen-public/errno.h
     ENOSYS = 38, // xen-public/errno.h
     EILSEQ = 84, // xen-public/errno.h
     EOPNOTSUPP = 95, // xen-public/errno.h
+    ENOBUFS = 105, // xen-public/errno.h
 }
 
 impl Errno {
@@ -35,6 +38,7 @@ impl Errno {
             Self::EPERM => "EPERM",
             Self::ENOENT => "ENOENT",
             Self::ESRCH => "ESRCH",
+            Self::ENXIO => "ENXIO",
             Self::E2BIG => "E2BIG",
             Self::EAGAIN => "EAGAIN",
             Self::ENOMEM => "ENOMEM",
@@ -44,10 +48,12 @@ impl Errno {
             Self::EEXIST => "EEXIST",
             Self::EINVAL => "EINVAL",
             Self::ENOSPC => "ENOSPC",
+            Self::EDOM => "EDOM",
             Self::ERANGE => "ERANGE",
             Self::ENOSYS => "ENOSYS",
             Self::EILSEQ => "EILSEQ",
             Self::EOPNOTSUPP => "EOPNOTSUPP",
+            Self::ENOBUFS => "ENOBUFS",
         }
     }
     pub fn from_ret(v: i64) -> Option<Self> {
@@ -55,6 +61,7 @@ impl Errno {
             1 => Self::EPERM,
             2 => Self::ENOENT,
             3 => Self::ESRCH,
+            6 => Self::ENXIO,
             7 => Self::E2BIG,
             11 => Self::EAGAIN,
             12 => Self::ENOMEM,
@@ -64,10 +71,12 @@ impl Errno {
             17 => Self::EEXIST,
             22 => Self::EINVAL,
             28 => Self::ENOSPC,
+            33 => Self::EDOM,
             34 => Self::ERANGE,
             38 => Self::ENOSYS,
             84 => Self::EILSEQ,
             95 => Self::EOPNOTSUPP,
+            105 => Self::ENOBUFS,
             _ => return None,
         })
     }

@@ -36,6 +36,20 @@ pub const EVENT_CHANNEL_OP: u32 = 32; // xen-public/xen.h
 pub const PHYSDEV_OP: u32 = 33; // xen-public/xen.h
 pub const SYSCTL: u32 = 35; // xen-public/xen.h
 pub const DOMCTL: u32 = 36; // xen-public/xen.h
+pub const EVENT_CHANNEL_OP_COMPAT: u32 = 16; // xen-public/xen.h
+pub const PHYSDEV_OP_COMPAT: u32 = 19; // xen-public/xen.h
+pub const XENOPROF_OP: u32 = 31; // xen-public/xen.h
+pub const HVM_OP: u32 = 34; // xen-public/xen.h
+pub const KEXEC_OP: u32 = 37; // xen-public/xen.h
+pub const TMEM_OP: u32 = 38; // xen-public/xen.h
+pub const ARGO_OP: u32 = 39; // xen-public/xen.h
+pub const XENPMU_OP: u32 = 40; // xen-public/xen.h
+pub const DM_OP: u32 = 41; // xen-public/xen.h
+pub const HYPFS_OP: u32 = 42; // xen-public/xen.h
+/// `__HYPERVISOR_arch_0`: x86's `mca`.
+pub const ARCH_0: u32 = 48; // xen-public/xen.h
+/// `__HYPERVISOR_arch_1`: x86's `paging_domctl_cont`.
+pub const ARCH_1: u32 = 49; // xen-public/xen.h
 
 /// Number of 32-byte stubs in the hypercall page (one 4 KiB page; xen-public/elfnote.h
 /// `XEN_ELFNOTE_HYPERCALL_PAGE`).
@@ -174,6 +188,19 @@ pub mod memory_op {
     pub const SET_MEMORY_MAP: u64 = 13; // xen-public/memory.h
     pub const MAXIMUM_GPFN: u64 = 14; // xen-public/memory.h
     pub const REMOVE_FROM_PHYSMAP: u64 = 15; // xen-public/memory.h
+    pub const SET_POD_TARGET: u64 = 16; // xen-public/memory.h
+    pub const GET_POD_TARGET: u64 = 17; // xen-public/memory.h
+    pub const GET_SHARING_FREED_PAGES: u64 = 18; // xen-public/memory.h
+    pub const GET_SHARING_SHARED_PAGES: u64 = 19; // xen-public/memory.h
+    pub const PAGING_OP: u64 = 20; // xen-public/memory.h
+    pub const ACCESS_OP: u64 = 21; // xen-public/memory.h
+    pub const SHARING_OP: u64 = 22; // xen-public/memory.h
+    pub const ADD_TO_PHYSMAP_BATCH: u64 = 23; // xen-public/memory.h
+    pub const CLAIM_PAGES: u64 = 24; // xen-public/memory.h
+    pub const MACHPHYS_COMPAT_MFN_LIST: u64 = 25; // xen-public/memory.h
+    pub const GET_VNUMAINFO: u64 = 26; // xen-public/memory.h
+    pub const RESERVED_DEVICE_MEMORY_MAP: u64 = 27; // xen-public/memory.h
+    pub const ACQUIRE_RESOURCE: u64 = 28; // xen-public/memory.h
 }
 
 /// `CALLBACKTYPE_*`, `CALLBACKOP_*`, `CALLBACKF_*`: xen-public/callback.h.

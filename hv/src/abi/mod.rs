@@ -9,11 +9,15 @@
 //! `<repo>/../shared/xen-public`) and fails on any mismatch. The exception vectors below are the
 //! x86 architecture's, not Xen's.
 
+pub mod control;
 pub mod errno;
 pub mod hypercall;
+pub mod memory;
 pub mod structs;
 
+pub use control::{DomctlHead, EvtchnOpCompat, HvmParam, NmiCallback, PhysdevOpCompat, PlatformOpHead, SysctlHead};
 pub use errno::Errno;
+pub use memory::*;
 pub use structs::*;
 
 /// Reserved hypervisor range in every guest address space (L4 slots 256..=271).

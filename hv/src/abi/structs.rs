@@ -592,6 +592,9 @@ pub mod feat {
     pub const HIGHMEM_ASSIST: u32 = 6; // xen-public/features.h
     pub const GNTTAB_MAP_AVAIL_BITS: u32 = 7; // xen-public/features.h
     pub const DOM0: u32 = 11; // xen-public/features.h
+    pub const MEMORY_OP_VNODE_SUPPORTED: u32 = 13; // xen-public/features.h
+    pub const NOT_DIRECT_MAPPED: u32 = 16; // xen-public/features.h
+    pub const DIRECT_MAPPED: u32 = 17; // xen-public/features.h
 }
 
 /// `grant_entry_v1` (8 bytes).

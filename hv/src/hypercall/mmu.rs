@@ -60,25 +60,99 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
     }
 }
 
+/// Xen's `get_pg_owner` then `xsm_mmu_update`/`xsm_mmuext_op(XSM_TARGET)` for an unprivileged
+/// caller (xen/arch/x86/mm.c): DOMID_SELF is the caller; the caller's own id ("Cannot specify
+/// itself as foreign domain") or a domain that does not exist is -ESRCH; DOMID_IO, DOMID_XEN or
+/// another domain is not the caller's to change: -EPERM.
 fn check_foreign(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<(), Errno> {
-    let fd = foreigndom & 0xffff;
-    if fd == DOMID_SELF as u64 || fd == ctx.dom as u64 {
+    use crate::abi::control::{DOMID_IO, DOMID_XEN};
+    let fd = (foreigndom & 0xffff) as u16;
+    if fd == DOMID_SELF {
         Ok(())
-    } else {
+    } else if fd == ctx.dom {
+        Err(Errno::ESRCH)
+    } else if fd == DOMID_IO || fd == DOMID_XEN || ctx.doms.contains_key(&fd) {
         Err(Errno::EPERM)
+    } else {
+        Err(Errno::ESRCH)
     }
 }
 
+/// `guest_handle_okay(h, count)` on 64-bit PV (asm/uaccess.h `array_access_ok`): the start is a
+/// guest address and the count fits in 32 bits.
+fn handle_okay(va: u64, count: u64) -> bool {
+    count >> 32 == 0 && (va < (1 << 47) || va >= crate::abi::HYPERVISOR_VIRT_END)
+}
+
+/// `MMU_UPDATE_PREEMPTED` (xen/arch/x86/include/asm/mm.h): the top bit of a 32-bit `count`
+/// marks a continuation; `count == MMU_UPDATE_PREEMPTED` with a null list returns `foreigndom`.
+const MMU_UPDATE_PREEMPTED: u32 = 1 << 31;
+
+/// The common head of do_mmu_update and do_mmuext_op: the 32-bit `count` with its continuation
+/// bit, and the `done` count a continuation carries in `*pdone`. `Err` is the call's result.
+fn batch_head(ctx: &Ctx<'_, '_>, list: u64, count: u64, pdone: u64, foreign: u64) -> Result<(u64, u32), Result<i64, Errno>> {
+    let count = count as u32;
+    if count == MMU_UPDATE_PREEMPTED && list == 0 {
+        return Err(Ok(foreign as u32 as i32 as i64));
+    }
+    let mut done = 0u32;
+    let count = if count & MMU_UPDATE_PREEMPTED != 0 {
+        if pdone != 0 {
+            done = ctx.read_guest(pdone).unwrap_or(0);
+        }
+        count & !MMU_UPDATE_PREEMPTED
+    } else {
+        count
+    };
+    if !handle_okay(list, count as u64) {
+        return Err(Err(Errno::EFAULT));
+    }
+    Ok((count as u64, done))
+}
+
+/// The foreign page-table owner of mmu_update (`foreigndom >> 16`, the owner's id plus one):
+/// a domain that does not exist is -ESRCH; the caller's own is the caller.
+fn pt_owner(ctx: &Ctx<'_, '_>, foreigndom: u64) -> Result<bool, Errno> {
+    let pt_dom = (foreigndom as u32) >> 16;
+    if pt_dom == 0 {
+        return Ok(false);
+    }
+    let id = (pt_dom - 1) as u16;
+    if pt_dom - 1 > u16::MAX as u32 || !ctx.doms.contains_key(&id) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(id != ctx.dom)
+}
+
 pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
-    let (reqs, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
+    let (reqs, done_ptr, foreign) = (a[0], a[2], a[3]);
+    let count = a[1] as u32 as u64 & !(MMU_UPDATE_PREEMPTED as u64);
     ctx.describe(|d| *d = alloc::format!("mmu_update({count} req{})", if count == 1 { "" } else { "s" }));
-    check_foreign(ctx, foreign)?;
+    let (count, done0) = match batch_head(ctx, reqs, a[1], done_ptr, foreign) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // Xen's order: the page-table owner (-ESRCH, returned at once), the page owner (-ESRCH, with
+    // *pdone written), then, at each request, xsm_mmu_update refuses a foreign owner (-EPERM).
+    let foreign_pt = pt_owner(ctx, foreign)?;
+    let pg = check_foreign(ctx, foreign);
+    if pg == Err(Errno::ESRCH) {
+        if done_ptr != 0 {
+            let _ = ctx.write_guest(done_ptr, &done0);
+        }
+        return Err(Errno::ESRCH);
+    }
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);
     }
     let mut done = 0u64;
     let mut result = Ok(0);
     for i in 0..count {
+        if foreign_pt || pg.is_err() {
+            ctx.annotate(|n| n.push_str("foreign domain"));
+            result = Err(Errno::EPERM);
+            break;
+        }
         let r: MmuUpdate = match ctx.read_guest(reqs.wrapping_add(i * 16)) {
             Ok(r) => r,
             Err(e) => {
@@ -86,23 +160,31 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        let res = match r.ptr & mmu::CMD_MASK {
-            mmu::NORMAL_PT_UPDATE => pt(ctx).update_entry(Maddr(r.ptr & !mmu::CMD_MASK), r.val),
-            mmu::MACHPHYS_UPDATE => {
+        // do_mmu_update: the command is `ptr & (sizeof(l1_pgentry_t) - 1)`, the low 3 bits.
+        // MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD and (for a PV page-table owner, the
+        // same) MMU_PT_UPDATE_NO_TRANSLATE update a page-table entry at `ptr - cmd`;
+        // MMU_MACHPHYS_UPDATE sets the M2P entry of one of the caller's frames
+        // (get_page_from_mfn failing, for a frame that is not its own, is -EINVAL); 4..=7 are
+        // -ENOSYS.
+        let cmd = r.ptr & 7;
+        let res = match cmd {
+            mmu::NORMAL_PT_UPDATE | mmu::PT_UPDATE_PRESERVE_AD | mmu::PT_UPDATE_NO_TRANSLATE => {
+                pt(ctx).update_entry_ad(Maddr(r.ptr - cmd), r.val, cmd == mmu::PT_UPDATE_PRESERVE_AD)
+            }
+            4..=7 => Err(Errno::ENOSYS),
+            _ => {
                 let mfn = Mfn(r.ptr >> 12);
                 match ctx.frames.owner(mfn) {
-                    None => Err(Errno::EINVAL),
                     Some(Owner::Dom(d)) if d == ctx.dom => {
                         let m2p = ctx.xen.m2p.maddr().add(mfn.0 * 8);
                         ctx.mem.write_u64(m2p, r.val).ok_or(Errno::EINVAL)
                     }
-                    Some(_) => Err(Errno::EPERM),
+                    _ => Err(Errno::EINVAL),
                 }
             }
-            _ => Err(Errno::EINVAL),
         };
         if let Err(e) = res {
-            let note = if r.val & PTE_P != 0 && r.ptr & mmu::CMD_MASK == mmu::NORMAL_PT_UPDATE {
+            let note = if r.val & PTE_P != 0 && matches!(cmd, 0 | 2 | 3) {
                 let table_note = owner_note(ctx, Mfn(r.ptr >> 12));
                 let target = owner_note(ctx, pte_mfn(r.val));
                 alloc::format!("req {i}: ptr in {table_note}, maps {target}")
@@ -118,8 +200,10 @@ pub fn mmu_update(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     if done > 0 {
         ctx.fx.flush_tlb = true;
     }
+    // "Add incremental work we have done to the @done output parameter" (a fault writing it is
+    // ignored).
     if done_ptr != 0 {
-        ctx.write_guest(done_ptr, &(done as u32))?;
+        let _ = ctx.write_guest(done_ptr, &done0.wrapping_add(done as u32));
     }
     result
 }
@@ -155,6 +239,20 @@ pub fn update_va_mapping(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errn
     Ok(0)
 }
 
+/// update_va_mapping_otherdomain (xen/arch/x86/mm.c): `get_pg_owner(domid)` (-ESRCH for the
+/// caller's own id or a missing domain), then xsm_update_va_mapping(XSM_TARGET) refuses another
+/// domain (-EPERM); DOMID_SELF is update_va_mapping itself.
+pub fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let domid = a[3] & 0xffff;
+    ctx.describe(|d| *d = alloc::format!("update_va_mapping_otherdomain({:#x}, dom {domid:#x})", a[0]));
+    check_foreign(ctx, domid)?;
+    let r = update_va_mapping(ctx, a);
+    if ctx.tracing {
+        ctx.desc = alloc::format!("update_va_mapping_otherdomain{}", ctx.desc.trim_start_matches("update_va_mapping"));
+    }
+    r
+}
+
 fn mmuext_name(cmd: u32) -> Option<&'static str> {
     Some(match cmd {
         op::PIN_L1_TABLE => "pin_l1",
@@ -170,6 +268,9 @@ fn mmuext_name(cmd: u32) -> Option<&'static str> {
         op::TLB_FLUSH_ALL => "tlb_flush_all",
         op::INVLPG_ALL => "invlpg_all",
         op::FLUSH_CACHE => "flush_cache",
+        op::FLUSH_CACHE_GLOBAL => "flush_cache_global",
+        op::MARK_SUPER => "mark_super",
+        op::UNMARK_SUPER => "unmark_super",
         op::SET_LDT => "set_ldt",
         op::NEW_USER_BASEPTR => "new_user_baseptr",
         op::CLEAR_PAGE => "clear_page",
@@ -178,13 +279,18 @@ fn mmuext_name(cmd: u32) -> Option<&'static str> {
     })
 }
 
+/// CLEAR_PAGE's and COPY_PAGE's destination: `get_page_from_gfn` (the caller's frame) and
+/// `get_page_type(PGT_writable_page)` (not a page table), each failing with -EINVAL.
 fn owned_plain(ctx: &Ctx<'_, '_>, mfn: Mfn) -> Result<(), Errno> {
     match ctx.frames.get(mfn) {
-        None => Err(Errno::EINVAL),
-        Some(f) if f.owner != Owner::Dom(ctx.dom) => Err(Errno::EPERM),
-        Some(f) if f.ty != PageType::None => Err(Errno::EPERM),
-        Some(_) => Ok(()),
+        Some(f) if f.owner == Owner::Dom(ctx.dom) && f.ty == PageType::None => Ok(()),
+        _ => Err(Errno::EINVAL),
     }
+}
+
+/// `__addr_ok` (asm/uaccess.h): a guest address for a 64-bit PV guest.
+fn addr_ok(va: u64) -> bool {
+    va < (1 << 47) || va >= crate::abi::HYPERVISOR_VIRT_END
 }
 
 /// Make `mfn` the current vCPU's kernel base pointer (MMUEXT_NEW_BASEPTR, and a guest's
@@ -226,20 +332,29 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             ctx.fx.flush_tlb = true;
             Ok(())
         }
-        op::TLB_FLUSH_LOCAL | op::TLB_FLUSH_MULTI | op::TLB_FLUSH_ALL | op::FLUSH_CACHE => {
+        op::TLB_FLUSH_LOCAL | op::TLB_FLUSH_ALL | op::INVLPG_LOCAL | op::INVLPG_ALL => {
+            // A bad address in an INVLPG is no error: Xen flushes nothing (`__addr_ok`).
             ctx.fx.flush_tlb = true;
             Ok(())
         }
-        op::INVLPG_LOCAL | op::INVLPG_MULTI | op::INVLPG_ALL => {
-            if !paging::is_canonical(o.arg1) {
-                return Err(Errno::EINVAL);
+        op::TLB_FLUSH_MULTI | op::INVLPG_MULTI => {
+            // vcpumask_to_pcpumask: the vCPU bitmap (arg2), one unsigned long per 64 vCPUs,
+            // must be readable (-EINVAL otherwise).
+            let words = (ctx.domain_ref().vcpus.len() as u64).div_ceil(64);
+            for w in 0..words {
+                ctx.read_guest::<u64>(o.arg2.wrapping_add(w * 8)).map_err(|_| Errno::EINVAL)?;
             }
             ctx.fx.flush_tlb = true;
             Ok(())
         }
+        // cache_flush_permitted: a domain with no I/O memory or ports may not (-EACCES); the
+        // global variant is -EINVAL then.
+        op::FLUSH_CACHE => Err(Errno::EACCES),
+        op::FLUSH_CACHE_GLOBAL => Err(Errno::EINVAL),
         op::SET_LDT => {
-            let (base, ents) = (o.arg1, o.arg2);
-            if ents > 8192 || base & (PAGE_SIZE - 1) != 0 || (ents != 0 && paging::in_xen_range(base)) {
+            // The argument checks of do_mmuext_op's MMUEXT_SET_LDT.
+            let (base, ents) = (o.arg1, o.arg2 as u32);
+            if ents > 8192 || (ents != 0 && (base & (PAGE_SIZE - 1) != 0 || !addr_ok(base))) {
                 return Err(Errno::EINVAL);
             }
             Ok(())
@@ -249,24 +364,32 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             ctx.mem.zero_frame(mfn).ok_or(Errno::EINVAL)
         }
         op::COPY_PAGE => {
+            // The source must be the caller's (any type); then the destination as CLEAR_PAGE.
             let src = Mfn(o.arg2);
-            owned_plain(ctx, mfn)?;
             match ctx.frames.owner(src) {
                 Some(Owner::Dom(d)) if d == ctx.dom => {}
-                None => return Err(Errno::EINVAL),
-                Some(_) => return Err(Errno::EPERM),
+                _ => return Err(Errno::EINVAL),
             }
+            owned_plain(ctx, mfn)?;
             let mut buf = [0u8; PAGE_SIZE as usize];
             ctx.mem.read(src.maddr(), &mut buf).ok_or(Errno::EINVAL)?;
             ctx.mem.write(mfn.maddr(), &buf).ok_or(Errno::EINVAL)
         }
+        // PV superpages are not supported by Xen 4.17.
+        op::MARK_SUPER | op::UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
         _ => Err(Errno::ENOSYS),
     }
 }
 
 pub fn mmuext_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
-    let (ops, count, done_ptr, foreign) = (a[0], a[1], a[2], a[3]);
+    let (ops, done_ptr, foreign) = (a[0], a[2], a[3]);
+    let count = a[1] as u32 as u64 & !(MMU_UPDATE_PREEMPTED as u64);
     ctx.describe(|d| *d = alloc::format!("mmuext_op({count} op{})", if count == 1 { "" } else { "s" }));
+    let (count, done0) = match batch_head(ctx, ops, a[1], done_ptr, foreign) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    // get_pg_owner (-ESRCH), then xsm_mmuext_op(XSM_TARGET) (-EPERM): before any op.
     check_foreign(ctx, foreign)?;
     if count > MAX_BATCH {
         return Err(Errno::EINVAL);
@@ -305,7 +428,7 @@ pub fn mmuext_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         ctx.describe(|d| *d = alloc::format!("mmuext_op({names})"));
     }
     if done_ptr != 0 {
-        ctx.write_guest(done_ptr, &(done as u32))?;
+        let _ = ctx.write_guest(done_ptr, &done0.wrapping_add(done as u32));
     }
     result
 }

@@ -5,6 +5,7 @@
 //! and describe the call for the trace. Nothing a guest passes can panic the hypervisor.
 
 mod console;
+mod control;
 mod cpu;
 mod event;
 pub(crate) mod grant;
@@ -60,6 +61,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::MEMORY_OP as usize] = row("memory_op", memory::memory_op);
     t[nr::MULTICALL as usize] = row("multicall", multicall::multicall);
     t[nr::UPDATE_VA_MAPPING as usize] = row("update_va_mapping", mmu::update_va_mapping);
+    t[nr::UPDATE_VA_MAPPING_OTHERDOMAIN as usize] = row("update_va_mapping_otherdomain", mmu::update_va_mapping_otherdomain);
     t[nr::SET_TIMER_OP as usize] = row("set_timer_op", sched::set_timer_op);
     t[nr::XEN_VERSION as usize] = row("xen_version", version::xen_version);
     t[nr::CONSOLE_IO as usize] = row("console_io", console::console_io);
@@ -74,6 +76,20 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::CALLBACK_OP as usize] = row("callback_op", cpu::callback_op);
     t[nr::EVENT_CHANNEL_OP as usize] = row("event_channel_op", event::event_channel_op);
     t[nr::PHYSDEV_OP as usize] = row("physdev_op", physdev::physdev_op);
+    t[nr::PLATFORM_OP as usize] = row("platform_op", control::platform_op);
+    t[nr::EVENT_CHANNEL_OP_COMPAT as usize] = row("event_channel_op_compat", control::event_channel_op_compat);
+    t[nr::PHYSDEV_OP_COMPAT as usize] = row("physdev_op_compat", control::physdev_op_compat);
+    t[nr::XSM_OP as usize] = row("xsm_op", control::xsm_op);
+    t[nr::NMI_OP as usize] = row("nmi_op", control::nmi_op);
+    t[nr::HVM_OP as usize] = row("hvm_op", control::hvm_op);
+    t[nr::SYSCTL as usize] = row("sysctl", control::sysctl);
+    t[nr::DOMCTL as usize] = row("domctl", control::domctl);
+    t[nr::KEXEC_OP as usize] = row("kexec_op", control::kexec_op);
+    t[nr::XENPMU_OP as usize] = row("xenpmu_op", control::xenpmu_op);
+    t[nr::DM_OP as usize] = row("dm_op", control::dm_op);
+    t[nr::HYPFS_OP as usize] = row("hypfs_op", control::hypfs_op);
+    t[nr::ARCH_0 as usize] = row("mca", control::mca);
+    t[nr::ARCH_1 as usize] = row("paging_domctl_cont", control::paging_domctl_cont);
     t
 };
 
@@ -240,6 +256,13 @@ pub fn dispatch(ctx: &mut Ctx<'_, '_>, n: u64, args: [u64; 5], out: &mut Vec<Str
             Err(Errno::ENOSYS)
         }
     };
+    // A call that can drop references (mappings, types, pins, grant maps) frees the frames the
+    // domain gave back and nothing references any more, as Xen's last put_page would.
+    if matches!(n as u32, nr::MMU_UPDATE | nr::UPDATE_VA_MAPPING | nr::MMUEXT_OP | nr::GRANT_TABLE_OP)
+        && ctx.doms.get(&ctx.dom).is_some_and(|d| !d.mem.released.is_empty())
+    {
+        memory::reclaim(ctx);
+    }
     if ctx.tracing {
         let desc = if ctx.desc.is_empty() {
             alloc::format!("{}({:#x})", row.map(|h| h.name).unwrap_or("?"), args[0])

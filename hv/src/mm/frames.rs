@@ -48,6 +48,10 @@ pub struct FrameInfo {
     /// linear entries; < 0, that many linear entries point at it. Never both, so a chain of
     /// linear tables is one link long and devalidation cannot recurse without bound.
     pub linear: i32,
+    /// Xen's `PGC_allocated` cleared: the domain gave the frame back (decrease_reservation,
+    /// xen/common/memory.c guest_remove_page) while something still referenced it. It stays the
+    /// domain's until its last reference goes, then it is freed (`DomMem::released`).
+    pub released: bool,
 }
 
 /// `FrameInfo::pfn` of a frame that is not part of a domain's pseudo-physical memory.
@@ -64,6 +68,7 @@ impl FrameInfo {
         dirty: false,
         pfn: NO_PFN,
         linear: 0,
+        released: false,
     };
 
     fn take(&mut self, owner: Owner) {
@@ -162,6 +167,44 @@ impl FrameTable {
         self.free -= n;
         self.hint = self.frames.iter().position(|f| f.owner == Owner::Free).unwrap_or(self.frames.len());
         Some(out)
+    }
+
+    /// Allocate `2^order` contiguous frames aligned to their size (Xen's buddy allocator hands out
+    /// naturally aligned extents), all below machine frame `limit`. Lowest address first.
+    pub fn alloc_aligned(&mut self, order: u32, limit: u64, owner: Owner) -> Option<Mfn> {
+        let n = 1u64.checked_shl(order)?;
+        if n > self.free {
+            return None;
+        }
+        let end = limit.min(self.frames.len() as u64);
+        let mut start = (self.hint as u64).div_ceil(n) * n;
+        while start.checked_add(n)? <= end {
+            let run = &self.frames[start as usize..(start + n) as usize];
+            match run.iter().rposition(|f| f.owner != Owner::Free) {
+                None => {
+                    for f in &mut self.frames[start as usize..(start + n) as usize] {
+                        f.take(owner);
+                    }
+                    self.free -= n;
+                    if start as usize == self.hint {
+                        self.hint = self.frames.iter().position(|f| f.owner == Owner::Free).unwrap_or(self.frames.len());
+                    }
+                    return Some(Mfn(start));
+                }
+                // Skip past the busy frame, to the next aligned start.
+                Some(i) => start = (start + i as u64 + 1).div_ceil(n) * n,
+            }
+        }
+        None
+    }
+
+    /// Does anything still reference this frame (Xen's count_info above the allocation
+    /// reference): a mapping, a type (page table, pin, base pointer) or a writable use by the
+    /// hypervisor itself (rings, vcpu_info)?
+    pub fn referenced(&self, mfn: Mfn) -> bool {
+        self.get(mfn).is_some_and(|f| {
+            f.type_refs != 0 || f.writable_refs != 0 || f.map_refs != 0 || f.pinned || f.ty != PageType::None
+        })
     }
 
     /// Return one frame to the free pool.

@@ -129,3 +129,6 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     EvtchnFifoControlBlock, XsdSockmsg, GrantEntryV1, GrantEntryV2, GnttabMapGrantRef,
     GnttabUnmapGrantRef, GnttabUnmapAndReplace, GnttabSetupTable, GnttabCopyPtr, GnttabCopy,
     GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, u64, u32, u16, u8, i16);
+pod!(MemoryReservation, MemoryExchange, MachphysMfnList, MachphysMapping, AddToPhysmap, AddToPhysmapBatch,
+    RemoveFromPhysmap, ForeignMemoryMap, PodTarget, VnumaTopologyInfo, ReservedDeviceMemoryMap, MemAcquireResource,
+    MemAccessOp, DomctlHead, SysctlHead, PlatformOpHead, NmiCallback, HvmParam, EvtchnOpCompat, PhysdevOpCompat);

@@ -17,3 +17,18 @@ pub use types::{Maddr, Mfn, Pfn};
 pub const PAGE_SIZE: u64 = 4096;
 /// log2 of the page size.
 pub const PAGE_SHIFT: u32 = 12;
+
+/// A domain's memory accounting, as Xen keeps it in `struct domain`: `tot_pages` (frames
+/// allocated to it and not yet freed), `max_pages` (the toolstack's limit, which allocations on
+/// the domain's behalf may not exceed) and `arch.e820` (the pseudo-physical map the toolstack
+/// set with XENMEM_set_memory_map; none for a domain xl builds, see `hypercall::memory`).
+#[derive(Clone, Debug, Default)]
+pub struct DomMem {
+    pub tot_pages: u64,
+    pub max_pages: u64,
+    pub e820: Option<alloc::vec::Vec<crate::abi::E820Entry>>,
+    /// Frames the domain gave back while something still referenced them: each is freed by the
+    /// first reclaim (after the domain's next memory or page-table hypercall) that finds it
+    /// unreferenced. Per domain, so that only the domain that made them pays for the scan.
+    pub released: alloc::vec::Vec<Mfn>,
+}

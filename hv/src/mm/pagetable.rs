@@ -230,6 +230,12 @@ impl PtCtx<'_, '_> {
 
     /// Replace the entry at machine address `ptr` with `new` (an `mmu_update` normal request).
     pub fn update_entry(&mut self, ptr: super::Maddr, new: u64) -> Result<(), Errno> {
+        self.update_entry_ad(ptr, new, false)
+    }
+
+    /// [`Self::update_entry`]; with `preserve_ad` (MMU_PT_UPDATE_PRESERVE_AD) the accessed and
+    /// dirty bits of the old entry are ORed into the new one (Xen's mm.c `update_intpte`).
+    pub fn update_entry_ad(&mut self, ptr: super::Maddr, new: u64, preserve_ad: bool) -> Result<(), Errno> {
         if ptr.0 & 7 != 0 {
             return Err(Errno::EINVAL);
         }
@@ -260,6 +266,7 @@ impl PtCtx<'_, '_> {
                 if old & PTE_P != 0 {
                     self.put_entry(level, old, table);
                 }
+                let new = if preserve_ad { new | (old & (PTE_A | PTE_D)) } else { new };
                 self.mem.write_u64(ptr, new).ok_or(Errno::EINVAL)
             }
         }

@@ -12,6 +12,7 @@ mod elf;
 mod evtchn;
 mod grant;
 mod lifecycle;
+mod memory;
 mod mmu;
 mod pointers;
 mod privop;

@@ -89,7 +89,11 @@ const CALLBACKOP_REGISTER: u64 = 0;
 const CALLBACKTYPE_EVENT: u64 = 0;
 /// memory.h: XENMEM_decrease_reservation 1, XENMEM_exchange 11, XENMEM_remove_from_physmap 15,
 /// XENMEM_memory_map 9 (takes `xen_memory_map {u32 nr_entries; handle buffer}`).
+/// XENMEM_increase_reservation 0, XENMEM_current_reservation 3, XENMEM_populate_physmap 6.
+const XENMEM_INCREASE_RESERVATION: u64 = 0;
 const XENMEM_DECREASE_RESERVATION: u64 = 1;
+const XENMEM_CURRENT_RESERVATION: u64 = 3;
+const XENMEM_POPULATE_PHYSMAP: u64 = 6;
 const XENMEM_MEMORY_MAP: u64 = 9;
 const XENMEM_EXCHANGE: u64 = 11;
 const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
@@ -285,6 +289,9 @@ struct World {
     last: (usize, [u64; 5]),
     /// Print the call with this index (`dump=N`).
     dump: Option<u64>,
+    /// Frames the balloon rounds gained (and have not given back yet): ours too.
+    gained: [u64; 4],
+    balloon_rounds: u64,
 }
 const MAX_IMAGE_PAGES: usize = 256;
 const PTE_AD: u64 = 0x60;
@@ -375,7 +382,10 @@ impl World {
         self.pt_va_of(mfn).is_some()
     }
     fn owns(&self, mfn: u64) -> bool {
-        mfn == self.si.shared_info >> 12 || mm::mfn_list().contains(&mfn) || grant_frame(mfn)
+        mfn == self.si.shared_info >> 12
+            || mm::mfn_list().contains(&mfn)
+            || grant_frame(mfn)
+            || (mfn != 0 && self.gained.contains(&mfn))
     }
 
     /// Machine address of the L1 entry for `va`, walking the boot tables (read-only mappings).
@@ -641,6 +651,12 @@ impl World {
                 let c = cmd & 0x3f;
                 if c == XENMEM_DECREASE_RESERVATION || c == XENMEM_EXCHANGE || c == XENMEM_REMOVE_FROM_PHYSMAP {
                     a[1] = self.rng.pick(&[0, HV_START, 0x8000_0000_0000_0000]); // would give our memory away
+                } else if c == XENMEM_INCREASE_RESERVATION || c == XENMEM_POPULATE_PHYSMAP {
+                    // Random reservations for a domain that is not us (nor DOMID_SELF): refused
+                    // (the balloon rounds grow and shrink us with known arguments).
+                    a[1] = self.fill(base, 4);
+                    let other = 0x7fe0 + self.rng.below(15);
+                    self.arena_write(base + 24, other);
                 } else if c == XENMEM_MEMORY_MAP && self.rng.chance(2) {
                     let nr = self.rng.pick(&[0, 1, 2, u32::MAX as u64]);
                     self.arena_write(base, nr);
@@ -974,8 +990,121 @@ impl World {
         }
     }
 
+    /// A balloon round: grow by one frame, map it, give it back while mapped (it must stay until
+    /// its mapping goes, then be freed), populate a pfn beyond our memory, exchange that frame for
+    /// another, give that back; the reservation must end where it started, and no frame we gave
+    /// back may be mappable again. Also try to give away frames that are not ours.
+    fn balloon_round(&mut self) {
+        self.balloon_rounds += 1;
+        let round = self.balloon_rounds;
+        let base = ARENA_STRUCTS;
+        let (res, list, outl, xch) = (self.arena() + base, self.arena() + base + 64, self.arena() + base + 128, self.arena() + base + 192);
+        let k = NVICTIM - 1 - (round as usize % 4);
+        let va = self.victim_va(k);
+        let rw = PTE_P | PTE_RW | PTE_U | PTE_NX;
+        let resv = |w: &mut World, list: u64, n: u64| {
+            w.arena_write(base, list);
+            w.arena_write(base + 8, n);
+            w.arena_write(base + 16, 0); // extent_order 0, mem_flags 0
+            w.arena_write(base + 24, DOMID_SELF);
+        };
+        let tot = |w: &mut World| {
+            w.arena_write(base + 256, DOMID_SELF);
+            w.call(HYPERVISOR_MEMORY_OP, [XENMEM_CURRENT_RESERVATION, w.arena() + base + 256, 0, 0, 0])
+        };
+        let t0 = tot(self);
+        self.expect(t0 > 0, format_args!("balloon {round}: current_reservation {t0}"));
+
+        // Grow by one frame.
+        resv(self, list, 1);
+        self.arena_write(base + 64, 0);
+        let r = self.call(HYPERVISOR_MEMORY_OP, [XENMEM_INCREASE_RESERVATION, res, 0, 0, 0]);
+        self.expect(r == 1, format_args!("balloon {round}: increase_reservation gave {r}"));
+        // SAFETY: the arena is ours.
+        let m = unsafe { core::ptr::read_volatile(list as *const u64) };
+        self.expect(
+            m != 0 && !mm::mfn_list().contains(&m) && m != self.si.shared_info >> 12 && !grant_frame(m),
+            format_args!("balloon {round}: new frame {m:#x} is one we had"),
+        );
+        self.gained[0] = m;
+        let t1 = tot(self);
+        self.expect(t1 == t0 + 1, format_args!("balloon {round}: reservation {t0} -> {t1} after growing by one"));
+        // Map it, use it.
+        let r = self.uvm(va, (m << 12) | rw);
+        self.expect(r == 0, format_args!("balloon {round}: new frame {m:#x} cannot be mapped: {r}"));
+        self.expect(probe_read(va) == Some(0), format_args!("balloon {round}: new frame {m:#x} not readable or not scrubbed"));
+        self.expect(probe_write(va), format_args!("balloon {round}: new frame {m:#x} not writable"));
+        // Give it back while mapped: it stays ours until the mapping goes.
+        resv(self, list, 1);
+        self.arena_write(base + 64, m);
+        let r = self.call(HYPERVISOR_MEMORY_OP, [XENMEM_DECREASE_RESERVATION, res, 0, 0, 0]);
+        self.expect(r == 1, format_args!("balloon {round}: decrease_reservation of {m:#x} gave {r}"));
+        let t2 = tot(self);
+        self.expect(t2 == t1, format_args!("balloon {round}: a still-mapped frame was freed ({t1} -> {t2})"));
+        self.expect(probe_write(va), format_args!("balloon {round}: mapped frame {m:#x} went away under us"));
+        // The mapping goes: the frame is freed, and can never be mapped again.
+        let r = self.uvm(va, (self.pool_mfn[k] << 12) | rw);
+        self.expect(r == 0, format_args!("balloon {round}: victim {k} cannot be restored: {r}"));
+        let t3 = tot(self);
+        self.expect(t3 == t0, format_args!("balloon {round}: reservation {t3} after the last mapping went, not {t0}"));
+        self.gained[0] = 0;
+        let r = self.uvm(va, (m << 12) | rw);
+        self.expect(r < 0, format_args!("balloon {round}: freed frame {m:#x} mapped again: {r}"));
+        if r == 0 {
+            self.uvm(va, (self.pool_mfn[k] << 12) | rw);
+        }
+
+        // Populate a pfn beyond our memory, then exchange that frame for another.
+        let pfn = self.si.nr_pages + round % 64;
+        resv(self, list, 1);
+        self.arena_write(base + 64, pfn);
+        let r = self.call(HYPERVISOR_MEMORY_OP, [XENMEM_POPULATE_PHYSMAP, res, 0, 0, 0]);
+        self.expect(r == 1, format_args!("balloon {round}: populate_physmap gave {r}"));
+        // SAFETY: the arena is ours.
+        let p = unsafe { core::ptr::read_volatile(list as *const u64) };
+        self.gained[1] = p;
+        // xen_memory_exchange {in, out, nr_exchanged}: one order-0 extent for one.
+        let words = [list, 1, 0, DOMID_SELF, outl, 1, 0, DOMID_SELF, 0];
+        for (i, w) in words.iter().enumerate() {
+            self.arena_write(192 + base + i as u64 * 8, *w);
+        }
+        self.arena_write(base + 64, p);
+        self.arena_write(base + 128, pfn);
+        let r = self.call(HYPERVISOR_MEMORY_OP, [XENMEM_EXCHANGE, xch, 0, 0, 0]);
+        // SAFETY: the arena is ours.
+        let (q, done) = unsafe { (core::ptr::read_volatile(outl as *const u64), core::ptr::read_volatile((xch + 64) as *const u64)) };
+        self.expect(r == 0 && done == 1 && q != p, format_args!("balloon {round}: exchange gave {r}, {done} exchanged, {p:#x} -> {q:#x}"));
+        self.gained[1] = q;
+        let r = self.uvm(va, (p << 12) | rw);
+        self.expect(r < 0, format_args!("balloon {round}: exchanged-away frame {p:#x} mapped: {r}"));
+        if r == 0 {
+            self.uvm(va, (self.pool_mfn[k] << 12) | rw);
+        }
+        let t4 = tot(self);
+        self.expect(t4 == t0 + 1, format_args!("balloon {round}: reservation {t4} after populate+exchange, not {}", t0 + 1));
+        // Frames that are not ours cannot be given away; then ours goes.
+        resv(self, list, 3);
+        // (A "foreign" frame may have become one of our grant frames since the start: those are
+        // ours, and Xen lets a domain drop the allocation reference of such a Xen-heap page.)
+        let mut victim = self.rng.pick(&self.foreign);
+        if self.owns(victim) {
+            victim = 1 << 40;
+        }
+        self.arena_write(base + 64, q);
+        self.arena_write(base + 72, victim);
+        self.arena_write(base + 80, q);
+        let r = self.call(HYPERVISOR_MEMORY_OP, [XENMEM_DECREASE_RESERVATION, res, 0, 0, 0]);
+        self.expect(r == 1, format_args!("balloon {round}: decrease of [{q:#x}, foreign {victim:#x}, ..] gave {r}"));
+        self.gained[1] = 0;
+        let t5 = tot(self);
+        self.expect(t5 == t0, format_args!("balloon {round}: reservation {t5} at the end, not {t0}"));
+    }
+
     fn pt_round(&mut self) {
         self.pt_rounds += 1;
+        if self.pt_rounds % 4 == 0 {
+            self.balloon_round();
+        }
         let round = self.pt_rounds;
         let set = (round as usize) % NSETS;
         let [(c_va, c), (l3_va, l3), (l2_va, l2), (l1_va, l1), (d_va, d)] =
@@ -1215,6 +1344,8 @@ fn main(si: &'static StartInfo) -> ! {
         image_pages: (((pool_va - VIRT_BASE) / PAGE) as usize).min(MAX_IMAGE_PAGES),
         last: (0, [0; 5]),
         dump: xenrt::cmdline::arg_u64("dump"),
+        gained: [0; 4],
+        balloon_rounds: 0,
     };
     for i in 0..w.image_pages {
         w.image_ptes[i] = w.pte(VIRT_BASE + i as u64 * PAGE) & !PTE_AD;
@@ -1256,13 +1387,14 @@ fn main(si: &'static StartInfo) -> ! {
         println!("hostile: ok={} multicall_entries={}", w.ok, w.mc_entries);
     }
     println!(
-        "hostile: seed={seed} mode={mode} calls={calls} hypercalls={} faults={} ok={} errors={} multicall_entries={} pt_rounds={} invariants held",
+        "hostile: seed={seed} mode={mode} calls={calls} hypercalls={} faults={} ok={} errors={} multicall_entries={} pt_rounds={} balloon_rounds={} invariants held",
         w.hypercalls,
         FAULTS.load(SeqCst),
         w.ok,
         w.errors,
         w.mc_entries,
-        w.pt_rounds
+        w.pt_rounds,
+        w.balloon_rounds
     );
     xenrt::shutdown(SHUTDOWN_POWEROFF)
 }
