@@ -168,6 +168,8 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 pub fn describe_fault(vec: u8, error_code: Option<u32>, cr2: u64) -> String {
     match (vec, error_code) {
         (vector::PF, Some(e)) => alloc::format!("#PF cr2={cr2:#x} error={}", pf_error_name(e)),
+        // For #DB the third value is the DR6 the guest will read.
+        (vector::DB, None) => alloc::format!("#DB dr6={cr2:#x}"),
         (v, Some(e)) => alloc::format!("{} error={e:#x}", vector::name(v)),
         (v, None) if vector::name(v) == "int" => alloc::format!("int {v:#x}"),
         (v, None) => String::from(vector::name(v)),

@@ -532,7 +532,7 @@ fn core_consts() -> Vec<Const> {
             "EFAULT" = errno(Errno::EFAULT), "EBUSY" = errno(Errno::EBUSY), "EEXIST" = errno(Errno::EEXIST),
             "EINVAL" = errno(Errno::EINVAL), "ENOSPC" = errno(Errno::ENOSPC), "ENOSYS" = errno(Errno::ENOSYS),
             "EACCES" = errno(Errno::EACCES), "ERANGE" = errno(Errno::ERANGE), "EILSEQ" = errno(Errno::EILSEQ),
-            "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP),
+            "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP), "ENODEV" = errno(Errno::ENODEV),
         }
         "arch-x86/xen-x86_64.h" {
             "FLAT_RING3_CS32" = abi::FLAT_RING3_CS32, "FLAT_RING3_CS64" = abi::FLAT_RING3_CS64,

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 use hv::mm::paging::{self, PTE_NX, PTE_RW};
 use hv::mm::Mfn;
-use hv::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
+use hv::platform::{CpuState, DebugRegs, Exit, Gate, Platform, VcpuKey};
 use hv::DomId;
-use unicorn_engine::{Prot, RegisterX86, Unicorn};
+use unicorn_engine::unicorn_const::{HookType, MemType};
+use unicorn_engine::{Prot, RegisterX86, UcHookId, Unicorn};
 
 use crate::uc_fix::ExceptionState;
 
@@ -80,6 +81,8 @@ struct Hooked {
     io_retry: Option<(u64, u64, u64)>,
     /// The exit is a #GP(0) the platform raised for a ring-3 I/O instruction.
     io_fault: bool,
+    /// Armed hardware breakpoints (None: DR7 enables none, nothing is hooked).
+    watch: Option<Box<crate::watch::Watch>>,
 }
 
 /// `icache` entry of a block without I/O instructions.
@@ -149,6 +152,9 @@ struct SimVcpu {
     /// Registers as of the last exit: only changed ones are written back.
     last: CpuState,
     flush: bool,
+    /// Hooks that exist while breakpoints are armed (see `crate::watch`).
+    dbg_code_hook: Option<UcHookId>,
+    dbg_mem_hook: Option<UcHookId>,
 }
 
 /// Sink for console bytes (the `boot` command streams them).
@@ -232,6 +238,7 @@ impl SimPlatform {
             io_hooked: Default::default(),
             io_retry: None,
             io_fault: false,
+            watch: None,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -251,7 +258,10 @@ impl SimPlatform {
             }
             let n = n as u64;
             d.ran += n;
-            if d.ran >= d.budget && d.exit.is_none() {
+            // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
+            // by the end of the time slice: hardware takes no interrupt there either.
+            let held = d.watch.as_ref().is_some_and(|w| w.pending != 0);
+            if d.ran >= d.budget && d.exit.is_none() && !held {
                 d.exit = Some(Exit::Budget);
                 let _ = uc.emu_stop();
             }
@@ -280,7 +290,7 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true })
+        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true, dbg_code_hook: None, dbg_mem_hook: None })
     }
 }
 
@@ -318,6 +328,62 @@ fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
             let _ = uc.emu_stop();
         }
     });
+}
+
+/// Arm (or disarm) the vCPU's hardware breakpoints: the per-instruction code hook while DR7
+/// enables any breakpoint, the memory hook while it enables a data breakpoint; none otherwise.
+/// Translations made with or without the hooks are dropped when they come or go.
+fn arm_breakpoints(v: &mut SimVcpu, regs: &DebugRegs) {
+    let armed = regs.armed();
+    let data = armed && crate::watch::Watch::has_data(regs);
+    v.uc.get_data_mut().watch = armed.then(|| Box::new(crate::watch::Watch::new(*regs)));
+    let mut changed = false;
+    if armed != v.dbg_code_hook.is_some() {
+        changed = true;
+        if let Some(h) = v.dbg_code_hook.take() {
+            let _ = v.uc.remove_hook(h);
+        } else {
+            v.dbg_code_hook = v
+                .uc
+                .add_code_hook(1, 0, |uc, addr, _size| {
+                    let d = uc.get_data_mut();
+                    if d.exit.is_some() {
+                        return;
+                    }
+                    let Some(mut w) = d.watch.take() else { return };
+                    let hit = w.boundary(addr, |a| {
+                        let n = (4096 - (a & 4095)).min(15) as usize;
+                        let mut b = [0u8; 15];
+                        d.read_virt(a, &mut b[..n]) && crate::watch::is_movss(&b[..n])
+                    });
+                    d.watch = Some(w);
+                    if let Some(dr6) = hit {
+                        d.exit = Some(Exit::Debug { dr6 });
+                        let _ = uc.emu_stop();
+                    }
+                })
+                .ok();
+        }
+    }
+    if data != v.dbg_mem_hook.is_some() {
+        changed = true;
+        if let Some(h) = v.dbg_mem_hook.take() {
+            let _ = v.uc.remove_hook(h);
+        } else {
+            v.dbg_mem_hook = v
+                .uc
+                .add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, _value| {
+                    if let Some(w) = uc.get_data_mut().watch.as_mut() {
+                        w.access(addr, size as u64, ty == MemType::WRITE);
+                    }
+                    true
+                })
+                .ok();
+        }
+    }
+    if changed {
+        let _ = v.uc.ctl_flush_tb();
+    }
 }
 
 fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
@@ -363,6 +429,11 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.rflags = r(RFLAGS);
     cpu.fs_base = r(FS_BASE);
     cpu.gs_base = r(GS_BASE);
+}
+
+/// Take the data-breakpoint matches waiting for the next boundary.
+fn d_pending(uc: &mut Unicorn<'static, Hooked>) -> u64 {
+    uc.get_data_mut().watch.as_mut().map(|w| core::mem::take(&mut w.pending)).unwrap_or(0)
 }
 
 /// Bring a fresh instance into long mode with paging and enter ring 3 at `cpu` through a real
@@ -431,6 +502,12 @@ impl Platform for SimPlatform {
             d.budget = budget_ns.max(1);
             d.ran = 0;
             d.cr3 = cpu.cr3;
+            if let Some(w) = d.watch.as_mut() {
+                // SAFETY: see `memory`; no unicorn instance runs during this call.
+                let mem = unsafe { std::slice::from_raw_parts(mem_ptr, mem_len) };
+                w.resolve(mem, cpu.cr3);
+                w.rf_at = (cpu.rflags & (1 << 16) != 0).then_some(cpu.rip);
+            }
         }
         let start = if !v.entered {
             // SAFETY: see `memory`; no unicorn instance runs during this call.
@@ -468,9 +545,15 @@ impl Platform for SimPlatform {
         self.instructions += ran;
         let exit = match (exit, res) {
             (Some(e), _) if io_fault => e,
+
             (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
                 let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
-                if last.is_int {
+                if vector == 1 && !last.is_int {
+                    // TF single step (unicorn's own): DR6.BS, with any data match of the same
+                    // instruction.
+                    let pending = d_pending(&mut v.uc);
+                    Exit::Debug { dr6: hv::privop::dr::DR6_DEFAULT | hv::privop::dr::DR6_BS | pending }
+                } else if last.is_int {
                     let hooked = v.uc.get_data();
                     let mut b = [0u8; 1];
                     let len = if vector == 3 && hooked.read_virt(cpu.rip.wrapping_sub(1), &mut b) && b[0] == 0xcc { 1 } else { 2 };
@@ -485,7 +568,16 @@ impl Platform for SimPlatform {
             (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
+        if let Some(w) = v.uc.get_data_mut().watch.as_mut() {
+            w.exit();
+        }
         (exit, ran.max(1))
+    }
+
+    fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            arm_breakpoints(v, regs);
+        }
     }
 
     fn flush_tlb(&mut self, key: VcpuKey) {
