@@ -31,6 +31,8 @@ pub struct XenState {
     /// First frame of the machine-to-phys table.
     pub m2p: Mfn,
     pub m2p_frames: u64,
+    /// The CPUID policy offers FSGSBASE (the platform can give it as Xen does).
+    pub fsgsbase: bool,
 }
 
 /// What became of a domain, by name, for reports and expectations.
@@ -120,11 +122,12 @@ impl<P: Platform> Hypervisor<P> {
                 slots[i] = t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A;
             }
         }
+        let fsgsbase = platform.fsgsbase();
         let mut hv = Self {
             platform,
             frames,
             doms: BTreeMap::new(),
-            xen: XenState { slots, l3, m2p, m2p_frames },
+            xen: XenState { slots, l3, m2p, m2p_frames, fsgsbase },
             now: 0,
             tracing: true,
             records: BTreeMap::new(),
@@ -527,6 +530,10 @@ impl<P: Platform> Hypervisor<P> {
             self.crash_domain(id, &line);
             return false;
         }
+        if vc.privs.fsgsbase_dirty {
+            vc.privs.fsgsbase_dirty = false;
+            self.platform.set_fsgsbase(key, vc.privs.cr4 & crate::privop::CR4_FSGSBASE != 0);
+        }
         if vc.privs.dr_dirty {
             vc.privs.dr_dirty = false;
             self.platform.set_debug_regs(key, &vc.privs.hw_debug_regs());
@@ -823,7 +830,7 @@ fn forced_cpuid(ctx: &mut Ctx<'_, '_>) -> bool {
         return false;
     }
     let (leaf, sub) = (ctx.cur_ref().cpu.rax as u32, ctx.cur_ref().cpu.rcx as u32);
-    let r = traps::cpuid(leaf, sub);
+    let r = traps::cpuid(leaf, sub, ctx.xen.fsgsbase);
     let who = ctx.who();
     let c = &mut ctx.cur().cpu;
     c.rax = r[0] as u64;

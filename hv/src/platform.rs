@@ -119,6 +119,16 @@ pub trait Platform {
     fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {
         let _ = (key, regs);
     }
+    /// Can guests use `rdfsbase`/`wrfsbase`/`rdgsbase`/`wrgsbase` exactly under their own
+    /// (virtual) CR4.FSGSBASE, as Xen gives them (pv/domain.c: pv_make_cr4 sets the real bit only
+    /// while the vCPU's view has it)? The CPUID policy offers FSGSBASE only then.
+    fn fsgsbase(&self) -> bool {
+        false
+    }
+    /// The vCPU's CR4.FSGSBASE changed: from its next run on, the instructions work (or #UD).
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        let _ = (key, enabled);
+    }
     /// The vCPU's page tables changed in ways a TLB may have cached.
     fn flush_tlb(&mut self, key: VcpuKey);
     /// The vCPU's base pointer moved to `cr3`, and the core is about to drop its reference to

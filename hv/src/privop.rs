@@ -43,9 +43,9 @@ pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
 pub const CR4_FSGSBASE: u64 = 1 << 16;
 pub const CR4_OSXSAVE: u64 = 1 << 18;
 /// Bits a PV guest controls (Xen's PV_CR4_GUEST_MASK), limited to what its CPUID policy offers:
-/// xenolith's policy has TSC and DE but neither FSGSBASE nor XSAVE (pv/domain.c:
-/// pv_fixup_guest_cr4 discards bits outside the policy).
-const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE;
+/// xenolith's policy has TSC and DE, FSGSBASE where the platform can give it, no XSAVE
+/// (pv/domain.c: pv_fixup_guest_cr4 discards bits outside the policy).
+const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE | CR4_FSGSBASE;
 /// Hardware settings a PV guest sees (Xen's PV_CR4_GUEST_VISIBLE_MASK, as Xen sets them).
 pub const PV_CR4_VISIBLE: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 
@@ -96,6 +96,8 @@ pub struct PrivState {
     pub dr7_emul: u64,
     /// DR0..3 or DR7 changed since the platform last heard of them.
     pub dr_dirty: bool,
+    /// CR4.FSGSBASE changed since the platform last heard of it.
+    pub fsgsbase_dirty: bool,
     /// Virtual IOPL, 0..=3 (physdev_op set_iopl; iret with architectural_iopl).
     pub iopl: u8,
     /// CPUID faulting enabled (MISC_FEATURES_ENABLES bit 0).
@@ -313,7 +315,14 @@ fn write_cr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
             ctx.mem.write_u64(vi.add(abi::shinfo::CR2), val);
         }
         3 => mmu::new_guest_cr3(ctx, Mfn(val >> 12)).ok()?,
-        4 => ctx.cur().privs.cr4 = val & PV_CR4_GUEST_MASK,
+        4 => {
+            // pv_fixup_guest_cr4: bits outside the policy are discarded, not refused.
+            let mask = PV_CR4_GUEST_MASK & !if ctx.xen.fsgsbase { 0 } else { CR4_FSGSBASE };
+            let p = &mut ctx.cur().privs;
+            let new = val & mask;
+            p.fsgsbase_dirty |= (p.cr4 ^ new) & CR4_FSGSBASE != 0;
+            p.cr4 = new;
+        }
         _ => return None,
     }
     Some(alloc::format!(" ({val:#x})"))

@@ -83,10 +83,43 @@ struct Hooked {
     io_fault: bool,
     /// Armed hardware breakpoints (None: DR7 enables none, nothing is hooked).
     watch: Option<Box<crate::watch::Watch>>,
+    /// The vCPU's CR4.FSGSBASE (the real bit in its instance's CR4).
+    fsgsbase: bool,
 }
 
 /// `icache` entry of a block without I/O instructions.
 const NO_IO: u64 = u64::MAX;
+
+/// `wrfsbase`/`wrgsbase` with a 64-bit register: unicorn writes any value, hardware raises #GP(0)
+/// for a non-canonical one. They get the same code hook as I/O instructions.
+fn is_wrbase(i: &iced_x86::Instruction) -> bool {
+    use iced_x86::Code::*;
+    matches!(i.code(), Wrfsbase_r64 | Wrgsbase_r64)
+}
+
+/// The unicorn register of a 64-bit general register.
+fn uc_gpr(r: iced_x86::Register) -> Option<RegisterX86> {
+    use iced_x86::Register as I;
+    Some(match r {
+        I::RAX => RegisterX86::RAX,
+        I::RBX => RegisterX86::RBX,
+        I::RCX => RegisterX86::RCX,
+        I::RDX => RegisterX86::RDX,
+        I::RSI => RegisterX86::RSI,
+        I::RDI => RegisterX86::RDI,
+        I::RBP => RegisterX86::RBP,
+        I::RSP => RegisterX86::RSP,
+        I::R8 => RegisterX86::R8,
+        I::R9 => RegisterX86::R9,
+        I::R10 => RegisterX86::R10,
+        I::R11 => RegisterX86::R11,
+        I::R12 => RegisterX86::R12,
+        I::R13 => RegisterX86::R13,
+        I::R14 => RegisterX86::R14,
+        I::R15 => RegisterX86::R15,
+        _ => return None,
+    })
+}
 
 /// Is this an instruction that needs the I/O permission check (`in`, `out`, `ins`, `outs`)?
 fn is_io(i: &iced_x86::Instruction) -> bool {
@@ -130,7 +163,7 @@ impl Hooked {
             let mut n = 0;
             while dec.can_decode() {
                 let i = dec.decode();
-                if io == NO_IO && is_io(&i) {
+                if io == NO_IO && (is_io(&i) || is_wrbase(&i)) {
                     io = i.ip();
                 }
                 n += 1;
@@ -239,6 +272,7 @@ impl SimPlatform {
             io_retry: None,
             io_fault: false,
             watch: None,
+            fsgsbase: false,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -307,7 +341,24 @@ fn ss_noncanonical(h: &Hooked, cpu: &CpuState) -> bool {
 /// hook stops emulation before the instruction executes (unicorn checks the exit request right
 /// after a code hook). It checks the bytes again: the same address may hold other code in
 /// another address space.
-fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
+fn hook_io(uc: &mut Unicorn<'static, Hooked>, first: u64, end: u64) {
+    // Every such instruction of the block: a `wrfsbase` that does not fault must not leave the
+    // next one unchecked.
+    let mut bytes = vec![0u8; (end - first) as usize];
+    if !uc.get_data().read_virt(first, &mut bytes) {
+        return;
+    }
+    let addrs: Vec<u64> = iced_x86::Decoder::with_ip(64, &bytes, first, iced_x86::DecoderOptions::NONE)
+        .into_iter()
+        .filter(|i| is_io(i) || is_wrbase(i))
+        .map(|i| i.ip())
+        .collect();
+    for io in addrs {
+        hook_one(uc, io);
+    }
+}
+
+fn hook_one(uc: &mut Unicorn<'static, Hooked>, io: u64) {
     if !uc.get_data_mut().io_hooked.insert(io) {
         return;
     }
@@ -322,7 +373,17 @@ fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
             return;
         }
         let i = iced_x86::Decoder::with_ip(64, &b[..n], addr, iced_x86::DecoderOptions::NONE).decode();
-        if is_io(&i) {
+        if is_wrbase(&i) {
+            // With CR4.FSGSBASE clear unicorn raises #UD itself; with it set, hardware refuses
+            // a non-canonical base with #GP(0).
+            let v = uc_gpr(i.op0_register()).and_then(|r| uc.reg_read(r).ok()).unwrap_or(0);
+            let d = uc.get_data_mut();
+            if d.fsgsbase && !paging::is_canonical(v) {
+                d.exit = Some(Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
+                d.io_fault = true;
+                let _ = uc.emu_stop();
+            }
+        } else if is_io(&i) {
             d.exit = Some(Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
             d.io_fault = true;
             let _ = uc.emu_stop();
@@ -436,6 +497,11 @@ fn d_pending(uc: &mut Unicorn<'static, Hooked>) -> u64 {
     uc.get_data_mut().watch.as_mut().map(|w| core::mem::take(&mut w.pending)).unwrap_or(0)
 }
 
+/// PAE | OSFXSR | OSXMMEXCPT: the CR4 every vCPU runs with.
+const CR4_BASE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// CR4.FSGSBASE, set while the vCPU's own view has it (as Xen's pv_make_cr4).
+const CR4_FSGSBASE: u64 = 1 << 16;
+
 /// Bring a fresh instance into long mode with paging and enter ring 3 at `cpu` through a real
 /// `iretq` (writing CS does not change CPL in unicorn).
 fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
@@ -446,7 +512,8 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
     gdtr[16..20].copy_from_slice(&0xffffu32.to_le_bytes());
     uc.reg_write_long(GDTR, &gdtr).map_err(|e| format!("GDTR: {e:?}"))?;
     w(uc, CR3, cpu.cr3);
-    w(uc, CR4, (1 << 5) | (1 << 9) | (1 << 10)); // PAE | OSFXSR | OSXMMEXCPT
+    let fsgsbase = uc.get_data().fsgsbase;
+    w(uc, CR4, CR4_BASE | if fsgsbase { CR4_FSGSBASE } else { 0 });
     let mut msr = [0u8; 16];
     msr[0..4].copy_from_slice(&0xC000_0080u32.to_le_bytes());
     msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE
@@ -529,7 +596,8 @@ impl Platform for SimPlatform {
             let res = v.uc.emu_start(start, UNTIL, 0, 0);
             match v.uc.get_data_mut().io_retry.take() {
                 Some((first, end, io)) if v.uc.get_data().exit.is_none() => {
-                    hook_io(&mut v.uc, io);
+                    let _ = io;
+                    hook_io(&mut v.uc, first, end);
                     let _ = v.uc.ctl_remove_cache(first, end);
                     start = v.uc.reg_read(RegisterX86::RIP).unwrap_or(first);
                 }
@@ -572,6 +640,21 @@ impl Platform for SimPlatform {
             w.exit();
         }
         (exit, ran.max(1))
+    }
+
+    fn fsgsbase(&self) -> bool {
+        // unicorn's CPU (Haswell) has FSGSBASE and checks CR4.FSGSBASE when the instruction
+        // runs; the canonical check is ours (hook_io).
+        true
+    }
+
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.uc.get_data_mut().fsgsbase = enabled;
+            if v.entered {
+                w(&mut v.uc, RegisterX86::CR4, CR4_BASE | if enabled { CR4_FSGSBASE } else { 0 });
+            }
+        }
     }
 
     fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {

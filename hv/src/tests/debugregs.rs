@@ -142,3 +142,40 @@ fn an_early_db_after_mov_ss_is_recognised() {
     assert!(!movss_breakpoint(&[0x8e, 0x19], &cpu2, &regs, 0xffff_0ff1));
     assert!(movss_breakpoint(&[0x8e, 0x11], &cpu2, &regs, 0xffff_0ff1));
 }
+
+/// mov %rax,%cr4; mov %cr4,%rax at a scratch page; returns what the guest reads back.
+fn write_cr4(w: &mut World, d: DomId, val: u64) -> u64 {
+    let rip = w.scratch(d, 21);
+    w.write(d, rip, &[0x0f, 0x22, 0xe0, 0x0f, 0x20, 0xe0]);
+    w.cpu_mut(d).rip = rip;
+    w.cpu_mut(d).rax = val;
+    w.exit(d, Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
+    w.cpu_mut(d).rax = 0;
+    w.exit(d, Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
+    assert_eq!(w.cpu(d).rip, rip + 6);
+    w.cpu(d).rax
+}
+
+#[test]
+fn fsgsbase_is_offered_and_switched_only_where_the_platform_can() {
+    use crate::privop::CR4_FSGSBASE;
+    // Without it (the mock's default): CPUID leaf 7 hides it and CR4 discards the bit.
+    let (mut w, d) = world();
+    assert!(!w.hv.xen.fsgsbase);
+    assert_eq!(crate::traps::cpuid(7, 0, w.hv.xen.fsgsbase)[1] & 1, 0);
+    assert_eq!(write_cr4(&mut w, d, crate::privop::PV_CR4_VISIBLE | CR4_FSGSBASE) & CR4_FSGSBASE, 0);
+    assert!(w.hv.platform.fsgsbase_set.is_empty());
+    // With it: offered, kept in the guest's view, and the platform told when it changes.
+    let mut mock = super::mock::Mock::new(super::MACHINE_MIB, crate::platform::Gate::Syscall);
+    mock.fsgsbase = true;
+    let mut hv = crate::Hypervisor::new(mock, super::RESERVED).expect("hypervisor");
+    hv.platform.xen_slots = Some(hv.xen.slots.to_vec());
+    let mut w = World { hv };
+    let d = w.create("fsgs");
+    assert_eq!(crate::traps::cpuid(7, 0, w.hv.xen.fsgsbase)[1] & 1, 1);
+    let base = crate::privop::PV_CR4_VISIBLE;
+    assert_eq!(write_cr4(&mut w, d, base | CR4_FSGSBASE), base | CR4_FSGSBASE);
+    assert_eq!(write_cr4(&mut w, d, base), base);
+    let key = w.hv.doms[&d].vcpus[0].key;
+    assert_eq!(w.hv.platform.fsgsbase_set, vec![(key, true), (key, false)]);
+}

@@ -159,6 +159,25 @@ fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Does the CPU have FSGSBASE (CPUID.(7,0):EBX bit 0)?
+pub fn has_fsgsbase() -> bool {
+    if cpuid(0).0 < 7 {
+        return false;
+    }
+    core::arch::x86_64::__cpuid_count(7, 0).ebx & 1 != 0
+}
+
+/// Set or clear CR4.FSGSBASE.
+pub fn set_cr4_fsgsbase(on: bool) {
+    let cr4 = read_cr4();
+    let new = if on { cr4 | (1 << 16) } else { cr4 & !(1 << 16) };
+    if new != cr4 {
+        // SAFETY: only called when the CPU has FSGSBASE (has_fsgsbase); the bit changes which
+        // ring-3 instructions are allowed, nothing the hypervisor relies on.
+        unsafe { asm!("mov cr4, {}", in(reg) new, options(nostack)) };
+    }
+}
+
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u64 = 0x20;
 const MSR_APIC_BASE: u32 = 0x1b;

@@ -52,6 +52,11 @@ pub struct BareMetal {
     /// Each vCPU's breakpoints (set_debug_regs), and what the CPU's DR0..3/DR7 hold now.
     debug: alloc::collections::BTreeMap<VcpuKey, DebugRegs>,
     debug_loaded: DebugRegs,
+    /// Guests may have FSGSBASE (see `Platform::fsgsbase`); the vCPUs whose CR4 view has it,
+    /// and whether the CPU's CR4.FSGSBASE is set now.
+    pub fsgsbase_ok: bool,
+    fsgsbase_on: alloc::collections::BTreeSet<VcpuKey>,
+    cr4_fsgsbase: bool,
     /// #DBs that QEMU TCG raised early after a `mov ss` and that belonged to hypervisor context.
     pub db_dropped: u64,
 }
@@ -78,6 +83,9 @@ impl BareMetal {
             debug: alloc::collections::BTreeMap::new(),
             debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 },
             db_dropped: 0,
+            fsgsbase_ok: false,
+            fsgsbase_on: alloc::collections::BTreeSet::new(),
+            cr4_fsgsbase: false,
         }
     }
 
@@ -141,6 +149,12 @@ impl BareMetal {
             cpu::load_debug_regs(&want.addr, dr7);
             self.debug_loaded = want;
         }
+        // CR4.FSGSBASE as the vCPU's view says (Xen's pv_make_cr4).
+        let fsgs = self.fsgsbase_ok && self.fsgsbase_on.contains(&key);
+        if fsgs != self.cr4_fsgsbase {
+            cpu::set_cr4_fsgsbase(fsgs);
+            self.cr4_fsgsbase = fsgs;
+        }
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
@@ -199,7 +213,7 @@ impl BareMetal {
         // runs under (kvm_pvm runs ring 3 on the host's CR4, where Linux enables it),
         // `wrfsbase`/`wrgsbase` work in ring 3. Read them back so the core's view, and the next
         // vCPU's, never inherit another guest's bases.
-        let (fs, gs) = if self.bases_writable {
+        let (fs, gs) = if self.bases_writable || self.cr4_fsgsbase {
             // SAFETY: architectural MSRs, readable in ring 0.
             unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) }
         } else {
@@ -343,9 +357,22 @@ impl Platform for BareMetal {
         self.debug.insert(key, *regs);
     }
 
+    fn fsgsbase(&self) -> bool {
+        self.fsgsbase_ok
+    }
+
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        if enabled {
+            self.fsgsbase_on.insert(key);
+        } else {
+            self.fsgsbase_on.remove(&key);
+        }
+    }
+
     fn vcpu_destroy(&mut self, key: VcpuKey) {
         self.fpu.remove(&key);
         self.debug.remove(&key);
+        self.fsgsbase_on.remove(&key);
         if self.fpu_owner == Some(key) {
             self.fpu_owner = None;
         }
