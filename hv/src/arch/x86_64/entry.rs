@@ -123,6 +123,9 @@ xen_trap_common:
     pop %rbx
     pop %rax
     add $16, %rsp
+    // RF: an instruction breakpoint (a fault) on the instruction we return to is not taken
+    // again, so none can livelock the hypervisor (Xen's do_debug clears DR7 for that case).
+    orl $0x10000, 16(%rsp)
     iretq
 
     .global xen_syscall_entry
