@@ -497,8 +497,9 @@ fn d_pending(uc: &mut Unicorn<'static, Hooked>) -> u64 {
     uc.get_data_mut().watch.as_mut().map(|w| core::mem::take(&mut w.pending)).unwrap_or(0)
 }
 
-/// PAE | OSFXSR | OSXMMEXCPT: the CR4 every vCPU runs with.
-const CR4_BASE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// TSD | PAE | OSFXSR | OSXMMEXCPT: the CR4 every vCPU runs with. TSD: the guest's rdtsc (ring 3)
+/// raises #GP and the core answers with virtual time.
+const CR4_BASE: u64 = (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10);
 /// CR4.FSGSBASE, set while the vCPU's own view has it (as Xen's pv_make_cr4).
 const CR4_FSGSBASE: u64 = 1 << 16;
 
