@@ -104,6 +104,8 @@ fuzz_target!(|data: &[u8]| {
                 error_code: Some(args[1] as u32),
                 cr2: args[2],
             }),
+            // A #DB with any status the platform might report.
+            224..=231 => Some(Exit::Debug { dr6: args[1] }),
             _ => Some(Exit::SoftInt { vector: args[1] as u8, len: 1 + (args[2] % 2) as u8 }),
         };
         let f = move |c: &mut CpuState, mem: &mut [u8]| {

@@ -124,3 +124,51 @@ pub fn is_stack_fault(bytes: &[u8], cpu: &CpuState) -> bool {
             && i.virtual_address(op, 0, &mut reg).is_some_and(|a| !crate::mm::paging::is_canonical(a))
     })
 }
+
+/// Did the instruction that ends at `cpu.rip` load SS (`mov ss, m16` or `pop ss`) from memory
+/// that one of the breakpoints reported in `dr6` watches? `before` holds the (up to 15) bytes
+/// that end at rip. A data-breakpoint #DB reported there came one instruction early: hardware
+/// holds it over the next instruction (the `mov ss` shadow), QEMU 7.2's TCG does not. `mov ss`
+/// leaves every register it could address through unchanged, so its operand is recomputed from
+/// the registers at the #DB.
+pub fn movss_breakpoint(before: &[u8], cpu: &CpuState, regs: &crate::platform::DebugRegs, dr6: u64) -> bool {
+    use crate::privop::dr;
+    let bitness = if cpu.cs == crate::abi::FLAT_RING3_CS32 { 32 } else { 64 };
+    for k in 1..=before.len() {
+        let start = cpu.rip.wrapping_sub(k as u64);
+        let bytes = &before[before.len() - k..];
+        let insn = iced_x86::Decoder::with_ip(bitness, bytes, start, iced_x86::DecoderOptions::NONE).decode();
+        if insn.is_invalid() || insn.len() != k {
+            continue;
+        }
+        let (va, size) = match insn.code() {
+            Code::Mov_Sreg_rm16 | Code::Mov_Sreg_r32m16 | Code::Mov_Sreg_r64m16
+                if insn.op0_register() == Register::SS && insn.op1_kind() == iced_x86::OpKind::Memory =>
+            {
+                let mut c = *cpu;
+                let Some(va) = insn.virtual_address(1, 0, |r, _, _| match r {
+                    Register::ES | Register::CS | Register::SS | Register::DS => Some(0),
+                    Register::FS => Some(cpu.fs_base),
+                    Register::GS => Some(cpu.gs_base),
+                    _ => reg64(&mut c, r).map(|v| *v & if r.size() == 4 { 0xffff_ffff } else { u64::MAX }),
+                }) else {
+                    continue;
+                };
+                (va, 2)
+            }
+            // pop ss (compatibility mode): the stack slot just popped.
+            Code::Popw_SS => (cpu.rsp.wrapping_sub(2) & 0xffff_ffff, 2),
+            Code::Popd_SS => (cpu.rsp.wrapping_sub(4) & 0xffff_ffff, 4),
+            _ => continue,
+        };
+        let hit = (0..4).any(|n| {
+            let len = dr::len(regs.dr7, n);
+            let a = regs.addr[n] & !(len - 1);
+            dr6 & (1 << n) != 0 && dr::rw(regs.dr7, n) == dr::RW_READ && a < va.wrapping_add(size) && va < a + len
+        });
+        if hit {
+            return true;
+        }
+    }
+    false
+}

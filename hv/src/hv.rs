@@ -31,6 +31,8 @@ pub struct XenState {
     /// First frame of the machine-to-phys table.
     pub m2p: Mfn,
     pub m2p_frames: u64,
+    /// The CPUID policy offers FSGSBASE (the platform can give it as Xen does).
+    pub fsgsbase: bool,
 }
 
 /// What became of a domain, by name, for reports and expectations.
@@ -120,11 +122,12 @@ impl<P: Platform> Hypervisor<P> {
                 slots[i] = t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A;
             }
         }
+        let fsgsbase = platform.fsgsbase();
         let mut hv = Self {
             platform,
             frames,
             doms: BTreeMap::new(),
-            xen: XenState { slots, l3, m2p, m2p_frames },
+            xen: XenState { slots, l3, m2p, m2p_frames, fsgsbase },
             now: 0,
             tracing: true,
             records: BTreeMap::new(),
@@ -531,6 +534,14 @@ impl<P: Platform> Hypervisor<P> {
             self.crash_domain(id, &line);
             return false;
         }
+        if vc.privs.fsgsbase_dirty {
+            vc.privs.fsgsbase_dirty = false;
+            self.platform.set_fsgsbase(key, vc.privs.cr4 & crate::privop::CR4_FSGSBASE != 0);
+        }
+        if vc.privs.dr_dirty {
+            vc.privs.dr_dirty = false;
+            self.platform.set_debug_regs(key, &vc.privs.hw_debug_regs());
+        }
         let tsc = self.platform.guest_tsc(self.now);
         update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
@@ -739,8 +750,21 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
                 deliver(ctx, vector::GP, Some(ec), 0, b);
             }
         }
+        Exit::Debug { dr6 } => {
+            // Xen's do_debug, guest context: merge the status into the virtual DR6 (where the
+            // guest reads it with get_debugreg or `mov %dr6`) and bounce #DB.
+            ctx.cur().privs.merge_dr6(dr6);
+            deliver_debug(ctx);
+        }
         Exit::Exception { vector: vec, error_code, cr2 } => {
             if vec == vector::UD && forced_cpuid(ctx) {
+                // Xen's pv_emul_instruction_done: an emulated instruction single-steps too.
+                let v = ctx.cur();
+                v.cpu.rflags &= !(1 << 16);
+                if v.cpu.rflags & (1 << 8) != 0 {
+                    v.privs.dr[6] |= crate::privop::dr::DR6_BS | crate::privop::dr::DR6_DEFAULT;
+                    deliver_debug(ctx);
+                }
                 return;
             }
             let ec = if vector::has_error_code(vec) { Some(error_code.unwrap_or(0)) } else { None };
@@ -752,6 +776,10 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             if vec == vector::GP && ec == Some(0) {
                 match crate::privop::emulate(ctx) {
                     crate::privop::Outcome::Emulated => return,
+                    crate::privop::Outcome::EmulatedDebug => {
+                        deliver_debug(ctx);
+                        return;
+                    }
                     crate::privop::Outcome::Undefined => {
                         let b = traps::trap_bounce(ctx.cur_ref(), vector::UD, None);
                         deliver(ctx, vector::UD, None, 0, b);
@@ -800,6 +828,13 @@ fn deliver(ctx: &mut Ctx<'_, '_>, vec: u8, ec: Option<u32>, cr2: u64, b: traps::
     }
 }
 
+/// Bounce #DB (no error code) to the guest; the trace shows the DR6 it will read.
+fn deliver_debug(ctx: &mut Ctx<'_, '_>) {
+    let dr6 = ctx.cur_ref().privs.dr[6];
+    let b = traps::trap_bounce(ctx.cur_ref(), vector::DB, None);
+    deliver(ctx, vector::DB, None, dr6, b);
+}
+
 /// Xen's forced-emulation prefix: emulate CPUID for the guest. True if it was one.
 fn forced_cpuid(ctx: &mut Ctx<'_, '_>) -> bool {
     let rip = ctx.cur_ref().cpu.rip;
@@ -808,7 +843,7 @@ fn forced_cpuid(ctx: &mut Ctx<'_, '_>) -> bool {
         return false;
     }
     let (leaf, sub) = (ctx.cur_ref().cpu.rax as u32, ctx.cur_ref().cpu.rcx as u32);
-    let r = traps::cpuid(leaf, sub);
+    let r = traps::cpuid(leaf, sub, ctx.xen.fsgsbase);
     let who = ctx.who();
     let c = &mut ctx.cur().cpu;
     c.rax = r[0] as u64;

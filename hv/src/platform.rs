@@ -44,6 +44,21 @@ pub struct CpuState {
     pub cr3: u64,
 }
 
+/// The breakpoints a vCPU asks the CPU to watch (its DR0..DR3 and DR7, as Xen loads them into the
+/// hardware while the vCPU runs: I/O breakpoints are left out, the core emulates them).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct DebugRegs {
+    pub addr: [u64; 4],
+    pub dr7: u64,
+}
+
+impl DebugRegs {
+    /// Does DR7 enable any breakpoint (L0..3, G0..3)?
+    pub fn armed(&self) -> bool {
+        self.dr7 & 0xff != 0
+    }
+}
+
 /// How guests enter the hypervisor from the hypercall page.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Gate {
@@ -72,6 +87,11 @@ pub enum Exit {
     Exception { vector: u8, error_code: Option<u32>, cr2: u64 },
     /// `int n` executed in ring 3 (the core checks the guest's gate DPL); `rip` is after it.
     SoftInt { vector: u8, len: u8 },
+    /// A debug exception (#DB) in guest context. `dr6` is the status the CPU reported (B0..B3 of
+    /// the breakpoints that matched, BS for a single step; reserved bits as 1). `rip` is after
+    /// the instruction for traps (data breakpoints, single step), at it for instruction
+    /// breakpoints (faults).
+    Debug { dr6: u64 },
     /// The time budget ran out.
     Budget,
     /// The platform could not run the vCPU at all (a bug or an unrecoverable emulator state).
@@ -93,6 +113,22 @@ pub trait Platform {
     /// Run `key` from `cpu` for at most `budget_ns` of (virtual) time. Returns the exit and the
     /// time consumed; `cpu` holds the state at the exit.
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64);
+    /// The vCPU's debug registers changed: from its next run on, the platform raises
+    /// [`Exit::Debug`] when one of these breakpoints matches, as the CPU would. A platform that
+    /// cannot watch anything never reports one (the default).
+    fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {
+        let _ = (key, regs);
+    }
+    /// Can guests use `rdfsbase`/`wrfsbase`/`rdgsbase`/`wrgsbase` exactly under their own
+    /// (virtual) CR4.FSGSBASE, as Xen gives them (pv/domain.c: pv_make_cr4 sets the real bit only
+    /// while the vCPU's view has it)? The CPUID policy offers FSGSBASE only then.
+    fn fsgsbase(&self) -> bool {
+        false
+    }
+    /// The vCPU's CR4.FSGSBASE changed: from its next run on, the instructions work (or #UD).
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        let _ = (key, enabled);
+    }
     /// The vCPU's page tables changed in ways a TLB may have cached.
     fn flush_tlb(&mut self, key: VcpuKey);
     /// The vCPU's base pointer moved to `cr3`, and the core is about to drop its reference to

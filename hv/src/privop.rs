@@ -43,9 +43,9 @@ pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
 pub const CR4_FSGSBASE: u64 = 1 << 16;
 pub const CR4_OSXSAVE: u64 = 1 << 18;
 /// Bits a PV guest controls (Xen's PV_CR4_GUEST_MASK), limited to what its CPUID policy offers:
-/// xenolith's policy has TSC and DE but neither FSGSBASE nor XSAVE (pv/domain.c:
-/// pv_fixup_guest_cr4 discards bits outside the policy).
-const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE;
+/// xenolith's policy has TSC and DE, FSGSBASE where the platform can give it, no XSAVE
+/// (pv/domain.c: pv_fixup_guest_cr4 discards bits outside the policy).
+const PV_CR4_GUEST_MASK: u64 = CR4_TSD | CR4_DE | CR4_FSGSBASE;
 /// Hardware settings a PV guest sees (Xen's PV_CR4_GUEST_VISIBLE_MASK, as Xen sets them).
 pub const PV_CR4_VISIBLE: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 
@@ -89,8 +89,15 @@ pub struct PrivState {
     pub cr2: u64,
     /// The guest-controlled CR4 bits (TSD, DE); reads add [`PV_CR4_VISIBLE`].
     pub cr4: u64,
-    /// DR0..DR3, DR6, DR7 as the guest last wrote them (index 4 and 5 unused).
+    /// DR0..DR3, DR6, DR7 (index 4 and 5 unused). DR7 holds what the CPU watches; the enables
+    /// of I/O breakpoints are in `dr7_emul` (Xen's `arch.pv.dr7_emul`).
     pub dr: [u64; 8],
+    /// Enable bits of the I/O breakpoints, which emulation of `in`/`out` checks.
+    pub dr7_emul: u64,
+    /// DR0..3 or DR7 changed since the platform last heard of them.
+    pub dr_dirty: bool,
+    /// CR4.FSGSBASE changed since the platform last heard of it.
+    pub fsgsbase_dirty: bool,
     /// Virtual IOPL, 0..=3 (physdev_op set_iopl; iret with architectural_iopl).
     pub iopl: u8,
     /// CPUID faulting enabled (MISC_FEATURES_ENABLES bit 0).
@@ -99,10 +106,10 @@ pub struct PrivState {
 
 impl PrivState {
     pub fn new() -> Self {
-        // DR6/DR7 reset values (SDM vol. 3, 17.2).
+        // DR6/DR7 reset values (X86_DR6_DEFAULT, X86_DR7_DEFAULT).
         let mut dr = [0; 8];
-        dr[6] = 0xffff_0ff0;
-        dr[7] = 0x400;
+        dr[6] = dr::DR6_DEFAULT;
+        dr[7] = dr::DR7_DEFAULT;
         PrivState { dr, ..Default::default() }
     }
     pub fn cr0(&self) -> u64 {
@@ -110,6 +117,16 @@ impl PrivState {
     }
     pub fn cr4(&self) -> u64 {
         (self.cr4 & PV_CR4_GUEST_MASK) | PV_CR4_VISIBLE
+    }
+    /// The breakpoints the CPU must watch while this vCPU runs (I/O breakpoints excluded).
+    pub fn hw_debug_regs(&self) -> crate::platform::DebugRegs {
+        crate::platform::DebugRegs { addr: [self.dr[0], self.dr[1], self.dr[2], self.dr[3]], dr7: self.dr[7] }
+    }
+    /// Xen's do_debug for a #DB taken in guest context: the status bits the CPU set join the
+    /// virtual DR6, and bits the CPU cleared among the ones that default to 1 (RTM) clear.
+    pub fn merge_dr6(&mut self, hw: u64) {
+        self.dr[6] |= hw & !dr::DR6_DEFAULT;
+        self.dr[6] &= hw | !dr::DR6_DEFAULT;
     }
 }
 
@@ -151,6 +168,9 @@ pub enum Outcome {
     Refused,
     /// The emulated instruction raises #UD instead (a DR4/DR5 access with CR4.DE set).
     Undefined,
+    /// Carried out, and it ends in a #DB trap (single step, or an I/O breakpoint matched): the
+    /// virtual DR6 already has the status bits (Xen's `ctxt.bpmatch` in pv_emulate_privileged_op).
+    EmulatedDebug,
 }
 
 /// Try to emulate the instruction that raised #GP(0) at the current vCPU's rip.
@@ -174,7 +194,7 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
             let r = if matches!(insn.code(), Code::Mov_r64_dr | Code::Mov_r32_dr) { read_dr(ctx, &insn) } else { write_dr(ctx, &insn) };
             match r {
                 Ok(d) => Some(d),
-                Err(DrError::Gp) => None,
+                Err(DrError::Inval | DrError::Perm) => None,
                 Err(DrError::Ud) => {
                     if ctx.tracing {
                         let (who, text) = (ctx.who(), format_insn(&insn));
@@ -230,6 +250,22 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
             ctx.cur().cpu.rip = rip.wrapping_add(insn.len() as u64);
             if ctx.tracing {
                 ctx.lines.push(alloc::format!("{who} emulate {text}{detail}"));
+            }
+            // Xen's pv_emulate_privileged_op: an emulated instruction retires like a real one,
+            // so an I/O breakpoint it matched and the single-step trap (TF) are reported in DR6
+            // and raise #DB after it.
+            let mut bpmatch = 0;
+            if let Some((port, size)) = io_port_of(ctx, &insn) {
+                bpmatch |= io_breakpoints(&ctx.cur_ref().privs, port, size);
+            }
+            if ctx.cur_ref().cpu.rflags & RFLAGS_TF != 0 {
+                bpmatch |= dr::DR6_BS;
+            }
+            let v = ctx.cur();
+            v.cpu.rflags &= !RFLAGS_RF;
+            if bpmatch != 0 {
+                v.privs.dr[6] |= bpmatch | dr::DR6_DEFAULT;
+                return Outcome::EmulatedDebug;
             }
             Outcome::Emulated
         }
@@ -297,7 +333,14 @@ fn write_cr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<String> {
             ctx.mem.write_u64(vi.add(abi::shinfo::CR2), val);
         }
         3 => mmu::new_guest_cr3(ctx, Mfn(val >> 12)).ok()?,
-        4 => ctx.cur().privs.cr4 = val & PV_CR4_GUEST_MASK,
+        4 => {
+            // pv_fixup_guest_cr4: bits outside the policy are discarded, not refused.
+            let mask = PV_CR4_GUEST_MASK & !if ctx.xen.fsgsbase { 0 } else { CR4_FSGSBASE };
+            let p = &mut ctx.cur().privs;
+            let new = val & mask;
+            p.fsgsbase_dirty |= (p.cr4 ^ new) & CR4_FSGSBASE != 0;
+            p.cr4 = new;
+        }
         _ => return None,
     }
     Some(alloc::format!(" ({val:#x})"))
@@ -317,79 +360,181 @@ fn dr_number(r: Register) -> Option<u32> {
     })
 }
 
-/// Why a debug-register access fails: #UD (Xen's -ENODEV) or #GP (-EINVAL, -EPERM).
+/// Why a debug-register access fails, as Xen's set_debugreg says it (pv/misc-hypercalls.c):
+/// -ENODEV is #UD to an emulated `mov`, -EINVAL (an invalid bit) and -EPERM (a valid bit the
+/// guest may not use) are #GP(0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DrError {
     Ud,
-    Gp,
+    Inval,
+    Perm,
 }
 
-// Debug-register layout (SDM vol. 3, 17.2; Xen's asm-x86/debugreg.h).
-const DR_STATUS_RESERVED_ZERO: u64 = !0xffff_efff;
-const DR_STATUS_RESERVED_ONE: u64 = 0xffff_0ff0;
-const DR_CONTROL_RESERVED_ZERO: u64 = !0xffff_27ff;
-const DR_CONTROL_RESERVED_ONE: u64 = 0x400;
-const DR_GENERAL_DETECT: u64 = 0x2000;
-const DR7_ACTIVE_MASK: u64 = 0xff;
-const DR_IO: u64 = 2;
+impl DrError {
+    /// The hypercall's errno (HYPERVISOR_set_debugreg / get_debugreg).
+    pub fn errno(self) -> abi::Errno {
+        match self {
+            DrError::Ud => abi::Errno::ENODEV,
+            DrError::Inval => abi::Errno::EINVAL,
+            DrError::Perm => abi::Errno::EPERM,
+        }
+    }
+}
 
-/// Xen's x86emul_read_dr for a PV vCPU (and HYPERVISOR_get_debugreg).
+/// Debug-register layout: Xen's asm-x86/debugreg.h (xen/arch/x86/include/asm/debugreg.h) and
+/// XTF's arch/x86/include/arch/x86-dbg-reg.h (X86_DR6_DEFAULT, X86_DR7_DEFAULT).
+pub mod dr {
+    /// DR6.B0..B3: breakpoint n matched (DR_TRAP0..3).
+    pub const DR6_TRAPS: u64 = 0xf;
+    /// DR6.BS: single step (DR_STEP).
+    pub const DR6_BS: u64 = 0x4000;
+    /// DR_STATUS_RESERVED_ZERO (~0xffffefff) and DR_STATUS_RESERVED_ONE (0xffff0ff0, also
+    /// X86_DR6_DEFAULT: DR6 with no event recorded).
+    pub const DR6_RESERVED_ZERO: u64 = !0xffff_efff;
+    pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+    /// DR_CONTROL_RESERVED_ZERO (~0xffff27ff), DR_CONTROL_RESERVED_ONE (0x400 = X86_DR7_DEFAULT).
+    pub const DR7_RESERVED_ZERO: u64 = !0xffff_27ff;
+    pub const DR7_DEFAULT: u64 = 0x400;
+    /// DR_GENERAL_DETECT.
+    pub const DR7_GD: u64 = 0x2000;
+    /// DR7_ACTIVE_MASK: the L0..3 and G0..3 enables.
+    pub const DR7_ACTIVE_MASK: u64 = 0xff;
+    /// DR_CONTROL_SHIFT, DR_CONTROL_SIZE, DR_ENABLE_SIZE.
+    pub const CONTROL_SHIFT: u32 = 16;
+    pub const CONTROL_SIZE: u32 = 4;
+    pub const ENABLE_SIZE: u32 = 2;
+    /// R/W field values: DR_RW_EXECUTE, DR_RW_WRITE, DR_IO, DR_RW_READ (read or write).
+    pub const RW_EXECUTE: u64 = 0;
+    pub const RW_WRITE: u64 = 1;
+    pub const RW_IO: u64 = 2;
+    pub const RW_READ: u64 = 3;
+
+    /// Is breakpoint `n` enabled (L or G) in `dr7`?
+    pub fn enabled(dr7: u64, n: usize) -> bool {
+        dr7 & (3 << (n as u32 * ENABLE_SIZE)) != 0
+    }
+    /// Breakpoint `n`'s R/W field.
+    pub fn rw(dr7: u64, n: usize) -> u64 {
+        (dr7 >> (CONTROL_SHIFT + n as u32 * CONTROL_SIZE)) & 3
+    }
+    /// Breakpoint `n`'s length in bytes (LEN field: 00 = 1, 01 = 2, 10 = 8, 11 = 4; Xen's
+    /// DR_LEN_1/2/8/4).
+    pub fn len(dr7: u64, n: usize) -> u64 {
+        match (dr7 >> (CONTROL_SHIFT + n as u32 * CONTROL_SIZE + 2)) & 3 {
+            0 => 1,
+            1 => 2,
+            2 => 8,
+            _ => 4,
+        }
+    }
+}
+
+/// Xen's x86emul_read_dr for a PV vCPU (and HYPERVISOR_get_debugreg): DR4/DR5 alias DR6/DR7
+/// unless CR4.DE; DR7 reads back with the emulated I/O-breakpoint enables merged in.
 pub fn get_debugreg(p: &PrivState, reg: u32) -> Result<u64, DrError> {
     match reg {
         0..=3 => Ok(p.dr[reg as usize]),
         4 | 5 if p.cr4 & CR4_DE != 0 => Err(DrError::Ud),
         4 | 6 => Ok(p.dr[6]),
-        5 | 7 => Ok(p.dr[7]),
+        5 | 7 => Ok(p.dr[7] | p.dr7_emul),
         _ => Err(DrError::Ud),
     }
 }
 
 /// Xen's set_debugreg (pv/misc-hypercalls.c), used by `mov %reg, %drN` and
-/// HYPERVISOR_set_debugreg: breakpoint addresses must be guest addresses, DR6/DR7 keep their
-/// fixed bits, DR7.GD is refused, and I/O breakpoints need CR4.DE. Breakpoints are recorded,
-/// not armed in the CPU.
+/// HYPERVISOR_set_debugreg: breakpoint addresses must be guest addresses (-EPERM), DR6/DR7 keep
+/// their fixed bits and refuse the upper half (-EINVAL), DR7.GD is refused (-EPERM), and I/O
+/// breakpoints need CR4.DE (-EPERM, checked before anything changes). Enabled I/O breakpoints
+/// are kept apart (`dr7_emul`): the emulation of `in`/`out` checks them; the rest of DR7 is what
+/// the platform arms in the CPU ([`PrivState::hw_debug_regs`]).
 pub fn set_debugreg(p: &mut PrivState, reg: u32, value: u64) -> Result<(), DrError> {
     match reg {
         0..=3 => {
             if !is_canonical(value) || crate::mm::paging::in_xen_range(value) {
-                return Err(DrError::Gp);
+                return Err(DrError::Perm);
             }
             p.dr[reg as usize] = value;
+            p.dr_dirty = true;
         }
         4 | 5 if p.cr4 & CR4_DE != 0 => return Err(DrError::Ud),
         4 | 6 => {
             if value >> 32 != 0 {
-                return Err(DrError::Gp);
+                return Err(DrError::Inval);
             }
-            p.dr[6] = (value & !DR_STATUS_RESERVED_ZERO) | DR_STATUS_RESERVED_ONE;
+            p.dr[6] = (value & !dr::DR6_RESERVED_ZERO) | dr::DR6_DEFAULT;
         }
         5 | 7 => {
             if value >> 32 != 0 {
-                return Err(DrError::Gp);
+                return Err(DrError::Inval);
             }
-            let value = (value & !DR_CONTROL_RESERVED_ZERO) | DR_CONTROL_RESERVED_ONE;
-            if value & DR_GENERAL_DETECT != 0 {
-                return Err(DrError::Gp);
+            let mut value = (value & !dr::DR7_RESERVED_ZERO) | dr::DR7_DEFAULT;
+            if value & dr::DR7_GD != 0 {
+                return Err(DrError::Perm);
             }
-            if value & DR7_ACTIVE_MASK != 0 {
-                for i in (16..32).step_by(4) {
-                    if (value >> i) & 3 == DR_IO && p.cr4 & CR4_DE == 0 {
-                        return Err(DrError::Gp);
+            let mut io_enable = 0;
+            if value & dr::DR7_ACTIVE_MASK != 0 {
+                for n in 0..4 {
+                    if dr::rw(value, n) == dr::RW_IO {
+                        if p.cr4 & CR4_DE == 0 {
+                            return Err(DrError::Perm);
+                        }
+                        io_enable |= value & (3 << (n as u32 * dr::ENABLE_SIZE));
                     }
                 }
+                value &= !io_enable;
             }
+            p.dr7_emul = io_enable;
             p.dr[7] = value;
+            p.dr_dirty = true;
         }
         _ => return Err(DrError::Ud),
     }
     Ok(())
 }
 
+/// Xen's check_guest_io_breakpoint (pv/emul-priv-op.c): the enabled I/O breakpoints (with
+/// CR4.DE) whose naturally aligned range overlaps ports `port..port+len`, as DR6.B0..3 bits.
+pub fn io_breakpoints(p: &PrivState, port: u16, len: u32) -> u64 {
+    if p.dr7_emul == 0 || p.cr4 & CR4_DE == 0 {
+        return 0;
+    }
+    let mut hit = 0;
+    for n in 0..4 {
+        if !dr::enabled(p.dr7_emul, n) {
+            continue;
+        }
+        let width = dr::len(p.dr[7], n);
+        let start = p.dr[n] & !(width - 1);
+        if start < port as u64 + len as u64 && start + width > port as u64 {
+            hit |= 1 << n;
+        }
+    }
+    hit
+}
+
+/// HYPERVISOR_set_debugreg(reg, value): Xen's do_set_debugreg (pv/misc-hypercalls.c), the same
+/// rules as `mov %reg, %drN` with their errnos (-ENODEV, -EINVAL, -EPERM). `reg` is C `int`.
+pub fn hc_set_debugreg(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, abi::Errno> {
+    let (reg, value) = (a[0] as u32, a[1]);
+    ctx.describe(|d| *d = alloc::format!("set_debugreg({}, {value:#x})", reg as i32));
+    set_debugreg(&mut ctx.cur().privs, reg, value).map_err(DrError::errno)?;
+    Ok(0)
+}
+
+/// HYPERVISOR_get_debugreg(reg): Xen's do_get_debugreg, the register's value, -ENODEV for
+/// anything x86emul_read_dr refuses.
+pub fn hc_get_debugreg(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, abi::Errno> {
+    let reg = a[0] as u32;
+    ctx.describe(|d| *d = alloc::format!("get_debugreg({})", reg as i32));
+    let v = get_debugreg(&ctx.cur_ref().privs, reg).map_err(|_| abi::Errno::ENODEV)?;
+    Ok(v as i64)
+}
+
 fn read_dr(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Result<String, DrError> {
     let n = dr_number(insn.op1_register()).ok_or(DrError::Ud)?;
     let val = get_debugreg(&ctx.cur_ref().privs, n)?;
     if !write_reg(&mut ctx.cur().cpu, insn.op0_register(), val) {
-        return Err(DrError::Gp);
+        return Err(DrError::Inval);
     }
     Ok(alloc::format!(" = {val:#x}"))
 }
@@ -463,6 +608,18 @@ fn wrmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
         _ => return None,
     }
     Some(alloc::format!(" {idx:#x} ({val:#x})"))
+}
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_RF: u64 = 1 << 16;
+
+/// The port and width of an emulated `in`/`out`, for the I/O-breakpoint check.
+fn io_port_of(ctx: &mut Ctx<'_, '_>, insn: &Instruction) -> Option<(u16, u32)> {
+    match insn.mnemonic() {
+        iced_x86::Mnemonic::In => Some(port_and_size(ctx, insn, 1, 0)),
+        iced_x86::Mnemonic::Out => Some(port_and_size(ctx, insn, 0, 1)),
+        _ => None,
+    }
 }
 
 fn port_and_size(ctx: &mut Ctx<'_, '_>, insn: &Instruction, port_op: u32, data_op: u32) -> (u16, u32) {

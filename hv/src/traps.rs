@@ -146,9 +146,11 @@ pub fn softint_permitted(v: &Vcpu, vec: u8) -> bool {
 pub const FORCED_CPUID: [u8; 7] = [0x0f, 0x0b, 0x78, 0x65, 0x6e, 0x0f, 0xa2];
 
 /// The CPUID a PV guest sees: Xen's hypervisor leaves and a fixed, deterministic CPU.
-pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
-    let _ = subleaf;
+pub fn cpuid(leaf: u32, subleaf: u32, fsgsbase: bool) -> [u32; 4] {
     match leaf {
+        // Structured extended features, subleaf 0: FSGSBASE (EBX bit 0) when the platform can
+        // give it as Xen does (Xen offers it to PV guests when the hardware has it).
+        7 if subleaf == 0 => [0, fsgsbase as u32, 0, 0],
         // "GenuineIntel", max basic leaf 0xd.
         0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
         // Family 6 model 0x55; SSE3|CX16|POPCNT|HYPERVISOR; FPU|TSC|PAE|CX8|CMOV|PAT|CLFSH|MMX|FXSR|SSE|SSE2.
@@ -168,6 +170,8 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 pub fn describe_fault(vec: u8, error_code: Option<u32>, cr2: u64) -> String {
     match (vec, error_code) {
         (vector::PF, Some(e)) => alloc::format!("#PF cr2={cr2:#x} error={}", pf_error_name(e)),
+        // For #DB the third value is the DR6 the guest will read.
+        (vector::DB, None) => alloc::format!("#DB dr6={cr2:#x}"),
         (v, Some(e)) => alloc::format!("{} error={e:#x}", vector::name(v)),
         (v, None) if vector::name(v) == "int" => alloc::format!("int {v:#x}"),
         (v, None) => String::from(vector::name(v)),

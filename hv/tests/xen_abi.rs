@@ -585,6 +585,7 @@ fn core_consts() -> Vec<Const> {
             "EACCES" = errno(Errno::EACCES), "ERANGE" = errno(Errno::ERANGE), "EILSEQ" = errno(Errno::EILSEQ),
             "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP), "ENXIO" = errno(Errno::ENXIO), "EDOM" = errno(Errno::EDOM),
             "ENOBUFS" = errno(Errno::ENOBUFS),
+            "EOPNOTSUPP" = errno(Errno::EOPNOTSUPP), "ENODEV" = errno(Errno::ENODEV),
         }
         "arch-x86/xen-x86_64.h" {
             "FLAT_RING3_CS32" = abi::FLAT_RING3_CS32, "FLAT_RING3_CS64" = abi::FLAT_RING3_CS64,

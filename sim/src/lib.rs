@@ -9,6 +9,7 @@ pub mod platform;
 pub mod runner;
 pub mod scenario;
 pub mod uc_fix;
+pub mod watch;
 pub mod xlcfg;
 
 pub use platform::{new_hypervisor, SimPlatform};

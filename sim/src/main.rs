@@ -463,6 +463,11 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
             continue;
         }
         for &a in &accels {
+            if let Some((_, why)) = sc.hw_unsupported.iter().find(|(k, _)| k == a.name()) {
+                let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {why}", sc.name, a.name(), "-", "skip", "-");
+                skipped += 1;
+                continue;
+            }
             let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(mem), &append(&o.gate), o.timeout) {
                 Ok(r) => r,
                 Err(e) => {

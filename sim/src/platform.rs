@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 use hv::mm::paging::{self, PTE_NX, PTE_RW};
 use hv::mm::Mfn;
-use hv::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
+use hv::platform::{CpuState, DebugRegs, Exit, Gate, Platform, VcpuKey};
 use hv::DomId;
-use unicorn_engine::{Prot, RegisterX86, Unicorn};
+use unicorn_engine::unicorn_const::{HookType, MemType};
+use unicorn_engine::{Prot, RegisterX86, UcHookId, Unicorn};
 
 use crate::uc_fix::ExceptionState;
 
@@ -82,10 +83,45 @@ pub(crate) struct Hooked {
     io_fault: bool,
     /// gdb's hooks in this instance (`xenolith ... --gdb`).
     pub(crate) gdb: Option<Box<crate::gdb::Attach>>,
+    /// Armed hardware breakpoints (None: DR7 enables none, nothing is hooked).
+    watch: Option<Box<crate::watch::Watch>>,
+    /// The vCPU's CR4.FSGSBASE (the real bit in its instance's CR4).
+    fsgsbase: bool,
 }
 
 /// `icache` entry of a block without I/O instructions.
 const NO_IO: u64 = u64::MAX;
+
+/// `wrfsbase`/`wrgsbase` with a 64-bit register: unicorn writes any value, hardware raises #GP(0)
+/// for a non-canonical one. They get the same code hook as I/O instructions.
+fn is_wrbase(i: &iced_x86::Instruction) -> bool {
+    use iced_x86::Code::*;
+    matches!(i.code(), Wrfsbase_r64 | Wrgsbase_r64)
+}
+
+/// The unicorn register of a 64-bit general register.
+fn uc_gpr(r: iced_x86::Register) -> Option<RegisterX86> {
+    use iced_x86::Register as I;
+    Some(match r {
+        I::RAX => RegisterX86::RAX,
+        I::RBX => RegisterX86::RBX,
+        I::RCX => RegisterX86::RCX,
+        I::RDX => RegisterX86::RDX,
+        I::RSI => RegisterX86::RSI,
+        I::RDI => RegisterX86::RDI,
+        I::RBP => RegisterX86::RBP,
+        I::RSP => RegisterX86::RSP,
+        I::R8 => RegisterX86::R8,
+        I::R9 => RegisterX86::R9,
+        I::R10 => RegisterX86::R10,
+        I::R11 => RegisterX86::R11,
+        I::R12 => RegisterX86::R12,
+        I::R13 => RegisterX86::R13,
+        I::R14 => RegisterX86::R14,
+        I::R15 => RegisterX86::R15,
+        _ => return None,
+    })
+}
 
 /// Is this an instruction that needs the I/O permission check (`in`, `out`, `ins`, `outs`)?
 fn is_io(i: &iced_x86::Instruction) -> bool {
@@ -129,7 +165,7 @@ impl Hooked {
             let mut n = 0;
             while dec.can_decode() {
                 let i = dec.decode();
-                if io == NO_IO && is_io(&i) {
+                if io == NO_IO && (is_io(&i) || is_wrbase(&i)) {
                     io = i.ip();
                 }
                 n += 1;
@@ -151,6 +187,9 @@ struct SimVcpu {
     /// Registers as of the last exit: only changed ones are written back.
     last: CpuState,
     flush: bool,
+    /// Hooks that exist while breakpoints are armed (see `crate::watch`).
+    dbg_code_hook: Option<UcHookId>,
+    dbg_mem_hook: Option<UcHookId>,
 }
 
 /// Sink for console bytes (the `boot` command streams them).
@@ -238,6 +277,8 @@ impl SimPlatform {
             io_retry: None,
             io_fault: false,
             gdb: None,
+            watch: None,
+            fsgsbase: false,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -264,7 +305,10 @@ impl SimPlatform {
             let d = uc.get_data_mut();
             let n = n as u64;
             d.ran += n;
-            if d.ran >= d.budget && d.exit.is_none() {
+            // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
+            // by the end of the time slice: hardware takes no interrupt there either.
+            let held = d.watch.as_ref().is_some_and(|w| w.pending != 0);
+            if d.ran >= d.budget && d.exit.is_none() && !held {
                 d.exit = Some(Exit::Budget);
                 let _ = uc.emu_stop();
             }
@@ -293,7 +337,7 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true })
+        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true, dbg_code_hook: None, dbg_mem_hook: None })
     }
 }
 
@@ -310,7 +354,24 @@ fn ss_noncanonical(h: &Hooked, cpu: &CpuState) -> bool {
 /// hook stops emulation before the instruction executes (unicorn checks the exit request right
 /// after a code hook). It checks the bytes again: the same address may hold other code in
 /// another address space.
-fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
+fn hook_io(uc: &mut Unicorn<'static, Hooked>, first: u64, end: u64) {
+    // Every such instruction of the block: a `wrfsbase` that does not fault must not leave the
+    // next one unchecked.
+    let mut bytes = vec![0u8; (end - first) as usize];
+    if !uc.get_data().read_virt(first, &mut bytes) {
+        return;
+    }
+    let addrs: Vec<u64> = iced_x86::Decoder::with_ip(64, &bytes, first, iced_x86::DecoderOptions::NONE)
+        .into_iter()
+        .filter(|i| is_io(i) || is_wrbase(i))
+        .map(|i| i.ip())
+        .collect();
+    for io in addrs {
+        hook_one(uc, io);
+    }
+}
+
+fn hook_one(uc: &mut Unicorn<'static, Hooked>, io: u64) {
     if !uc.get_data_mut().io_hooked.insert(io) {
         return;
     }
@@ -325,12 +386,78 @@ fn hook_io(uc: &mut Unicorn<'static, Hooked>, io: u64) {
             return;
         }
         let i = iced_x86::Decoder::with_ip(64, &b[..n], addr, iced_x86::DecoderOptions::NONE).decode();
-        if is_io(&i) {
+        if is_wrbase(&i) {
+            // With CR4.FSGSBASE clear unicorn raises #UD itself; with it set, hardware refuses
+            // a non-canonical base with #GP(0).
+            let v = uc_gpr(i.op0_register()).and_then(|r| uc.reg_read(r).ok()).unwrap_or(0);
+            let d = uc.get_data_mut();
+            if d.fsgsbase && !paging::is_canonical(v) {
+                d.exit = Some(Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
+                d.io_fault = true;
+                let _ = uc.emu_stop();
+            }
+        } else if is_io(&i) {
             d.exit = Some(Exit::Exception { vector: 13, error_code: Some(0), cr2: 0 });
             d.io_fault = true;
             let _ = uc.emu_stop();
         }
     });
+}
+
+/// Arm (or disarm) the vCPU's hardware breakpoints: the per-instruction code hook while DR7
+/// enables any breakpoint, the memory hook while it enables a data breakpoint; none otherwise.
+/// Translations made with or without the hooks are dropped when they come or go.
+fn arm_breakpoints(v: &mut SimVcpu, regs: &DebugRegs) {
+    let armed = regs.armed();
+    let data = armed && crate::watch::Watch::has_data(regs);
+    v.uc.get_data_mut().watch = armed.then(|| Box::new(crate::watch::Watch::new(*regs)));
+    let mut changed = false;
+    if armed != v.dbg_code_hook.is_some() {
+        changed = true;
+        if let Some(h) = v.dbg_code_hook.take() {
+            let _ = v.uc.remove_hook(h);
+        } else {
+            v.dbg_code_hook = v
+                .uc
+                .add_code_hook(1, 0, |uc, addr, _size| {
+                    let d = uc.get_data_mut();
+                    if d.exit.is_some() {
+                        return;
+                    }
+                    let Some(mut w) = d.watch.take() else { return };
+                    let hit = w.boundary(addr, |a| {
+                        let n = (4096 - (a & 4095)).min(15) as usize;
+                        let mut b = [0u8; 15];
+                        d.read_virt(a, &mut b[..n]) && crate::watch::is_movss(&b[..n])
+                    });
+                    d.watch = Some(w);
+                    if let Some(dr6) = hit {
+                        d.exit = Some(Exit::Debug { dr6 });
+                        let _ = uc.emu_stop();
+                    }
+                })
+                .ok();
+        }
+    }
+    if data != v.dbg_mem_hook.is_some() {
+        changed = true;
+        if let Some(h) = v.dbg_mem_hook.take() {
+            let _ = v.uc.remove_hook(h);
+        } else {
+            v.dbg_mem_hook = v
+                .uc
+                .add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, _value| {
+                    if let Some(w) = uc.get_data_mut().watch.as_mut() {
+                        w.access(addr, size as u64, ty == MemType::WRITE);
+                    }
+                    true
+                })
+                .ok();
+        }
+    }
+    if changed {
+        let _ = v.uc.ctl_flush_tb();
+    }
 }
 
 fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
@@ -378,6 +505,17 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.gs_base = r(GS_BASE);
 }
 
+/// Take the data-breakpoint matches waiting for the next boundary.
+fn d_pending(uc: &mut Unicorn<'static, Hooked>) -> u64 {
+    uc.get_data_mut().watch.as_mut().map(|w| core::mem::take(&mut w.pending)).unwrap_or(0)
+}
+
+/// TSD | PAE | OSFXSR | OSXMMEXCPT: the CR4 every vCPU runs with. TSD: the guest's rdtsc (ring 3)
+/// raises #GP and the core answers with virtual time.
+const CR4_BASE: u64 = (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10);
+/// CR4.FSGSBASE, set while the vCPU's own view has it (as Xen's pv_make_cr4).
+const CR4_FSGSBASE: u64 = 1 << 16;
+
 /// Bring a fresh instance into long mode with paging and enter ring 3 at `cpu` through a real
 /// `iretq` (writing CS does not change CPL in unicorn).
 fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
@@ -388,8 +526,8 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
     gdtr[16..20].copy_from_slice(&0xffffu32.to_le_bytes());
     uc.reg_write_long(GDTR, &gdtr).map_err(|e| format!("GDTR: {e:?}"))?;
     w(uc, CR3, cpu.cr3);
-    // TSD: the guest's rdtsc (ring 3) raises #GP and the core answers with virtual time.
-    w(uc, CR4, (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10)); // TSD | PAE | OSFXSR | OSXMMEXCPT
+    let fsgsbase = uc.get_data().fsgsbase;
+    w(uc, CR4, CR4_BASE | if fsgsbase { CR4_FSGSBASE } else { 0 });
     let mut msr = [0u8; 16];
     msr[0..4].copy_from_slice(&0xC000_0080u32.to_le_bytes());
     msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE
@@ -453,6 +591,12 @@ impl Platform for SimPlatform {
             d.budget = budget_ns.max(1);
             d.ran = 0;
             d.cr3 = cpu.cr3;
+            if let Some(w) = d.watch.as_mut() {
+                // SAFETY: see `memory`; no unicorn instance runs during this call.
+                let mem = unsafe { std::slice::from_raw_parts(mem_ptr, mem_len) };
+                w.resolve(mem, cpu.cr3);
+                w.rf_at = (cpu.rflags & (1 << 16) != 0).then_some(cpu.rip);
+            }
         }
         let start = if !v.entered {
             // SAFETY: see `memory`; no unicorn instance runs during this call.
@@ -474,7 +618,8 @@ impl Platform for SimPlatform {
             let res = v.uc.emu_start(start, UNTIL, 0, 0);
             match v.uc.get_data_mut().io_retry.take() {
                 Some((first, end, io)) if v.uc.get_data().exit.is_none() => {
-                    hook_io(&mut v.uc, io);
+                    let _ = io;
+                    hook_io(&mut v.uc, first, end);
                     let _ = v.uc.ctl_remove_cache(first, end);
                     start = v.uc.reg_read(RegisterX86::RIP).unwrap_or(first);
                 }
@@ -499,9 +644,15 @@ impl Platform for SimPlatform {
         self.instructions += ran;
         let exit = match (exit, res) {
             (Some(e), _) if io_fault => e,
+
             (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
                 let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
-                if last.is_int {
+                if vector == 1 && !last.is_int {
+                    // TF single step (unicorn's own): DR6.BS, with any data match of the same
+                    // instruction.
+                    let pending = d_pending(&mut v.uc);
+                    Exit::Debug { dr6: hv::privop::dr::DR6_DEFAULT | hv::privop::dr::DR6_BS | pending }
+                } else if last.is_int {
                     let hooked = v.uc.get_data();
                     let mut b = [0u8; 1];
                     let len = if vector == 3 && hooked.read_virt(cpu.rip.wrapping_sub(1), &mut b) && b[0] == 0xcc { 1 } else { 2 };
@@ -517,7 +668,31 @@ impl Platform for SimPlatform {
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
         crate::gdb::after_exit(&v.uc, key.vcpu, exit == Exit::Gate);
+        if let Some(w) = v.uc.get_data_mut().watch.as_mut() {
+            w.exit();
+        }
         (exit, ran.max(1))
+    }
+
+    fn fsgsbase(&self) -> bool {
+        // unicorn's CPU (Haswell) has FSGSBASE and checks CR4.FSGSBASE when the instruction
+        // runs; the canonical check is ours (hook_io).
+        true
+    }
+
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            v.uc.get_data_mut().fsgsbase = enabled;
+            if v.entered {
+                w(&mut v.uc, RegisterX86::CR4, CR4_BASE | if enabled { CR4_FSGSBASE } else { 0 });
+            }
+        }
+    }
+
+    fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {
+        if let Some(v) = self.vcpus.get_mut(&key) {
+            arm_breakpoints(v, regs);
+        }
     }
 
     fn flush_tlb(&mut self, key: VcpuKey) {

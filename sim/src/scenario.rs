@@ -4,6 +4,7 @@
 //! ```toml
 //! description = "one domain prints and powers off"
 //! run_for = "50ms"                # virtual time, required: ns, us, ms or s suffix ("1.5ms" is fine)
+//! hw_unsupported = { kvm = "why" } # optional: boot-hw skips the scenario on these accelerators
 //!
 //! [[domain]]
 //! name = "hello"                  # [A-Za-z0-9_.-]{1,64}, not all digits (xl would take it for a domid)
@@ -57,6 +58,8 @@ pub struct Scenario {
     /// Sorted stably by `at_ns`.
     pub steps: Vec<Step>,
     pub expect: Expect,
+    /// Accelerators of `boot-hw` the scenario cannot run on, with why (`hw_unsupported`).
+    pub hw_unsupported: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -919,9 +922,9 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     };
     let get = |key: &str| top.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     for (k, v) in &top {
-        if !["description", "run_for", "domain", "step", "expect"].contains(&k.as_str()) {
+        if !["description", "run_for", "domain", "step", "expect", "hw_unsupported"].contains(&k.as_str()) {
             let msg = format!(
-                "unknown key {} (expected description, run_for, domain, step, expect)",
+                "unknown key {} (expected description, run_for, domain, step, expect, hw_unsupported)",
                 quote(k)
             );
             return Err(cx.at(v.span(), k.clone()).err(msg));
@@ -989,11 +992,23 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         Some(v) => parse_expect(&cx, v, &domains)?,
         None => Expect::default(),
     };
+    // hw_unsupported = { kvm = "why" }: boot-hw skips the scenario on that accelerator.
+    let mut hw_unsupported = Vec::new();
+    if let Some(v) = get("hw_unsupported") {
+        for (k, why) in cx.table(v, "hw_unsupported")? {
+            let field = format!("hw_unsupported.{k}");
+            if k != "kvm" && k != "tcg" {
+                return Err(cx.at(why.span(), field).err(format!("unknown accelerator {} (expected kvm or tcg)", quote(k))));
+            }
+            hw_unsupported.push((k.clone(), cx.str(why, &field)?));
+        }
+    }
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     Ok(Scenario {
+        hw_unsupported,
         path: path.to_path_buf(),
         name,
         description,
@@ -1257,6 +1272,18 @@ mod tests {
     /// The error's Display, which must name file, line and field.
     fn err(text: &str) -> String {
         parse(text).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn hw_unsupported_names_accelerators_and_why() {
+        let base = "run_for = \"1ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n";
+        let s = parse(&format!("hw_unsupported = {{ kvm = \"no breakpoints\" }}\n{base}")).expect("parses");
+        assert_eq!(s.hw_unsupported, vec![("kvm".to_string(), "no breakpoints".to_string())]);
+        assert!(parse(base).expect("parses").hw_unsupported.is_empty());
+        let e = err(&format!("hw_unsupported = {{ xen = \"x\" }}\n{base}"));
+        assert!(e.contains("scenarios/x.toml:1: hw_unsupported.xen: unknown accelerator"), "{e}");
+        let e = err(&format!("hw_unsupported = {{ tcg = 3 }}\n{base}"));
+        assert!(e.contains("hw_unsupported.tcg: expected a string"), "{e}");
     }
 
     const GOOD: &str = r#"

@@ -18,6 +18,7 @@ pub enum Errno {
     EFAULT = 14, // xen-public/errno.h
     EBUSY = 16, // xen-public/errno.h
     EEXIST = 17, // xen-public/errno.h
+    ENODEV = 19, // xen-public/errno.h
     EINVAL = 22, // xen-public/errno.h
     ENOSPC = 28, // xen-public/errno.h
     EDOM = 33, // xen-public/errno.h
@@ -46,6 +47,7 @@ impl Errno {
             Self::EFAULT => "EFAULT",
             Self::EBUSY => "EBUSY",
             Self::EEXIST => "EEXIST",
+            Self::ENODEV => "ENODEV",
             Self::EINVAL => "EINVAL",
             Self::ENOSPC => "ENOSPC",
             Self::EDOM => "EDOM",
@@ -69,6 +71,7 @@ impl Errno {
             14 => Self::EFAULT,
             16 => Self::EBUSY,
             17 => Self::EEXIST,
+            19 => Self::ENODEV,
             22 => Self::EINVAL,
             28 => Self::ENOSPC,
             33 => Self::EDOM,

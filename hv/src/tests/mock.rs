@@ -53,6 +53,11 @@ pub struct Mock {
     pub flushes: Vec<VcpuKey>,
     pub code_changed: Vec<(u64, u64)>,
     pub idle_ns: u64,
+    /// Breakpoints the core asked the platform to arm (set_debug_regs), in order.
+    pub debug_regs: Vec<(VcpuKey, crate::platform::DebugRegs)>,
+    /// What `fsgsbase()` answers, and the CR4.FSGSBASE changes the core passed on.
+    pub fsgsbase: bool,
+    pub fsgsbase_set: Vec<(VcpuKey, bool)>,
     /// The page tables the "CPU" is on, as bare metal would be: the CR3 of the last run, or
     /// of the last `switch_tables`; 0 (the platform's own tables) after a vCPU is destroyed.
     pub loaded_cr3: u64,
@@ -76,6 +81,9 @@ impl Mock {
             flushes: Vec::new(),
             code_changed: Vec::new(),
             idle_ns: 0,
+            debug_regs: Vec::new(),
+            fsgsbase: false,
+            fsgsbase_set: Vec::new(),
             loaded_cr3: 0,
             xen_slots: None,
         }
@@ -115,6 +123,15 @@ impl Platform for Mock {
     fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
         self.created.push(key);
         Ok(())
+    }
+    fn fsgsbase(&self) -> bool {
+        self.fsgsbase
+    }
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        self.fsgsbase_set.push((key, enabled));
+    }
+    fn set_debug_regs(&mut self, key: VcpuKey, regs: &crate::platform::DebugRegs) {
+        self.debug_regs.push((key, *regs));
     }
     fn vcpu_destroy(&mut self, key: VcpuKey) {
         self.destroyed.push(key);

@@ -44,6 +44,8 @@ xenrt::entry!(main);
 const HC_SET_GDT: usize = 2;
 /// xen.h: `__HYPERVISOR_fpu_taskswitch`.
 const HC_FPU_TASKSWITCH: usize = 5;
+/// xen.h: `__HYPERVISOR_set_debugreg`.
+const HC_SET_DEBUGREG: usize = 8;
 /// xen.h: `__HYPERVISOR_update_descriptor`.
 const HC_UPDATE_DESCRIPTOR: usize = 10;
 /// xen.h: `__HYPERVISOR_set_timer_op`.
@@ -710,6 +712,13 @@ impl World {
                 };
             }
             HC_SET_TIMER_OP => {}
+            HC_SET_DEBUGREG => {
+                // Any value for any register, but DR7 (or its alias DR5) never enables a
+                // breakpoint: a #DB would legitimately end us (we have no handler for it).
+                if matches!(a[0] & 0xffff_ffff, 5 | 7) {
+                    a[1] &= !0xff;
+                }
+            }
             HYPERVISOR_XEN_VERSION => {
                 a[0] = if self.rng.chance(4) { self.scalar() } else { self.rng.below(12) };
                 a[1] = self.ptr_any();

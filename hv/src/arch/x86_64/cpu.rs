@@ -53,6 +53,10 @@ pub fn init() {
         let tss = &mut *addr_of_mut!(TSS);
         tss.rsp[0] = &entry::xen_trap_stack_top as *const u8 as u64;
         tss.ist[0] = &entry::xen_ist_stack_top as *const u8 as u64;
+        // #DB has a stack of its own (IST 2), as in Xen: one held by a guest's `mov ss` shadow
+        // can arrive on the first instruction of the syscall entry, still on the guest's stack
+        // pointer (XSA-260).
+        tss.ist[1] = &entry::xen_db_stack_top as *const u8 as u64;
         let base = addr_of_mut!(TSS) as u64;
         let limit = (core::mem::size_of::<Tss>() - 1) as u64;
         gdt[(TSS_SEL >> 3) as usize] = (limit & 0xffff)
@@ -88,7 +92,13 @@ pub fn init() {
             let h = table + v as u64 * 16;
             // Interrupt gates; int3 and into may be used from ring 3 (Xen does the same).
             let dpl: u64 = if v == 3 || v == 4 { 3 } else { 0 };
-            let ist: u64 = if v == 2 || v == 8 || v == 18 { 1 } else { 0 };
+            let ist: u64 = if v == 2 || v == 8 || v == 18 {
+                1
+            } else if v == 1 {
+                2
+            } else {
+                0
+            };
             g.lo = (h & 0xffff) | ((HV_CS as u64) << 16) | (ist << 32) | ((0x8e | (dpl << 5)) << 40) | (((h >> 16) & 0xffff) << 48);
             g.hi = h >> 32;
         }
@@ -100,6 +110,32 @@ pub fn init() {
         wrmsr(0xC000_0083, entry::xen_syscall_entry as *const () as u64);
         wrmsr(0xC000_0084, 0x4_7700); // mask IF, TF, DF, AC, NT, IOPL
     }
+}
+
+/// Load the hardware breakpoints: DR7 off while DR0..3 change, then the new DR7.
+pub fn load_debug_regs(addr: &[u64; 4], dr7: u64) {
+    // SAFETY: debug-register writes in ring 0; the core only lets guests name addresses outside
+    // the hypervisor's range and DR7 values without GD or reserved bits (privop::set_debugreg),
+    // so no breakpoint can fire on the hypervisor's own code or data.
+    unsafe {
+        asm!("mov dr7, {}", in(reg) 0x400u64, options(nostack));
+        asm!("mov dr0, {}", in(reg) addr[0], options(nostack));
+        asm!("mov dr1, {}", in(reg) addr[1], options(nostack));
+        asm!("mov dr2, {}", in(reg) addr[2], options(nostack));
+        asm!("mov dr3, {}", in(reg) addr[3], options(nostack));
+        asm!("mov dr7, {}", in(reg) dr7, options(nostack));
+    }
+}
+
+/// Read DR6 and put it back to its default (0xffff0ff0), as Xen's do_debug.
+pub fn take_dr6() -> u64 {
+    let v: u64;
+    // SAFETY: DR6 access in ring 0 (DR7.GD is never set).
+    unsafe {
+        asm!("mov {}, dr6", out(reg) v, options(nostack));
+        asm!("mov dr6, {}", in(reg) 0xffff_0ff0u64, options(nostack));
+    }
+    v
 }
 
 /// # Safety
@@ -121,6 +157,25 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
 fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid(leaf);
     (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Does the CPU have FSGSBASE (CPUID.(7,0):EBX bit 0)?
+pub fn has_fsgsbase() -> bool {
+    if cpuid(0).0 < 7 {
+        return false;
+    }
+    core::arch::x86_64::__cpuid_count(7, 0).ebx & 1 != 0
+}
+
+/// Set or clear CR4.FSGSBASE.
+pub fn set_cr4_fsgsbase(on: bool) {
+    let cr4 = read_cr4();
+    let new = if on { cr4 | (1 << 16) } else { cr4 & !(1 << 16) };
+    if new != cr4 {
+        // SAFETY: only called when the CPU has FSGSBASE (has_fsgsbase); the bit changes which
+        // ring-3 instructions are allowed, nothing the hypervisor relies on.
+        unsafe { asm!("mov cr4, {}", in(reg) new, options(nostack)) };
+    }
 }
 
 /// Vector of the local APIC timer.

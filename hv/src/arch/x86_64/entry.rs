@@ -93,10 +93,40 @@ xen_trap_common:
     pop %rbp
     pop %rbx
     ret
-1:  mov %rsp, %rdi
+1:  cmpq $1, 120(%rsp)
+    je 4f
+    mov %rsp, %rdi
     call xenolith_ring0_trap
 2:  hlt
     jmp 2b
+
+    // A #DB taken in hypervisor context (it comes on its own IST stack): a breakpoint held by
+    // the guest's `mov ss`/`pop ss` shadow over a `syscall`, `int` or faulting instruction lands
+    // on our entry code. As Xen's do_debug ("Hit #DB in Xen context", the XSA-260 fix): note it,
+    // reset DR6 and carry on; the guest never sees it.
+4:  incq XEN_DB_IN_XEN(%rip)
+    mov $0xffff0ff0, %eax
+    mov %rax, %dr6
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    // RF: an instruction breakpoint (a fault) on the instruction we return to is not taken
+    // again, so none can livelock the hypervisor (Xen's do_debug clears DR7 for that case).
+    orl $0x10000, 16(%rsp)
+    iretq
 
     .global xen_syscall_entry
 xen_syscall_entry:
@@ -152,6 +182,8 @@ XEN_HOST_RSP: .quad 0
     .global XEN_EXIT_FRAME
 XEN_EXIT_FRAME: .quad 0
 XEN_SYSCALL_SCRATCH: .quad 0
+    .global XEN_DB_IN_XEN
+XEN_DB_IN_XEN: .quad 0
     .popsection
 
     .pushsection .bss.xen_stacks, "aw", @nobits
@@ -162,6 +194,9 @@ xen_trap_stack_top:
     .skip 8192
     .global xen_ist_stack_top
 xen_ist_stack_top:
+    .skip 4096
+    .global xen_db_stack_top
+xen_db_stack_top:
     .popsection
 "#,
     options(att_syntax)
@@ -173,5 +208,8 @@ unsafe extern "C" {
     pub static xen_isr_table: u8;
     pub static xen_trap_stack_top: u8;
     pub static xen_ist_stack_top: u8;
+    pub static xen_db_stack_top: u8;
+    /// #DBs taken (and dropped) in hypervisor context.
+    pub static XEN_DB_IN_XEN: u64;
     pub static XEN_EXIT_FRAME: *const Frame;
 }

@@ -41,6 +41,24 @@ fn say(s: &str) {
 /// (`syscall; ud2`) on the boot page tables. On kvm_pvm it jumps to LSTAR still in ring 3,
 /// which faults on the supervisor-only hypervisor text.
 fn probe_syscall() -> (bool, u64) {
+    let v = probe_user(&[0x0f, 0x05, 0x0f, 0x0b], 0);
+    (v == SYSCALL_VECTOR, v)
+}
+
+/// Does `wrfsbase` refuse a non-canonical base (#GP) as hardware does? QEMU 7.2's TCG writes it
+/// (a guest could then plant a base the hypervisor's own `wrmsr` faults on), so guests get
+/// FSGSBASE only where the CPU checks. Runs `wrfsbase %rax; ud2` in ring 3 with CR4.FSGSBASE.
+fn probe_wrfsbase_checks() -> bool {
+    cpu::set_cr4_fsgsbase(true);
+    let v = probe_user(&[0xf3, 0x48, 0x0f, 0xae, 0xd0, 0x0f, 0x0b], 0x8000_0000_0000_0000);
+    cpu::set_cr4_fsgsbase(false);
+    // SAFETY: FS_BASE is architectural; 0 is canonical (the probe may have left anything).
+    unsafe { cpu::wrmsr(0xC000_0100, 0) };
+    v == 13
+}
+
+/// Run `code` in ring 3 (with `rax`) on the boot page tables until its first exit; the vector.
+fn probe_user(code: &[u8], rax: u64) -> u64 {
     #[repr(C, align(4096))]
     struct Page([u8; 4096]);
     static mut PROBE: Page = Page([0; 4096]);
@@ -48,10 +66,9 @@ fn probe_syscall() -> (bool, u64) {
     // the US bits set for the probe are cleared again before returning.
     unsafe {
         let page = addr_of_mut!(PROBE) as *mut u8;
-        page.write(0x0f);
-        page.add(1).write(0x05);
-        page.add(2).write(0x0f);
-        page.add(3).write(0x0b);
+        for (i, &b) in code.iter().enumerate() {
+            page.add(i).write(b);
+        }
         let pa = page as u64 - DIRECTMAP;
         let pml4 = (DIRECTMAP + (&boot::boot_pml4 as *const u8 as u64)) as *mut u64;
         let pdpt = (DIRECTMAP + (&boot::boot_pdpt as *const u8 as u64)) as *mut u64;
@@ -61,14 +78,14 @@ fn probe_syscall() -> (bool, u64) {
         *pdpt |= PTE_US;
         *pd.add(slot) |= PTE_US;
         cpu::write_cr3(cpu::read_cr3());
-        let f = Frame { rip: pa, cs: 0xe033, ss: 0xe02b, rflags: 0x2, rsp: pa + 4096, ..Frame::default() };
+        let f = Frame { rip: pa, cs: 0xe033, ss: 0xe02b, rflags: 0x2, rsp: pa + 4096, rax, ..Frame::default() };
         entry::xen_enter_guest(&f);
         let e = *entry::XEN_EXIT_FRAME;
         *pd.add(slot) &= !PTE_US;
         *pdpt &= !PTE_US;
         *pml4 &= !PTE_US;
         cpu::write_cr3(cpu::read_cr3());
-        (e.vector == SYSCALL_VECTOR, e.vector)
+        e.vector
     }
 }
 
@@ -158,6 +175,9 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // (kvm_pvm), ring 3 runs on the host's CR4, which Linux gives FSGSBASE. Reading the bases
     // back after every exit costs two rdmsr, so do it only where it is needed.
     plat.bases_writable = cpu::read_cr4() & (1 << 16) != 0 || !works;
+    // FSGSBASE for guests as Xen gives it (the real CR4 bit follows each vCPU's view): only
+    // where ring 3 runs on our CR4 and the CPU has it.
+    plat.fsgsbase_ok = works && cpu::has_fsgsbase() && probe_wrfsbase_checks();
     let mut hv = match Hypervisor::new(plat, heap_end >> 12) {
         Ok(h) => h,
         Err(e) => {

@@ -6,7 +6,7 @@ use super::entry::{self, Frame, SYSCALL_VECTOR};
 use crate::abi::vector;
 use crate::mm::paging::walk_slice;
 use crate::mm::Mfn;
-use crate::platform::{CpuState, Exit, Gate, Platform, VcpuKey};
+use crate::platform::{CpuState, DebugRegs, Exit, Gate, Platform, VcpuKey};
 use crate::DomId;
 
 const MSR_FS_BASE: u32 = 0xC000_0100;
@@ -49,6 +49,16 @@ pub struct BareMetal {
     /// True unless our CR4.FSGSBASE is clear and ring 3 runs on our CR4 (not under kvm_pvm,
     /// where it runs on the host's; `new` decides).
     pub bases_writable: bool,
+    /// Each vCPU's breakpoints (set_debug_regs), and what the CPU's DR0..3/DR7 hold now.
+    debug: alloc::collections::BTreeMap<VcpuKey, DebugRegs>,
+    debug_loaded: DebugRegs,
+    /// Guests may have FSGSBASE (see `Platform::fsgsbase`); the vCPUs whose CR4 view has it,
+    /// and whether the CPU's CR4.FSGSBASE is set now.
+    pub fsgsbase_ok: bool,
+    fsgsbase_on: alloc::collections::BTreeSet<VcpuKey>,
+    cr4_fsgsbase: bool,
+    /// #DBs that QEMU TCG raised early after a `mov ss` and that belonged to hypervisor context.
+    pub db_dropped: u64,
 }
 
 impl BareMetal {
@@ -70,6 +80,12 @@ impl BareMetal {
             fpu: alloc::collections::BTreeMap::new(),
             fpu_owner: None,
             bases_writable: true,
+            debug: alloc::collections::BTreeMap::new(),
+            debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 },
+            db_dropped: 0,
+            fsgsbase_ok: false,
+            fsgsbase_on: alloc::collections::BTreeSet::new(),
+            cr4_fsgsbase: false,
         }
     }
 
@@ -115,36 +131,30 @@ impl BareMetal {
         let mut b = [0u8; 2];
         (self.read_guest(cpu.cr3, cpu.rip, &mut b) && b[0] == 0xcd).then_some(b[1])
     }
-}
-
-impl Platform for BareMetal {
-    fn memory(&mut self) -> &mut [u8] {
-        self.mem
-    }
-
-    fn gate(&self) -> Gate {
-        self.gate
-    }
-
-    fn vcpu_create(&mut self, _key: VcpuKey) -> Result<(), &'static str> {
-        Ok(())
-    }
-
-    fn vcpu_destroy(&mut self, key: VcpuKey) {
-        self.fpu.remove(&key);
-        if self.fpu_owner == Some(key) {
-            self.fpu_owner = None;
-        }
-        // Its page tables are about to be freed: stop running on them.
-        if self.cur_cr3 != self.boot_cr3 {
-            // SAFETY: the boot tables map the hypervisor.
-            unsafe { cpu::write_cr3(self.boot_cr3) };
-            self.cur_cr3 = self.boot_cr3;
-        }
-    }
-
-    fn run(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
+    /// One entry into the guest until its next exit.
+    fn run_once(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         self.switch_fpu(key);
+        // The vCPU's breakpoints go into the CPU while it runs (as Xen's activate_debugregs on
+        // a context switch); a vCPU without any runs with DR7 clear.
+        let want = self.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
+        if want != self.debug_loaded {
+            // Control fields of disabled breakpoints are cleared: an I/O breakpoint (emulated by
+            // the core, its enables already stripped) must not reach the CPU's DR7.
+            let mut dr7 = want.dr7;
+            for n in 0..4 {
+                if !crate::privop::dr::enabled(dr7, n) {
+                    dr7 &= !(0xf << (16 + 4 * n));
+                }
+            }
+            cpu::load_debug_regs(&want.addr, dr7);
+            self.debug_loaded = want;
+        }
+        // CR4.FSGSBASE as the vCPU's view says (Xen's pv_make_cr4).
+        let fsgs = self.fsgsbase_ok && self.fsgsbase_on.contains(&key);
+        if fsgs != self.cr4_fsgsbase {
+            cpu::set_cr4_fsgsbase(fsgs);
+            self.cr4_fsgsbase = fsgs;
+        }
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
@@ -203,7 +213,7 @@ impl Platform for BareMetal {
         // runs under (kvm_pvm runs ring 3 on the host's CR4, where Linux enables it),
         // `wrfsbase`/`wrgsbase` work in ring 3. Read them back so the core's view, and the next
         // vCPU's, never inherit another guest's bases.
-        let (fs, gs) = if self.bases_writable {
+        let (fs, gs) = if self.bases_writable || self.cr4_fsgsbase {
             // SAFETY: architectural MSRs, readable in ring 0.
             unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) }
         } else {
@@ -239,6 +249,9 @@ impl Platform for BareMetal {
         let v = e.vector;
         let exit = if v == SYSCALL_VECTOR {
             Exit::Gate
+        } else if v == vector::DB as u64 {
+            // As Xen's do_debug: DR6 read as early as possible, then reset to its default.
+            Exit::Debug { dr6: cpu::take_dr6() }
         } else if v == vector::BP as u64 {
             Exit::SoftInt { vector: 3, len: 1 }
         } else if v == vector::GP as u64 && e.error & 2 != 0 {
@@ -270,6 +283,105 @@ impl Platform for BareMetal {
             Exit::Budget
         };
         (exit, ran)
+    }
+
+    /// Is this data-breakpoint #DB one QEMU TCG raised right after a `mov ss`/`pop ss` instead
+    /// of after the next instruction (see `emulate::movss_breakpoint`)?
+    fn movss_early(&self, c: &CpuState, dr6: u64) -> bool {
+        let mut b = [0u8; 15];
+        let mut n = 15;
+        // Take as many bytes before rip as are mapped (the instruction may start a page earlier).
+        while n > 0 && !self.read_guest(c.cr3, c.rip.wrapping_sub(n as u64), &mut b[15 - n..]) {
+            n -= 1;
+        }
+        crate::emulate::movss_breakpoint(&b[15 - n..], c, &self.debug_loaded, dr6)
+    }
+}
+
+impl Platform for BareMetal {
+    fn memory(&mut self) -> &mut [u8] {
+        self.mem
+    }
+
+    fn gate(&self) -> Gate {
+        self.gate
+    }
+
+    fn vcpu_create(&mut self, _key: VcpuKey) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+
+    fn run(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
+        let (exit, mut ran) = self.run_once(key, c, budget_ns);
+        let Exit::Debug { dr6 } = exit else { return (exit, ran) };
+        if dr6 & 0xf == 0 || !self.movss_early(c, dr6) {
+            return (exit, ran);
+        }
+        // QEMU TCG delivered a data breakpoint hit by `mov ss`/`pop ss` before the instruction
+        // the shadow covers. Do what the CPU should: run that one instruction (TF), then report
+        // the #DB after it; if the instruction left the guest instead (syscall, int, a fault),
+        // the #DB belongs to hypervisor context, where Xen drops it (traps.c: do_debug).
+        const TF: u64 = 1 << 8;
+        let guest_tf = c.rflags & TF;
+        let at = c.rip;
+        c.rflags |= TF;
+        let mut tries = 0;
+        loop {
+            let (e, r) = self.run_once(key, c, budget_ns);
+            ran += r;
+            tries += 1;
+            c.rflags = (c.rflags & !TF) | guest_tf;
+            match e {
+                Exit::Debug { dr6: d } if d & crate::privop::dr::DR6_BS != 0 => {
+                    let bs = if guest_tf != 0 { crate::privop::dr::DR6_BS } else { 0 };
+                    return (Exit::Debug { dr6: (d & !crate::privop::dr::DR6_BS) | (dr6 & 0xf) | bs }, ran);
+                }
+                // An interrupt (the time budget) before the instruction ran: run it again.
+                Exit::Budget if c.rip == at && tries < 8 => c.rflags |= TF,
+                Exit::Gate => {
+                    // syscall saved the flags (with our TF) in r11.
+                    c.r11 = (c.r11 & !TF) | guest_tf;
+                    self.db_dropped += 1;
+                    return (e, ran);
+                }
+                _ => {
+                    self.db_dropped += 1;
+                    return (e, ran);
+                }
+            }
+        }
+    }
+
+    fn set_debug_regs(&mut self, key: VcpuKey, regs: &DebugRegs) {
+        self.debug.insert(key, *regs);
+    }
+
+    fn fsgsbase(&self) -> bool {
+        self.fsgsbase_ok
+    }
+
+    fn set_fsgsbase(&mut self, key: VcpuKey, enabled: bool) {
+        if enabled {
+            self.fsgsbase_on.insert(key);
+        } else {
+            self.fsgsbase_on.remove(&key);
+        }
+    }
+
+    fn vcpu_destroy(&mut self, key: VcpuKey) {
+        self.fpu.remove(&key);
+        self.debug.remove(&key);
+        self.fsgsbase_on.remove(&key);
+        if self.fpu_owner == Some(key) {
+            self.fpu_owner = None;
+        }
+        // Its page tables are about to be freed: stop running on them.
+        if self.cur_cr3 != self.boot_cr3 {
+            // SAFETY: the boot tables map the hypervisor.
+            unsafe { cpu::write_cr3(self.boot_cr3) };
+            self.cur_cr3 = self.boot_cr3;
+        }
     }
 
     fn flush_tlb(&mut self, _key: VcpuKey) {
