@@ -242,6 +242,10 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
             o.virtual_ns / 1_000_000,
             o.wall.as_millis()
         );
+        for sh in o.shares.iter().filter(|s| s.measured > 0.0 || s.target.is_some()) {
+            let target = sh.target.map_or("-".to_string(), |t| format!("{t:.2}%"));
+            let _ = writeln!(out, "    {:<24} cpu {:>7.2}%  target {:>7}  (of one pCPU; {} pCPU(s))", sh.name, sh.measured, target, o.pcpus);
+        }
         for f in &o.failures {
             let _ = writeln!(out, "    {}: {f}", o.path.display());
         }
