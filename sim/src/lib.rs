@@ -6,6 +6,7 @@ pub mod input;
 pub mod platform;
 pub mod runner;
 pub mod scenario;
+pub mod timeline;
 pub mod uc_fix;
 pub mod xlcfg;
 

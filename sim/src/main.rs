@@ -40,6 +40,12 @@ enum Cmd {
         /// Do not print the domains' consoles.
         #[arg(long, short)]
         quiet: bool,
+        /// Draw which vCPU ran on which pCPU when, as an SVG picture.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
+        /// Write the same as a Chrome/Perfetto trace (JSON; opens in ui.perfetto.dev).
+        #[arg(long)]
+        perfetto: Option<PathBuf>,
     },
     /// Write a scenario's domains (or one kernel) as the bootable image's boot pack.
     Pack {
@@ -134,7 +140,7 @@ fn repo_root() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
+        Cmd::Run { paths, trace, guests, quiet, timeline, perfetto } => run(&paths, trace, guests, quiet, timeline, perfetto),
         Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
         Cmd::Create { config, max_insns, trace, dry_run } => {
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
@@ -164,7 +170,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet: bool) -> ExitCode {
+fn run(
+    paths: &[PathBuf],
+    trace: Option<PathBuf>,
+    guests: Option<PathBuf>,
+    quiet: bool,
+    timeline: Option<PathBuf>,
+    perfetto: Option<PathBuf>,
+) -> ExitCode {
     let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
     let mut files = Vec::new();
     for p in paths {
@@ -206,8 +219,17 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     if bad {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    let opts = runner::Options { spans: timeline.is_some() || perfetto.is_some() };
     let outcomes: Vec<Outcome> =
-        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_configs(s, c)).collect::<Vec<_>>();
+        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_with(s, c, opts)).collect::<Vec<_>>();
+    for (path, text) in [(&timeline, sim::timeline::svg as fn(&[Outcome]) -> String), (&perfetto, sim::timeline::perfetto)] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text(&outcomes)) {
+                eprintln!("xenolith: cannot write {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     if !quiet {
         for o in &outcomes {
