@@ -223,3 +223,22 @@ fn same_script_same_trace() {
     }
     assert!(t1.iter().any(|l| l.contains("d2v0 console_io(write, 14 bytes) = 0")));
 }
+
+#[test]
+fn sched_credit_sets_reads_and_refuses_bad_values() {
+    use crate::hv::ControlError;
+    let mut w = World::new();
+    w.create("a");
+    assert_eq!(w.hv.sched_credit_get("a"), Ok((256, 0)));
+    assert_eq!(w.hv.sched_credit("a", Some(64), Some(25)), Ok((64, 25)));
+    assert_eq!(w.hv.sched_credit("a", None, Some(0)), Ok((64, 0)));
+    assert_eq!(w.hv.sched_credit_get("a"), Ok((64, 0)));
+    assert!(matches!(w.hv.sched_credit("a", Some(0), None), Err(ControlError::Invalid(_))));
+    assert_eq!(
+        w.hv.sched_credit("a", None, Some(101)),
+        Err(ControlError::Invalid("cap 101 is out of range 0..=100 for 1 vcpus".into()))
+    );
+    assert_eq!(w.hv.sched_credit("nope", Some(1), None), Err(ControlError::NoSuchDomain("nope".into())));
+    let id = w.hv.domid("a").unwrap();
+    assert_eq!(w.hv.sched.params(id), Some((64, 0)));
+}
