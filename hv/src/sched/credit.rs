@@ -508,13 +508,24 @@ impl Credit {
         !x.parked && self.running_on(u).is_none() && runnable(u)
     }
 
-    /// The head of pCPU `q`'s queue: (priority, then FIFO), skipping `skip`.
+    /// The head of pCPU `q`'s queue: (priority, then FIFO), skipping `skip`. One pass over the
+    /// units; the runnable check (the caller's) only for units that would beat the best so far.
     fn queue_head(&self, q: usize, skip: Option<UnitId>, runnable: &impl Fn(UnitId) -> bool) -> Option<(UnitId, Pri)> {
-        self.units
-            .iter()
-            .filter(|&(&u, x)| x.processor == q && Some(u) != skip && self.eligible(u, x, runnable))
-            .min_by_key(|(_, x)| (core::cmp::Reverse(x.pri), x.seq))
-            .map(|(&u, x)| (u, x.pri))
+        let running: Vec<UnitId> = self.pcpus.iter().filter_map(|p| p.curr).collect();
+        let mut best: Option<(UnitId, Pri, u64)> = None;
+        for (&u, x) in &self.units {
+            if x.processor != q || x.parked || Some(u) == skip {
+                continue;
+            }
+            if best.is_some_and(|(_, pri, seq)| (core::cmp::Reverse(x.pri), x.seq) >= (core::cmp::Reverse(pri), seq)) {
+                continue;
+            }
+            if running.contains(&u) || !runnable(u) {
+                continue;
+            }
+            best = Some((u, x.pri, x.seq));
+        }
+        best.map(|(u, pri, _)| (u, pri))
     }
 
     /// Decide what pCPU `p` runs next, at its clock (credit.c: `csched_schedule`). Returns the
