@@ -546,7 +546,7 @@ impl<P: Platform> Hypervisor<P> {
                     self.now = t + self.platform.idle(until - t).max(1);
                 }
                 None => {
-                    let until = limit.max(t + 1);
+                    let until = self.sched.idle_until(p, limit);
                     self.now = t + self.platform.idle(until - t).max(1);
                 }
             }

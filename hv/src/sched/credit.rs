@@ -272,6 +272,16 @@ impl Credit {
         (0..self.pcpus.len()).min_by_key(|&i| (self.pcpus[i].now, i)).unwrap_or(0)
     }
 
+    /// How far an idle pCPU `p` may let time pass: up to the clock of the busy pCPU furthest
+    /// behind (whose next decision may queue work for it to steal), never past `limit`; without
+    /// a busy pCPU, `limit`. (Xen tickles an idle pCPU at once; this is the same on a clock
+    /// shared out in stretches.) Always more than its clock.
+    pub fn idle_until(&self, p: usize, limit: u64) -> u64 {
+        let now = self.pcpus[p].now;
+        let busy = self.pcpus.iter().enumerate().filter(|&(i, q)| i != p && q.curr.is_some()).map(|(_, q)| q.now).min();
+        busy.map_or(limit, |b| limit.min(b)).max(now + 1)
+    }
+
     /// Burn the running unit's credits up to `now` (credit.c: `burn_credits`).
     fn burn(&mut self, u: UnitId, now: u64) {
         let Some(x) = self.units.get_mut(&u) else { return };
@@ -655,7 +665,7 @@ mod tests {
                     *ran.entry(u).or_default() += limit - now;
                     s.pcpus[p].now = limit;
                 }
-                None => s.pcpus[p].now = (now + 1_000_000).min(ns),
+                None => s.pcpus[p].now = s.idle_until(p, (now + 1_000_000).min(ns)),
             }
         }
         ran
