@@ -16,10 +16,12 @@ use crate::mm::paging::*;
 use crate::mm::pagetable::{PtCtx, XenSlots};
 use crate::mm::{MachineMemory, Mfn, PAGE_SIZE};
 use crate::platform::{Exit, Platform};
+use crate::sched::{credit, Credit, UnitId};
 use crate::traps;
 use crate::DomId;
 
-/// Time slice given to a vCPU before the scheduler looks again (virtual ns).
+/// With several pCPUs, the longest stretch of virtual time one pCPU runs before the pCPU that is
+/// furthest behind gets its turn (ns): it bounds how far their clocks drift apart.
 pub const SLICE_NS: u64 = 1_000_000;
 
 /// Machine-wide hypervisor mappings shared by every guest address space.
@@ -66,6 +68,8 @@ pub enum ControlError {
     Build(BuildError),
     NotPaused(String),
     Platform(&'static str),
+    /// A bad scheduler parameter (`sched-credit`): what was wrong.
+    Invalid(String),
 }
 
 impl core::fmt::Display for ControlError {
@@ -75,6 +79,7 @@ impl core::fmt::Display for ControlError {
             Self::Build(e) => write!(f, "{e}"),
             Self::NotPaused(n) => write!(f, "domain {n:?} is not paused"),
             Self::Platform(e) => write!(f, "platform: {e}"),
+            Self::Invalid(e) => write!(f, "{e}"),
         }
     }
 }
@@ -90,8 +95,10 @@ pub struct Hypervisor<P: Platform> {
     pub tracing: bool,
     pub records: BTreeMap<String, Record>,
     next_domid: DomId,
-    /// Round-robin position.
-    last: Option<(DomId, u32)>,
+    /// The credit scheduler and the pCPUs' clocks (see `run_until`).
+    pub sched: Credit,
+    /// The last handled exit was a yield.
+    yielded: bool,
     /// Hypercalls handled (for benches and reports).
     pub hypercalls: u64,
     pub exits: u64,
@@ -132,7 +139,8 @@ impl<P: Platform> Hypervisor<P> {
             tracing: true,
             records: BTreeMap::new(),
             next_domid: 1,
-            last: None,
+            sched: Credit::new(1),
+            yielded: false,
             hypercalls: 0,
             exits: 0,
         };
@@ -251,6 +259,7 @@ impl<P: Platform> Hypervisor<P> {
         });
         rec.state = RecordState::Running;
         rec.id = id;
+        self.sched.add_domain(id, dom.vcpus.len() as u32, dom.config.weight, dom.config.cap);
         self.doms.insert(id, dom);
         Ok(())
     }
@@ -286,6 +295,12 @@ impl<P: Platform> Hypervisor<P> {
         }
         d.pause_count -= 1;
         let still = d.pause_count > 0;
+        if !still {
+            // domain_unpause wakes every vCPU (credit.c: csched_unit_wake).
+            for v in 0..d.vcpus.len() as u32 {
+                self.sched.wake((id, v));
+            }
+        }
         if let (Some(r), false) = (self.records.get_mut(name), still) {
             if r.state == RecordState::Paused {
                 r.state = RecordState::Running;
@@ -377,9 +392,7 @@ impl<P: Platform> Hypervisor<P> {
             mem.write_u64(self.xen.m2p.maddr().add(m.0 * 8), !0);
         }
         self.frames.free_domain(id);
-        if self.last.is_some_and(|(d, _)| d == id) {
-            self.last = None;
-        }
+        self.sched.remove_domain(id);
     }
 
     fn destroy_domain(&mut self, id: DomId) {
@@ -409,26 +422,43 @@ impl<P: Platform> Hypervisor<P> {
         self.doms.values().any(|d| d.state == DomState::Running)
     }
 
-    fn runnable(&self, id: DomId, v: u32) -> bool {
-        self.doms.get(&id).is_some_and(|d| {
-            d.state == DomState::Running
-                && !d.is_paused()
-                && d.vcpus.get(v as usize).is_some_and(|v| v.state == VcpuState::Runnable)
-        })
+    /// Use `n` physical CPUs (1 by default). Call before creating domains: it starts a fresh
+    /// scheduler.
+    pub fn set_pcpus(&mut self, n: usize) {
+        self.sched = Credit::new(n);
     }
 
-    /// Round-robin over runnable vCPUs, starting after the last one that ran.
-    fn pick(&self) -> Option<(DomId, u32)> {
-        let all: Vec<(DomId, u32)> =
-            self.doms.values().flat_map(|d| d.vcpus.iter().map(move |v| (d.id, v.id))).collect();
-        if all.is_empty() {
-            return None;
+    /// `xl sched-credit -d NAME [-w WEIGHT] [-c CAP]`: set a running domain's weight and cap at
+    /// once (effective at the next accounting, within one 30 ms timeslice). Limits are libxl's
+    /// (libxl_sched.c: sched_credit_domain_set): weight 1..=65535, cap 0..=100 × vCPUs.
+    /// Returns the values now in force.
+    pub fn sched_credit(&mut self, name: &str, weight: Option<u16>, cap: Option<u16>) -> Result<(u16, u16), ControlError> {
+        let id = self.by_name(name)?;
+        let d = self.doms.get_mut(&id).ok_or_else(|| ControlError::NoSuchDomain(name.into()))?;
+        if weight == Some(0) {
+            return Err(ControlError::Invalid("weight 0 is out of range 1..=65535".into()));
         }
-        let start = match self.last {
-            Some(l) => all.iter().position(|&x| x > l).unwrap_or(0),
-            None => 0,
-        };
-        (0..all.len()).map(|i| all[(start + i) % all.len()]).find(|&(d, v)| self.runnable(d, v))
+        let max_cap = 100 * d.vcpus.len() as u32;
+        if let Some(c) = cap.filter(|&c| u32::from(c) > max_cap) {
+            return Err(ControlError::Invalid(alloc::format!("cap {c} is out of range 0..={max_cap} for {} vcpus", d.vcpus.len())));
+        }
+        if let Some(w) = weight {
+            d.config.weight = w;
+        }
+        if let Some(c) = cap {
+            d.config.cap = c;
+        }
+        let (w, c) = (d.config.weight, d.config.cap);
+        self.sched.set_params(id, w, c);
+        self.trace_with(|| alloc::format!("d{id} sched-credit weight={w} cap={c}"));
+        Ok((w, c))
+    }
+
+    /// A domain's credit parameters (`xl sched-credit -d NAME`): (weight, cap).
+    pub fn sched_credit_get(&self, name: &str) -> Result<(u16, u16), ControlError> {
+        let id = self.by_name(name)?;
+        let d = &self.doms[&id];
+        Ok((d.config.weight, d.config.cap))
     }
 
     fn next_timer(&self) -> Option<u64> {
@@ -444,6 +474,7 @@ impl<P: Platform> Hypervisor<P> {
     fn fire_timers(&mut self) {
         let now = self.now;
         let mut mem = MachineMemory::new(self.platform.memory());
+        let sched = &mut self.sched;
         for d in self.doms.values_mut() {
             let mut wake = Vec::new();
             for vi in 0..d.vcpus.len() {
@@ -465,29 +496,86 @@ impl<P: Platform> Hypervisor<P> {
             }
             for w in wake {
                 if let Some(v) = d.vcpus.get_mut(w as usize) {
-                    unblock(v);
+                    if unblock(v) {
+                        sched.wake((d.id, w));
+                    }
                 }
             }
         }
     }
 
     /// Run the machine until virtual time `end` (or until nothing can ever run again).
+    ///
+    /// Each pCPU has its own clock. The loop always advances the pCPU whose clock is furthest
+    /// behind (the lowest-numbered one on a tie), by one stretch: up to its next exit, timer,
+    /// scheduler tick, accounting, the end of its timeslice, or — with several pCPUs — at most
+    /// [`SLICE_NS`]. So the interleaving of several pCPUs depends on virtual time only, and runs
+    /// are deterministic. `self.now` is the clock of the pCPU being advanced.
     pub fn run_until(&mut self, end: u64) {
-        while self.now < end {
+        let sync = if self.sched.pcpus.len() > 1 { SLICE_NS } else { u64::MAX };
+        loop {
+            let p = self.sched.next_pcpu();
+            let t = self.sched.pcpus[p].now;
+            if t >= end {
+                break;
+            }
+            self.now = t;
+            self.sched_account(p, t);
             self.fire_timers();
-            let Some((d, v)) = self.pick() else {
-                let next = self.next_timer().filter(|&t| t > self.now).unwrap_or(end).min(end);
-                let passed = self.platform.idle(next - self.now);
-                self.now += passed.max(1);
-                continue;
-            };
-            self.last = Some((d, v));
-            let slice_end = (self.now + SLICE_NS).min(end);
-            while self.now < slice_end && self.runnable(d, v) {
-                let limit = self.next_timer().filter(|&t| t > self.now).unwrap_or(slice_end).min(slice_end);
-                if !self.run_once(d, v, limit - self.now) {
-                    break;
+            let doms = &self.doms;
+            let runnable = |u: UnitId| vcpu_runnable(doms, u);
+            if self.sched.must_decide(p, runnable) {
+                self.sched.schedule(p, runnable);
+            }
+            let mut limit = end.min(self.sched.next_acct).min(t.saturating_add(sync));
+            if let Some(n) = self.next_timer().filter(|&n| n > t) {
+                limit = limit.min(n);
+            }
+            let pc = &self.sched.pcpus[p];
+            match pc.curr {
+                Some(u) if self.sched.ready_at(u) <= t => {
+                    let limit = limit.min(pc.slice_end).min(pc.next_tick).max(t + 1);
+                    self.yielded = false;
+                    if !self.run_once(u.0, u.1, limit - t) {
+                        self.sched.pcpus[p].resched = true;
+                        if self.yielded {
+                            self.sched.yield_(p);
+                        }
+                    }
                 }
+                // Just stopped on a pCPU whose clock is ahead: start it when it stopped there.
+                Some(u) => {
+                    let until = self.sched.ready_at(u).min(limit).max(t + 1);
+                    self.now = t + self.platform.idle(until - t).max(1);
+                }
+                None => {
+                    let until = self.sched.idle_until(p, limit);
+                    self.now = t + self.platform.idle(until - t).max(1);
+                }
+            }
+            self.sched.pcpus[p].now = self.now.max(t + 1);
+        }
+        self.now = self.sched.pcpus.iter().map(|p| p.now).max().unwrap_or(end).max(self.now);
+    }
+
+    /// Scheduler time keeping on pCPU `p` at its clock `t`: the 30 ms accounting and the pCPU's
+    /// 10 ms tick (credit.c: csched_acct, csched_tick).
+    fn sched_account(&mut self, p: usize, t: u64) {
+        if t >= self.sched.next_acct {
+            for d in self.doms.values() {
+                self.sched.set_params(d.id, d.config.weight, d.config.cap);
+            }
+            self.sched.acct();
+            while self.sched.next_acct <= t {
+                self.sched.next_acct += credit::TSLICE_NS;
+            }
+        }
+        let pc = &self.sched.pcpus[p];
+        if pc.curr.is_some() && t >= pc.next_tick {
+            self.sched.tick(p, t);
+            let pc = &mut self.sched.pcpus[p];
+            while pc.next_tick <= t {
+                pc.next_tick += credit::TICK_NS;
             }
         }
     }
@@ -625,7 +713,9 @@ impl<P: Platform> Hypervisor<P> {
         }
         for (d, vc) in wake {
             if let Some(vcpu) = self.doms.get_mut(&d).and_then(|d| d.vcpus.get_mut(vc as usize)) {
-                unblock(vcpu);
+                if unblock(vcpu) {
+                    self.sched.wake((d, vc));
+                }
             }
         }
         self.flush_console(id);
@@ -659,6 +749,7 @@ impl<P: Platform> Hypervisor<P> {
             }
             return false;
         }
+        self.yielded = fx.yield_;
         !fx.yield_
     }
 
@@ -682,12 +773,22 @@ impl<P: Platform> Hypervisor<P> {
     }
 }
 
-/// Wake a blocked or polling vCPU (Xen's `vcpu_unblock`; a poll ends).
-fn unblock(v: &mut crate::domain::Vcpu) {
+/// Wake a blocked or polling vCPU (Xen's `vcpu_unblock`; a poll ends). True when it was
+/// blocked: the scheduler must hear of the wake-up.
+fn unblock(v: &mut crate::domain::Vcpu) -> bool {
+    v.poll = None;
     if v.state == VcpuState::Blocked {
         v.state = VcpuState::Runnable;
+        return true;
     }
-    v.poll = None;
+    false
+}
+
+/// Can this vCPU run: its domain alive, not paused, and the vCPU up and not blocked.
+fn vcpu_runnable(doms: &BTreeMap<DomId, Domain>, (id, v): UnitId) -> bool {
+    doms.get(&id).is_some_and(|d| {
+        d.state == DomState::Running && !d.is_paused() && d.vcpus.get(v as usize).is_some_and(|v| v.state == VcpuState::Runnable)
+    })
 }
 
 /// Publish time in the vCPU's vcpu_info, as Xen's `__update_vcpu_system_time`: the version is

@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod platform;
 pub mod runner;
 pub mod scenario;
+pub mod timeline;
 pub mod uc_fix;
 pub mod watch;
 pub mod xlcfg;

@@ -40,6 +40,12 @@ enum Cmd {
         /// Do not print the domains' consoles.
         #[arg(long, short)]
         quiet: bool,
+        /// Draw which vCPU ran on which pCPU when, as an SVG picture.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
+        /// Write the same as a Chrome/Perfetto trace (JSON; opens in ui.perfetto.dev).
+        #[arg(long)]
+        perfetto: Option<PathBuf>,
     },
     /// Write a scenario's domains (or one kernel) as the bootable image's boot pack.
     Pack {
@@ -156,7 +162,7 @@ fn repo_root() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
+        Cmd::Run { paths, trace, guests, quiet, timeline, perfetto } => run(&paths, trace, guests, quiet, timeline, perfetto),
         Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             boot(&kernel, memory, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb })
@@ -191,7 +197,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet: bool) -> ExitCode {
+fn run(
+    paths: &[PathBuf],
+    trace: Option<PathBuf>,
+    guests: Option<PathBuf>,
+    quiet: bool,
+    timeline: Option<PathBuf>,
+    perfetto: Option<PathBuf>,
+) -> ExitCode {
     let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
     let mut files = Vec::new();
     for p in paths {
@@ -233,8 +246,17 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     if bad {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    let opts = runner::Options { spans: timeline.is_some() || perfetto.is_some() };
     let outcomes: Vec<Outcome> =
-        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_configs(s, c)).collect::<Vec<_>>();
+        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_with(s, c, opts)).collect::<Vec<_>>();
+    for (path, text) in [(&timeline, sim::timeline::svg as fn(&[Outcome]) -> String), (&perfetto, sim::timeline::perfetto)] {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text(&outcomes)) {
+                eprintln!("xenolith: cannot write {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     if !quiet {
         for o in &outcomes {
@@ -269,6 +291,10 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
             o.virtual_ns / 1_000_000,
             o.wall.as_millis()
         );
+        for sh in o.shares.iter().filter(|s| s.measured > 0.0 || s.target.is_some()) {
+            let target = sh.target.map_or("-".to_string(), |t| format!("{t:.2}%"));
+            let _ = writeln!(out, "    {:<24} cpu {:>7.2}%  target {:>7}  (of one pCPU; {} pCPU(s))", sh.name, sh.measured, target, o.pcpus);
+        }
         for f in &o.failures {
             let _ = writeln!(out, "    {}: {f}", o.path.display());
         }

@@ -31,6 +31,81 @@ pub struct Outcome {
     /// The host could not run the scenario among `failures`: no machine memory, no unicorn
     /// instance for a vCPU (`run` exits 5).
     pub host_errors: Vec<String>,
+    /// Each domain's measured CPU share beside the credit scheduler's target.
+    pub shares: Vec<Share>,
+    /// Physical CPUs the scenario ran on.
+    pub pcpus: u32,
+    /// Which vCPU ran on which pCPU when (recorded when asked, see [`Options`]).
+    pub spans: Vec<Span>,
+}
+
+/// One domain's CPU share over the run, in % of one pCPU (xentop's CPU(%)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Share {
+    pub name: String,
+    pub measured: f64,
+    /// What the credit scheduler should give it if it and the other domains still running at
+    /// the end were CPU-bound all along (weights, caps and vCPUs as the steps set them); None
+    /// for a domain that did not run to the end.
+    pub target: Option<f64>,
+}
+
+/// A stretch of time a vCPU ran on a pCPU, with its domain's name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub pcpu: u32,
+    pub domain: String,
+    pub vcpu: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// How to run a scenario.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Record which vCPU ran on which pCPU when (timelines).
+    pub spans: bool,
+}
+
+/// The credit scheduler's share targets (% of one pCPU) for CPU-bound domains
+/// `(weight, cap, running vCPUs)` on `pcpus` pCPUs: the pCPUs' time is shared in proportion to
+/// weight × vCPUs (Xen's weight is per active vCPU, credit.c: csched_acct), no domain getting
+/// more than its cap (0 = none) or 100 % per vCPU, what one cannot use going to the others.
+pub fn target_shares(pcpus: u32, doms: &[(u16, u16, u32)]) -> Vec<f64> {
+    let limit: Vec<f64> = doms
+        .iter()
+        .map(|&(_, cap, v)| {
+            let full = 100.0 * v as f64;
+            if cap == 0 { full } else { full.min(cap as f64) }
+        })
+        .collect();
+    let mut share = vec![0.0; doms.len()];
+    let mut fixed = vec![false; doms.len()];
+    let mut left = 100.0 * pcpus as f64;
+    loop {
+        let w: f64 = doms.iter().zip(&fixed).filter(|(_, f)| !**f).map(|(d, _)| d.0 as f64 * d.2 as f64).sum();
+        if w <= 0.0 || left <= 1e-9 {
+            break;
+        }
+        let mut capped = false;
+        for i in 0..doms.len() {
+            if !fixed[i] && left * doms[i].0 as f64 * doms[i].2 as f64 / w >= limit[i] {
+                share[i] = limit[i];
+                fixed[i] = true;
+                left -= limit[i];
+                capped = true;
+            }
+        }
+        if !capped {
+            for i in 0..doms.len() {
+                if !fixed[i] {
+                    share[i] = left * doms[i].0 as f64 * doms[i].2 as f64 / w;
+                }
+            }
+            break;
+        }
+    }
+    share
 }
 
 impl Outcome {
@@ -116,6 +191,11 @@ pub fn run(sc: &Scenario, guests: &Path) -> Outcome {
 /// Run one scenario in a fresh simulator, with its domains' configs already built (one per
 /// domain, see [`domain_configs`]); a domain whose config is an error is not created.
 pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) -> Outcome {
+    run_with(sc, configs, Options::default())
+}
+
+/// [`run_configs`] with [`Options`].
+pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts: Options) -> Outcome {
     let started = Instant::now();
     let mut failures = Vec::new();
     let (mut input_errors, mut host_errors) = (Vec::new(), Vec::new());
@@ -141,9 +221,16 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
                 wall: started.elapsed(),
                 input_errors,
                 host_errors: vec![msg],
+                shares: vec![],
+                pcpus: sc.pcpus,
+                spans: vec![],
             };
         }
     };
+    hv.set_pcpus(sc.pcpus as usize);
+    if opts.spans {
+        hv.sched.record();
+    }
     for (spec, config) in sc.domains.iter().zip(configs) {
         match config {
             Ok(c) => match hv.create_domain(c) {
@@ -160,6 +247,8 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
         }
     }
     failures.extend(input_errors.iter().chain(&host_errors).cloned());
+    // Weight and cap of each domain from each time on, for the share targets.
+    let mut params: Vec<ParamsFrom> = vec![(0, current_params(&hv))];
     for step in &sc.steps {
         hv.run_until(step.at_ns);
         let r = match &step.action {
@@ -171,10 +260,11 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
             ),
             StepAction::Reboot(d) => hv.shutdown(d, ShutdownReason::Reboot),
             StepAction::Destroy(d) => hv.destroy(d),
-            StepAction::SchedCredit { domain, weight, cap } => {
-                hv.trace(&format!("sched-credit {domain} weight={weight:?} cap={cap:?} (not implemented yet)"));
-                Ok(())
-            }
+            StepAction::SchedCredit { domain, weight: None, cap: None } => hv.sched_credit_get(domain).map(|(w, c)| {
+                let id = hv.domid(domain).unwrap_or(0);
+                hv.trace(&format!("d{id} sched-credit weight={w} cap={c}"));
+            }),
+            StepAction::SchedCredit { domain, weight, cap } => hv.sched_credit(domain, *weight, *cap).map(|_| ()),
             StepAction::Console(d) => {
                 hv.trace(&format!("console {d}"));
                 Ok(())
@@ -185,10 +275,37 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
             hv.trace(&format!("step failed: {e}"));
             failures.push(msg);
         }
+        params.push((hv.now.min(sc.run_for_ns), current_params(&hv)));
     }
     hv.run_until(sc.run_for_ns);
     let records = hv.records.clone();
     check(sc, &hv.platform.trace, &records, &mut failures);
+    let shares = shares(sc, &hv, &records, &params);
+    for (name, tol) in &sc.expect.share_within {
+        match shares.iter().find(|s| s.name == *name) {
+            Some(Share { measured, target: Some(t), .. }) if (measured - t).abs() <= *tol as f64 => {}
+            Some(Share { measured, target: Some(t), .. }) => {
+                failures.push(format!("share_within.{name}: {measured:.2}% is not within {tol} points of the target {t:.2}%"))
+            }
+            _ => failures.push(format!("share_within.{name}: no target (the domain did not run to the end)")),
+        }
+    }
+    hv.sched.flush_spans();
+    let names: BTreeMap<hv::DomId, String> = hv.doms.values().map(|d| (d.id, d.config.name.clone())).collect();
+    let spans = hv
+        .sched
+        .spans
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| Span {
+            pcpu: s.pcpu,
+            domain: names.get(&s.unit.0).cloned().unwrap_or_else(|| format!("d{}", s.unit.0)),
+            vcpu: s.unit.1,
+            start_ns: s.start,
+            end_ns: s.end.min(sc.run_for_ns.max(s.start)),
+        })
+        .collect();
     Outcome {
         name: sc.name.clone(),
         path: sc.path.clone(),
@@ -201,7 +318,53 @@ pub fn run_configs(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>) ->
         wall: started.elapsed(),
         input_errors,
         host_errors,
+        shares,
+        pcpus: sc.pcpus,
+        spans,
     }
+}
+
+/// From this virtual time on, each domain's (weight, cap).
+type ParamsFrom = (u64, BTreeMap<String, (u16, u16)>);
+
+fn current_params(hv: &hv::Hypervisor<crate::platform::SimPlatform>) -> BTreeMap<String, (u16, u16)> {
+    hv.doms.values().map(|d| (d.config.name.clone(), (d.config.weight, d.config.cap))).collect()
+}
+
+/// Measured shares and targets (see [`Share`]): the target is the time-weighted mean of
+/// [`target_shares`] over the stretches between steps.
+fn shares(
+    sc: &Scenario,
+    hv: &hv::Hypervisor<crate::platform::SimPlatform>,
+    records: &BTreeMap<String, Record>,
+    params: &[ParamsFrom],
+) -> Vec<Share> {
+    let run = sc.run_for_ns.max(1) as f64;
+    // Domains still running at the end, with the vCPUs they brought up.
+    let alive: BTreeMap<String, u32> = hv
+        .doms
+        .values()
+        .filter(|d| records.get(&d.config.name).is_some_and(|r| r.state == RecordState::Running))
+        .map(|d| (d.config.name.clone(), d.vcpus.iter().filter(|v| v.state != hv::domain::VcpuState::Down).count() as u32))
+        .collect();
+    let mut target: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, (from, p)) in params.iter().enumerate() {
+        let to = params.get(i + 1).map_or(sc.run_for_ns, |n| n.0);
+        let len = to.saturating_sub(*from) as f64;
+        let names: Vec<&String> = p.keys().filter(|n| alive.contains_key(*n)).collect();
+        let input: Vec<(u16, u16, u32)> = names.iter().map(|n| (p[*n].0, p[*n].1, alive[*n])).collect();
+        for (n, t) in names.iter().zip(target_shares(sc.pcpus, &input)) {
+            *target.entry((*n).clone()).or_default() += t * len / run;
+        }
+    }
+    sc.domains
+        .iter()
+        .map(|d| Share {
+            name: d.name.clone(),
+            measured: records.get(&d.name).map_or(0.0, |r| r.cpu_ns as f64 * 100.0 / run),
+            target: target.get(&d.name).copied(),
+        })
+        .collect()
 }
 
 fn end_of(r: &Record) -> DomainEnd {
@@ -242,9 +405,11 @@ fn check(sc: &Scenario, trace: &[String], records: &BTreeMap<String, Record>, fa
         }
     }
     for (name, (lo, hi)) in &sc.expect.cpu_percent {
-        let pct = records.get(name).map(|r| r.cpu_ns * 100 / sc.run_for_ns.max(1)).unwrap_or(0) as u32;
-        if pct < *lo || pct > *hi {
-            failures.push(format!("cpu_percent.{name}: {pct}% not in {lo}..={hi}"));
+        // Exact: lo <= cpu_ns * 100 / run_for <= hi, without rounding.
+        let (ns, run) = (records.get(name).map_or(0, |r| r.cpu_ns) as u128, sc.run_for_ns.max(1) as u128);
+        if ns * 100 < *lo as u128 * run || ns * 100 > *hi as u128 * run {
+            let pct = ns as f64 * 100.0 / run as f64;
+            failures.push(format!("cpu_percent.{name}: {pct:.2}% not in {lo}..={hi}"));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```toml
 //! description = "one domain prints and powers off"
 //! run_for = "50ms"                # virtual time, required: ns, us, ms or s suffix ("1.5ms" is fine)
+//! pcpus = 1                       # physical CPUs of the simulated machine, 1..=64, default 1
 //! hw_unsupported = { kvm = "why" } # optional: boot-hw skips the scenario on these accelerators
 //!
 //! [[domain]]
@@ -30,6 +31,7 @@
 //! shutdown.hello = "poweroff"               # see `DomainEnd`
 //! trace.hello = ["sched_op(shutdown, poweroff) = 0"]  # likewise, over the domain's trace lines
 //! cpu_percent.hello = [40, 60]              # CPU time over run_for, % of one pCPU, inclusive range
+//! share_within.hello = 1                    # CPU share within ±N points of the credit target
 //! ```
 //!
 //! Every error names the file, the line and the field (`x.toml:12: step[2].do: unknown action ...`);
@@ -54,6 +56,8 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub run_for_ns: u64,
+    /// Physical CPUs (`pcpus = M`, default 1).
+    pub pcpus: u32,
     pub domains: Vec<DomainSpec>,
     /// Sorted stably by `at_ns`.
     pub steps: Vec<Step>,
@@ -147,7 +151,8 @@ pub struct Step {
 /// The commands of a step's `do`, in xl's words:
 /// `pause D`, `unpause D`, `shutdown D [poweroff|reboot]` (a request to the guest, poweroff by default),
 /// `reboot D` (same as `shutdown D reboot`, xl's `reboot`), `destroy D` (immediate),
-/// `sched-credit -d D [-w WEIGHT] [-c CAP]` (at least one of -w/-c; long forms --domain/--weight/--cap),
+/// `sched-credit -d D [-w WEIGHT] [-c CAP]` (long forms --domain/--weight/--cap; with neither -w
+/// nor -c it reads the current values into the trace, like `xl sched-credit -d D`),
 /// `console D` (a no-op marker in the trace).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepAction {
@@ -198,6 +203,9 @@ pub struct Expect {
     pub trace: BTreeMap<String, Vec<String>>,
     /// Inclusive range of the domain's CPU time over `run_for`, in % of one physical CPU (xentop's CPU(%)).
     pub cpu_percent: BTreeMap<String, (u32, u32)>,
+    /// The domain's CPU share within ± this many points of the credit scheduler's target (see
+    /// `runner::Share`).
+    pub share_within: BTreeMap<String, u32>,
 }
 
 /// How a domain's run ended, for `shutdown.NAME = "..."`.
@@ -908,6 +916,9 @@ impl Ctx<'_> {
 }
 
 /// Parses scenario text; `path` names it in errors and anchors relative paths.
+/// The most physical CPUs a scenario may ask for.
+pub const MAX_PCPUS: u32 = 64;
+
 pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let cx = Ctx { file: path, text };
     let top = match toml::from_str::<Unspanned>(text) {
@@ -922,9 +933,9 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     };
     let get = |key: &str| top.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     for (k, v) in &top {
-        if !["description", "run_for", "domain", "step", "expect", "hw_unsupported"].contains(&k.as_str()) {
+        if !["description", "run_for", "pcpus", "domain", "step", "expect", "hw_unsupported"].contains(&k.as_str()) {
             let msg = format!(
-                "unknown key {} (expected description, run_for, domain, step, expect, hw_unsupported)",
+                "unknown key {} (expected description, run_for, pcpus, domain, step, expect, hw_unsupported)",
                 quote(k)
             );
             return Err(cx.at(v.span(), k.clone()).err(msg));
@@ -947,6 +958,14 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
             .at(get("run_for").map_or(0..0, |v| v.span()), "run_for")
             .err("must be more than 0"));
     }
+
+    let pcpus = match get("pcpus") {
+        Some(v) => match v.get_ref() {
+            Tv::Int(i) if (1..=MAX_PCPUS as i64).contains(i) => *i as u32,
+            _ => return Err(cx.at(v.span(), "pcpus").err(format!("expected an integer in 1..={MAX_PCPUS}"))),
+        },
+        None => 1,
+    };
 
     let mut domains: Vec<DomainSpec> = Vec::new();
     for (i, d) in get("domain")
@@ -1013,6 +1032,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         name,
         description,
         run_for_ns,
+        pcpus,
         domains,
         steps,
         expect,
@@ -1178,9 +1198,6 @@ fn parse_sched_credit(
     let Some(dom) = dom else {
         return Err(format!("missing -d DOMAIN; {USAGE}"));
     };
-    if weight.is_none() && cap.is_none() {
-        return Err(format!("nothing to set; {USAGE}"));
-    }
     if let (Some(c), Some(d)) = (cap, domains.iter().find(|d| d.name == dom)) {
         if u32::from(c) > 100 * d.vcpus {
             return Err(format!(
@@ -1201,9 +1218,11 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
     let mut expect = Expect::default();
     for (kind, table) in cx.table(v, "expect")? {
         let kind = kind.as_str();
-        if !["console", "shutdown", "trace", "cpu_percent"].contains(&kind) {
-            let msg =
-                format!("unknown key {} (expected console, shutdown, trace, cpu_percent)", quote(kind));
+        if !["console", "shutdown", "trace", "cpu_percent", "share_within"].contains(&kind) {
+            let msg = format!(
+                "unknown key {} (expected console, shutdown, trace, cpu_percent, share_within)",
+                quote(kind)
+            );
             return Err(cx.at(table.span(), format!("expect.{kind}")).err(msg));
         }
         for (name, value) in cx.table(table, &format!("expect.{kind}"))? {
@@ -1227,6 +1246,12 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
                     }
                     .insert(name, lines);
                 }
+                "share_within" => match value.get_ref() {
+                    Tv::Int(i) if (0..=100).contains(i) => {
+                        expect.share_within.insert(name, *i as u32);
+                    }
+                    _ => return Err(at.err("expected an integer number of points in 0..=100")),
+                },
                 "shutdown" => {
                     let s = cx.str(value, &field)?;
                     let end = DomainEnd::parse(&s).ok_or_else(|| {
@@ -1413,7 +1438,6 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"pause a b\"\n"), "scenarios/x.toml:7: step[0].do: usage: pause DOMAIN"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"\"\n"), "scenarios/x.toml:7: step[0].do: empty command"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"shutdown a halt\"\n"), "scenarios/x.toml:7: step[0].do: usage: shutdown"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a\"\n"), "scenarios/x.toml:7: step[0].do: nothing to set"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 0\"\n"), "scenarios/x.toml:7: step[0].do: -w 0: expected an integer in 1..=65535"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -c 200\"\n"), "scenarios/x.toml:7: step[0].do: cap 200 is out of range 0..=100"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -w\"\n"), "scenarios/x.toml:7: step[0].do: -w needs a value"),

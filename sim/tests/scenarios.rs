@@ -22,7 +22,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios!(hello, faults, crash, badcalls, lifecycle, reboot, ptswitch, badiret, fpu, debugregs);
+scenarios!(hello, faults, crash, badcalls, lifecycle, reboot, ptswitch, badiret, fpu, debugregs, weights, cap, sched_credit, reweight, latency, smp);
 
 /// A new scenario file without a test case would silently go untested.
 #[test]
@@ -42,4 +42,22 @@ fn traces_are_deterministic() {
         let b = common::run_scenario(name).trace_text();
         assert_eq!(a, b, "scenario {name} is not deterministic");
     }
+}
+
+/// With several pCPUs the run is still deterministic: the same scenario on 2 pCPUs twice gives
+/// identical traces and identical timelines (which vCPU ran on which pCPU when).
+#[test]
+fn several_pcpus_are_deterministic() {
+    let path = common::repo().join("scenarios/lifecycle.toml");
+    let mut sc = sim::scenario::load(&path).expect("lifecycle.toml");
+    sc.pcpus = 2;
+    let guests = common::guests();
+    let opts = sim::runner::Options { spans: true };
+    let run = || sim::runner::run_with(&sc, sim::runner::domain_configs(&sc, &guests), opts);
+    let (a, b) = (run(), run());
+    assert!(a.passed(), "lifecycle on 2 pCPUs: {:?}", a.failures);
+    assert_eq!(a.trace_text(), b.trace_text());
+    assert_eq!(a.spans, b.spans);
+    // Both pCPUs were used.
+    assert!(a.spans.iter().any(|s| s.pcpu == 1) && a.spans.iter().any(|s| s.pcpu == 0));
 }
