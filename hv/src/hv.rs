@@ -522,7 +522,7 @@ impl<P: Platform> Hypervisor<P> {
             vc.needs_flush = false;
             self.platform.flush_tlb(key);
         }
-        if let Some(why) = traps::entry_problem(&vc.cpu) {
+        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &vc.cpu) {
             let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
             self.crash_domain(id, &line);
             return false;

@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod abi;
 pub mod arch;
 pub mod builder;
+pub mod desc;
 pub mod domain;
 pub mod elf;
 pub mod emulate;

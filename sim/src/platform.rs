@@ -158,6 +158,10 @@ pub type ConsoleSink = Box<dyn FnMut(DomId, &str, &[u8])>;
 pub struct SimPlatform {
     vcpus: HashMap<VcpuKey, SimVcpu>,
     ram: Ram,
+    /// Whose guest GDT the shared GDT frames hold (vCPU and the core's version), and how many
+    /// guest entries were written there.
+    gdt_loaded: Option<(VcpuKey, hv::platform::GuestGdt)>,
+    gdt_written: usize,
     /// Trace lines collected so far.
     pub trace: Vec<String>,
     /// Also print trace lines to stderr as they come.
@@ -193,6 +197,8 @@ impl SimPlatform {
         let mut p = SimPlatform {
             vcpus: HashMap::new(),
             ram,
+            gdt_loaded: None,
+            gdt_written: 0,
             trace: Vec::new(),
             echo_trace: false,
             console_sink: None,
@@ -365,6 +371,28 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.gs_base = r(GS_BASE);
 }
 
+/// Copy the guest's descriptors (validated by the core, in frames the guest cannot write) into
+/// the GDT every vCPU instance uses, below Xen's reserved entries, clearing what the previous
+/// guest GDT left beyond them; as Xen maps the guest's GDT frames at the start of the per-vCPU
+/// GDT. Only one vCPU runs at a time, so one shared table suffices. Returns how many entries
+/// now hold guest descriptors.
+fn load_guest_gdt(mem: &mut [u8], gdt: &hv::platform::GuestGdt, written: usize) -> usize {
+    let base = (GDT_FRAME * 4096) as usize;
+    let n = (gdt.entries as usize).min(hv::abi::FIRST_RESERVED_GDT_ENTRY);
+    for i in 0..n {
+        let d = gdt
+            .desc_maddr(i)
+            .and_then(|a| mem.get(a as usize..a as usize + 8))
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        mem[base + i * 8..base + i * 8 + 8].copy_from_slice(&d.to_le_bytes());
+    }
+    for i in n..written.min(hv::abi::FIRST_RESERVED_GDT_ENTRY) {
+        mem[base + i * 8..base + i * 8 + 8].fill(0);
+    }
+    n
+}
+
 /// Bring a fresh instance into long mode with paging and enter ring 3 at `cpu` through a real
 /// `iretq` (writing CS does not change CPL in unicorn).
 fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
@@ -424,6 +452,12 @@ impl Platform for SimPlatform {
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         let mem_ptr = self.ram.ptr;
         let mem_len = self.ram.len;
+        if self.gdt_loaded != Some((key, cpu.gdt)) {
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
+            self.gdt_written = load_guest_gdt(mem, &cpu.gdt, self.gdt_written);
+            self.gdt_loaded = Some((key, cpu.gdt));
+        }
         let Some(v) = self.vcpus.get_mut(&key) else { return (Exit::Fatal("no such vCPU"), 0) };
         {
             let d = v.uc.get_data_mut();

@@ -168,25 +168,67 @@ pub fn stack_switch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     Ok(0)
 }
 
+/// HYPERVISOR_set_gdt (Xen's do_set_gdt and pv_set_gdt, pv/descriptor-tables.c): the frames
+/// take the descriptor-page type (every descriptor checked), the old GDT's frames are released.
 pub fn set_gdt(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (list, entries) = (a[0], a[1]);
     ctx.describe(|d| *d = alloc::format!("set_gdt({entries} entries)"));
+    // Checked before the copy, as Xen's do_set_gdt does, so the copy has a sane size.
     if entries > abi::FIRST_RESERVED_GDT_ENTRY as u64 {
         return Err(Errno::EINVAL);
     }
-    let nr = (entries * 8).div_ceil(4096);
+    let nr = entries.div_ceil(512);
     let mut frames = alloc::vec::Vec::new();
     for i in 0..nr {
         let f: u64 = ctx.read_guest(list.wrapping_add(i * 8))?;
-        match ctx.frames.owner(Mfn(f)) {
-            Some(Owner::Dom(d)) if d == ctx.dom => frames.push(Mfn(f)),
-            None => return Err(Errno::EINVAL),
-            Some(_) => return Err(Errno::EPERM),
+        frames.push(f);
+    }
+    let (dom, vi) = (ctx.dom, ctx.vcpu);
+    let v = &mut ctx.doms.get_mut(&dom).ok_or(Errno::ESRCH)?.vcpus[vi];
+    crate::desc::set_gdt(ctx.frames, &mut ctx.mem, dom, v, &frames, entries)?;
+    ctx.fx.flush_tlb = true;
+    Ok(0)
+}
+
+/// HYPERVISOR_update_descriptor (hypercall 10; Xen's do_update_descriptor): write one checked
+/// descriptor at guest address `gaddr` (a machine address for PV). The frame must be the
+/// domain's and either a descriptor page or one that can take the writable type.
+pub fn update_descriptor(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (gaddr, desc) = (a[0], a[1]);
+    ctx.describe(|d| *d = alloc::format!("update_descriptor({gaddr:#x}, {desc:#018x})"));
+    // "gaddr must be aligned, or it will corrupt adjacent descriptors."
+    if gaddr & 7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let Some(fixed) = crate::desc::check_descriptor(desc) else {
+        ctx.annotate(|n| n.push_str("refused by check_descriptor"));
+        return Err(Errno::EINVAL);
+    };
+    let mfn = Maddr(gaddr).mfn();
+    let f = match ctx.frames.get(mfn) {
+        Some(f) if f.owner == Owner::Dom(ctx.dom) => *f,
+        _ => {
+            let note = super::mmu::owner_note(ctx, mfn);
+            ctx.annotate(|n| *n = note);
+            return Err(Errno::EINVAL);
+        }
+    };
+    match f.ty {
+        PageType::SegDesc | PageType::None => {}
+        // get_page_type(PGT_writable_page) fails on a page table.
+        PageType::PageTable(_) => {
+            let note = super::mmu::owner_note(ctx, mfn);
+            ctx.annotate(|n| *n = note);
+            return Err(Errno::EINVAL);
         }
     }
-    let v = ctx.cur();
-    v.gdt_frames = frames;
-    v.gdt_entries = entries as u32;
+    ctx.mem.write_u64(Maddr(gaddr), fixed).ok_or(Errno::EINVAL)?;
+    if f.ty == PageType::SegDesc {
+        let dom = ctx.dom;
+        if let Some(d) = ctx.doms.get_mut(&dom) {
+            crate::desc::frame_changed(&mut d.vcpus, mfn);
+        }
+    }
     Ok(0)
 }
 

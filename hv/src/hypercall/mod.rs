@@ -57,6 +57,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::STACK_SWITCH as usize] = row("stack_switch", cpu::stack_switch);
     t[nr::SET_CALLBACKS as usize] = row("set_callbacks", cpu::set_callbacks);
     t[nr::FPU_TASKSWITCH as usize] = row("fpu_taskswitch", cpu::fpu_taskswitch);
+    t[nr::UPDATE_DESCRIPTOR as usize] = row("update_descriptor", cpu::update_descriptor);
     t[nr::MEMORY_OP as usize] = row("memory_op", memory::memory_op);
     t[nr::MULTICALL as usize] = row("multicall", multicall::multicall);
     t[nr::UPDATE_VA_MAPPING as usize] = row("update_va_mapping", mmu::update_va_mapping);
