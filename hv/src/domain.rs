@@ -136,6 +136,8 @@ pub struct Vcpu {
     pub poll: Option<Poll>,
     /// Virtual control and debug registers, IOPL and MSR state (privileged-op emulation).
     pub privs: crate::privop::PrivState,
+    /// vcpu_op state: initialised, runstate and its area, time area, periodic timer.
+    pub op: crate::vcpu::VcpuOpState,
 }
 
 /// A domain's life.

@@ -90,6 +90,8 @@ pub struct Hypervisor<P: Platform> {
     next_domid: DomId,
     /// Round-robin position.
     last: Option<(DomId, u32)>,
+    /// The vCPU whose runstate is `running` (vcpu.rs context_switch).
+    pub(crate) on_cpu: Option<(DomId, u32)>,
     /// Hypercalls handled (for benches and reports).
     pub hypercalls: u64,
     pub exits: u64,
@@ -130,6 +132,7 @@ impl<P: Platform> Hypervisor<P> {
             records: BTreeMap::new(),
             next_domid: 1,
             last: None,
+            on_cpu: None,
             hypercalls: 0,
             exits: 0,
         };
@@ -377,6 +380,9 @@ impl<P: Platform> Hypervisor<P> {
         if self.last.is_some_and(|(d, _)| d == id) {
             self.last = None;
         }
+        if self.on_cpu.is_some_and(|(d, _)| d == id) {
+            self.on_cpu = None;
+        }
     }
 
     fn destroy_domain(&mut self, id: DomId) {
@@ -432,7 +438,7 @@ impl<P: Platform> Hypervisor<P> {
         self.doms
             .values()
             .filter(|d| d.state == DomState::Running)
-            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline)]).flatten())
+            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), v.op.periodic.map(|p| p.next())]).flatten())
             .min()
     }
 
@@ -445,8 +451,11 @@ impl<P: Platform> Hypervisor<P> {
             let mut wake = Vec::new();
             for vi in 0..d.vcpus.len() {
                 let v = &mut d.vcpus[vi];
-                if v.timer.is_some_and(|t| t <= now) {
+                let single = v.timer.is_some_and(|t| t <= now);
+                if single {
                     v.timer = None;
+                }
+                if crate::vcpu::periodic_tick(v, now) || single {
                     if let Some(p) = d.evtchn.virq_port(abi::hypercall::virq::TIMER, vi as u32) {
                         wake.extend(evtchn::raise(&mut mem, d, p));
                     }
@@ -498,6 +507,7 @@ impl<P: Platform> Hypervisor<P> {
             Some(vc) => (vc.key, vc.started),
             None => return false,
         };
+        crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
         if !started {
             let d = &self.doms[&id];
             let vc = &d.vcpus[v];
@@ -528,6 +538,7 @@ impl<P: Platform> Hypervisor<P> {
             return false;
         }
         update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now);
+        crate::vcpu::publish_time(&mut MachineMemory::new(self.platform.memory()), vc);
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
         self.now += ran;
         self.exits += 1;
@@ -539,7 +550,12 @@ impl<P: Platform> Hypervisor<P> {
         if fx.hypercall {
             self.hypercalls += 1;
         }
-        self.apply(id, v, fx, lines)
+        let keep = self.apply(id, v, fx, lines);
+        if !keep {
+            // Off the CPU: its runstate becomes runnable, blocked or offline.
+            crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, None);
+        }
+        keep
     }
 
     fn with_ctx<R>(&mut self, id: DomId, v: usize, f: impl FnOnce(&mut Ctx<'_, '_>) -> R) -> (Effects, Vec<String>) {

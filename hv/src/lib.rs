@@ -31,6 +31,7 @@ pub mod platform;
 pub mod privop;
 pub mod store;
 pub mod traps;
+pub mod vcpu;
 
 #[cfg(any(test, feature = "mock"))]
 pub mod testing;

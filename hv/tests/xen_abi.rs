@@ -527,7 +527,7 @@ fn core_consts() -> Vec<Const> {
             "XEN_ELFNOTE_PHYS32_ENTRY" = abi::elfnote::PHYS32_ENTRY,
         }
         "errno.h" {
-            "EPERM" = errno(Errno::EPERM), "ENOENT" = errno(Errno::ENOENT), "ESRCH" = errno(Errno::ESRCH),
+            "EPERM" = errno(Errno::EPERM), "ENOENT" = errno(Errno::ENOENT), "ESRCH" = errno(Errno::ESRCH), "ENXIO" = errno(Errno::ENXIO),
             "E2BIG" = errno(Errno::E2BIG), "EAGAIN" = errno(Errno::EAGAIN), "ENOMEM" = errno(Errno::ENOMEM),
             "EFAULT" = errno(Errno::EFAULT), "EBUSY" = errno(Errno::EBUSY), "EEXIST" = errno(Errno::EEXIST),
             "EINVAL" = errno(Errno::EINVAL), "ENOSPC" = errno(Errno::ENOSPC), "ENOSYS" = errno(Errno::ENOSYS),

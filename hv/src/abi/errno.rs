@@ -10,6 +10,7 @@ pub enum Errno {
     EPERM = 1, // xen-public/errno.h
     ENOENT = 2, // xen-public/errno.h
     ESRCH = 3, // xen-public/errno.h
+    ENXIO = 6, // xen-public/errno.h
     E2BIG = 7, // xen-public/errno.h
     EAGAIN = 11, // xen-public/errno.h
     ENOMEM = 12, // xen-public/errno.h
@@ -35,6 +36,7 @@ impl Errno {
             Self::EPERM => "EPERM",
             Self::ENOENT => "ENOENT",
             Self::ESRCH => "ESRCH",
+            Self::ENXIO => "ENXIO",
             Self::E2BIG => "E2BIG",
             Self::EAGAIN => "EAGAIN",
             Self::ENOMEM => "ENOMEM",
@@ -55,6 +57,7 @@ impl Errno {
             1 => Self::EPERM,
             2 => Self::ENOENT,
             3 => Self::ESRCH,
+            6 => Self::ENXIO,
             7 => Self::E2BIG,
             11 => Self::EAGAIN,
             12 => Self::ENOMEM,
