@@ -49,6 +49,9 @@ pub struct BareMetal {
     /// True unless our CR4.FSGSBASE is clear and ring 3 runs on our CR4 (not under kvm_pvm,
     /// where it runs on the host's; `new` decides).
     pub bases_writable: bool,
+    /// Whose guest GDT the CPU's GDT holds below Xen's reserved entries, and how many entries.
+    gdt_loaded: Option<(VcpuKey, crate::platform::GuestGdt)>,
+    gdt_written: usize,
 }
 
 impl BareMetal {
@@ -70,6 +73,8 @@ impl BareMetal {
             fpu: alloc::collections::BTreeMap::new(),
             fpu_owner: None,
             bases_writable: true,
+            gdt_loaded: None,
+            gdt_written: 0,
         }
     }
 
@@ -145,6 +150,10 @@ impl Platform for BareMetal {
 
     fn run(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         self.switch_fpu(key);
+        if self.gdt_loaded != Some((key, c.gdt)) {
+            self.gdt_written = cpu::load_guest_gdt(self.mem, &c.gdt, self.gdt_written);
+            self.gdt_loaded = Some((key, c.gdt));
+        }
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
