@@ -311,7 +311,8 @@ pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             let d = ctx.doms.get_mut(&dom).ok_or(Errno::ESRCH)?;
             crate::vcpu::initialise(ctx.frames, &mut ctx.mem, &slots, d, id, &c, now)?;
             let (rip, online) = (c.user_regs.rip, c.flags & abi::hypercall::vgcf::ONLINE != 0);
-            ctx.annotate(|n| *n = alloc::format!("rip={rip:#x} cr3=mfn {:#x}{}", c.ctrlreg[3] >> 12, if online { " online" } else { "" }));
+            let l4 = super::mmu::frame_name(ctx, Mfn(c.ctrlreg[3] >> 12));
+            ctx.annotate(|n| *n = alloc::format!("rip={rip:#x} cr3={l4}{}", if online { " online" } else { "" }));
             Ok(0)
         }
         vop::UP => {
