@@ -76,6 +76,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// vCPUs of the `--kernel` domain (an xl.cfg's `vcpus`).
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -139,11 +142,11 @@ fn main() -> ExitCode {
         Cmd::Create { config, max_insns, trace, dry_run } => {
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, vcpus, gate, timeout, guests, verbose } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
             match kernel {
-                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline),
+                Some(k) => boot_hw_kernel(&o, &k, memory, vcpus, &cmdline),
                 None => boot_hw(&o, &scenarios),
             }
         }
@@ -302,7 +305,7 @@ fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
 }
 
-fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> ExitCode {
+fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &str) -> ExitCode {
     let accels = match sim::hw::accels(&o.accel) {
         Ok(a) => a,
         Err(e) => {
@@ -315,7 +318,7 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         return ExitCode::from(2);
     }
     let pack = scratch("kernel.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, &o.guests, &pack) {
+    if let Err(e) = sim::hw::write_pack_vcpus(None, Some(kernel), memory, vcpus, cmdline, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
     }
