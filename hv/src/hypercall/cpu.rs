@@ -156,7 +156,8 @@ pub fn iret(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
     let mask = (saved.rflags & RFLAGS_IF == 0) as u8;
     ctx.mem.write_u8(vi.add(shinfo::UPCALL_MASK), mask);
     ctx.fx.no_ret = true;
-    Ok(0)
+    // do_iret returns the restored %rax (what a multicall reports for it).
+    Ok(saved.rax as i64)
 }
 
 pub fn stack_switch(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {

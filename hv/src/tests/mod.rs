@@ -8,6 +8,7 @@
 use crate::testing::{image, mock};
 
 mod builder;
+mod cpu;
 mod elf;
 mod evtchn;
 mod grant;
