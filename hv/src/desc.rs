@@ -214,10 +214,10 @@ fn stack_ok(mem: &MachineMemory<'_>, gdt: &GuestGdt, sel: u16) -> bool {
 /// crashes the domain.)
 pub fn entry_problem(mem: &MachineMemory<'_>, cpu: &CpuState) -> Option<String> {
     if !code_ok(mem, &cpu.gdt, cpu.cs) {
-        return Some(alloc::format!("code selector {:#x} is not a usable ring-3 code segment", cpu.cs));
+        return Some(alloc::format!("code selector {:#x} is not a flat ring-3 selector nor a usable code segment of the guest's GDT", cpu.cs));
     }
     if !stack_ok(mem, &cpu.gdt, cpu.ss) {
-        return Some(alloc::format!("stack selector {:#x} is not a usable ring-3 stack segment", cpu.ss));
+        return Some(alloc::format!("stack selector {:#x} is not a flat ring-3 selector nor a usable data segment of the guest's GDT", cpu.ss));
     }
     if !crate::mm::paging::is_canonical(cpu.rip) {
         return Some(alloc::format!("rip {:#x} is not canonical", cpu.rip));

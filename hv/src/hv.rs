@@ -438,7 +438,7 @@ impl<P: Platform> Hypervisor<P> {
         self.doms
             .values()
             .filter(|d| d.state == DomState::Running)
-            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), v.op.periodic.map(|p| p.next())]).flatten())
+            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), crate::vcpu::periodic_deadline(v)]).flatten())
             .min()
     }
 
@@ -521,6 +521,7 @@ impl<P: Platform> Hypervisor<P> {
             }
         }
         let fx = self.with_ctx(id, v, |ctx| {
+            crate::hypercall::deliver_nmi(ctx);
             deliver_upcall(ctx);
         });
         if !self.apply(id, v, fx.0, fx.1) {

@@ -43,7 +43,16 @@ pub struct VcpuOpState {
     pub periodic: Option<Periodic>,
     /// VCPUOP_send_nmi was called and the NMI not yet delivered.
     pub nmi_pending: bool,
+    /// An NMI was delivered and the guest has not yet returned with HYPERVISOR_iret (Xen's
+    /// `nmi_masked`).
+    pub nmi_masked: bool,
+    /// On a (virtual) CPU: its runstate is running. The periodic timer only ticks then.
+    pub on_cpu: bool,
 }
+
+/// Xen's default period for a PV vCPU: "PV guests by default have a 100Hz ticker"
+/// (pv/domain.c: pv_vcpu_initialise, MILLISECS(10)).
+pub const DEFAULT_PERIOD_NS: u64 = 10_000_000;
 
 impl VcpuOpState {
     /// vCPU 0 starts initialised and running, the others offline (Xen's vcpu_create).
@@ -52,6 +61,8 @@ impl VcpuOpState {
         VcpuOpState {
             initialised: boot,
             runstate: VcpuRunstateInfo { state: state as i32, state_entry_time: now, ..Default::default() },
+            // periodic_last_event starts at zero.
+            periodic: Some(Periodic { period: DEFAULT_PERIOD_NS, last: 0 }),
             ..Default::default()
         }
     }
@@ -157,6 +168,7 @@ pub fn context_switch(
                 let flag = d.vm_assist & (1 << vma::TYPE_RUNSTATE_UPDATE_FLAG) != 0;
                 let v = &mut d.vcpus[pv as usize];
                 runstate_change(v, s, now);
+                v.op.on_cpu = false;
                 write_runstate_area(mem, v, flag);
             }
         }
@@ -167,8 +179,15 @@ pub fn context_switch(
                 let flag = d.vm_assist & (1 << vma::TYPE_RUNSTATE_UPDATE_FLAG) != 0;
                 let v = &mut d.vcpus[nv as usize];
                 runstate_change(v, vop::RUNSTATE_RUNNING, now);
+                v.op.on_cpu = true;
                 write_runstate_area(mem, v, flag);
                 *on_cpu = next;
+                // vcpu_periodic_timer_work on the vCPU switched in: overdue, it fires now.
+                if periodic_tick(v, now) {
+                    if let Some(p) = d.evtchn.virq_port(abi::hypercall::virq::TIMER, nv) {
+                        crate::evtchn::raise(mem, d, p);
+                    }
+                }
             }
         }
     }
@@ -192,9 +211,19 @@ pub fn publish_time(mem: &mut MachineMemory<'_>, v: &Vcpu) {
     guest_write(mem, v, va, &((ver | 1).wrapping_add(1)).to_le_bytes());
 }
 
+/// When the vCPU's periodic timer fires next, if it is armed: only while the vCPU is on a CPU
+/// (Xen's sched_context_switch stops the previous vCPU's periodic timer and arms the next's).
+pub fn periodic_deadline(v: &Vcpu) -> Option<u64> {
+    v.op.periodic.filter(|_| v.op.on_cpu).map(|p| p.next())
+}
+
 /// The periodic timer is due at `now`: it fires and rearms (Xen's
-/// vcpu_periodic_timer_work_locked). True when it fired.
+/// vcpu_periodic_timer_work_locked). True when it fired. It ticks only while the vCPU is on a
+/// CPU; [`context_switch`] catches it up when the vCPU is switched in.
 pub fn periodic_tick(v: &mut Vcpu, now: u64) -> bool {
+    if !v.op.on_cpu {
+        return false;
+    }
     match v.op.periodic.as_mut() {
         Some(p) if now >= p.next() => {
             p.last = now;

@@ -155,6 +155,8 @@ pub fn iret(ctx: &mut Ctx<'_, '_>, _a: [u64; 5]) -> Result<i64, Errno> {
     let vi = v.vcpu_info;
     let mask = (saved.rflags & RFLAGS_IF == 0) as u8;
     ctx.mem.write_u8(vi.add(shinfo::UPCALL_MASK), mask);
+    // async_exception_cleanup: returning from the NMI handler unmasks NMIs.
+    ctx.cur().op.nmi_masked = false;
     ctx.fx.no_ret = true;
     // do_iret returns the restored %rax (what a multicall reports for it).
     Ok(saved.rax as i64)
@@ -451,6 +453,31 @@ pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         // Only a hardware domain's pinned vCPUs have a physical id.
         vop::GET_PHYSID => Err(Errno::EINVAL),
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// Deliver a pending virtual NMI (VCPUOP_send_nmi) to the guest's NMI callback before entering
+/// it, as Xen's exit path does (x86_64/entry.S: process_nmi, before events): a bounce frame
+/// with events masked, NMIs masked until HYPERVISOR_iret. Without a registered callback it
+/// stays pending.
+pub fn deliver_nmi(ctx: &mut Ctx<'_, '_>) {
+    let v = ctx.cur_ref();
+    if !v.op.nmi_pending || v.op.nmi_masked || v.callbacks.nmi == 0 {
+        return;
+    }
+    let target = v.callbacks.nmi;
+    let b = crate::traps::Bounce { target, error_code: None, mask_events: true };
+    let v = ctx.cur();
+    v.op.nmi_pending = false;
+    v.op.nmi_masked = true;
+    match crate::traps::bounce(ctx, &b) {
+        Ok(()) => {
+            if ctx.tracing {
+                let who = ctx.who();
+                ctx.lines.push(alloc::format!("{who} nmi -> {target:#x}"));
+            }
+        }
+        Err(e) => ctx.fx.crash = Some(alloc::format!("nmi: {}", e.0)),
     }
 }
 

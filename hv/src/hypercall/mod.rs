@@ -16,6 +16,7 @@ mod sched;
 mod version;
 
 pub use console::{console_output as console_output_pub, drain_console_ring};
+pub use cpu::deliver_nmi;
 pub use event::unbind_peers;
 
 use alloc::collections::BTreeMap;

@@ -202,3 +202,52 @@ fn iret_in_a_multicall_ends_the_batch_with_the_restored_rax() {
     assert_eq!(results, vec![(4 << 16) | 17, 0x1234, 0xdead_beef], "the batch stops after the iret");
     w.assert_trace(&["d1v0   iret -> "]);
 }
+
+#[test]
+fn send_nmi_reaches_the_nmi_callback_once_until_iret() {
+    let mut w = World::new();
+    let d = w.create("nmi");
+    let buf = w.scratch(d, 5);
+    let handler = w.cpu(d).rip + 0x80;
+    // No callback yet: the NMI stays pending.
+    assert_eq!(w.hypercall(d, nr::VCPU_OP, [SEND_NMI, 0, 0, 0, 0]), 0);
+    assert!(w.hv.doms[&d].vcpus[0].op.nmi_pending);
+    // CALLBACKOP_register (0) of CALLBACKTYPE_nmi (4), xen-public/callback.h.
+    w.write_pod(d, buf, &crate::abi::CallbackRegister { ty: 4, flags: 0, _pad: 0, address: handler });
+    assert_eq!(w.hypercall(d, 30, [0, buf, 0, 0, 0]), 0);
+    // Delivered at the next entry: a bounce frame, events masked.
+    w.step(d, |_, _| crate::platform::Exit::Budget);
+    w.run();
+    assert_eq!(w.cpu(d).rip, handler);
+    assert_eq!(w.upcall_mask(d), 1);
+    assert!(w.hv.doms[&d].vcpus[0].op.nmi_masked);
+    w.assert_trace(&[&format!("d1v0 nmi -> {handler:#x}")]);
+    // A second NMI waits for the iret.
+    assert_eq!(w.hypercall(d, nr::VCPU_OP, [SEND_NMI, 0, 0, 0, 0]), 0);
+    assert!(w.hv.doms[&d].vcpus[0].op.nmi_pending);
+}
+
+#[test]
+fn runstate_area_and_default_periodic_timer() {
+    let mut w = World::new();
+    let d = w.create("rs");
+    // Xen's 100 Hz default ticker for PV vCPUs.
+    assert_eq!(w.hv.doms[&d].vcpus[0].op.periodic.map(|p| p.period), Some(10_000_000));
+    let area = w.scratch(d, 9);
+    let arg = w.scratch(d, 10);
+    w.write_pod(d, arg, &area);
+    // VMASST_TYPE_runstate_update_flag (5): the area is written with the update protocol.
+    assert_eq!(w.hypercall(d, 21 /* vm_assist */, [0, 5, 0, 0, 0]), 0);
+    assert_eq!(w.hypercall(d, nr::VCPU_OP, [5 /* register_runstate_memory_area */, 0, arg, 0, 0]), 0);
+    let r: crate::abi::VcpuRunstateInfo = w.read_pod(d, area);
+    assert_eq!(r.state, 0, "the caller is running");
+    assert_eq!(r.state_entry_time >> 63, 0, "XEN_RUNSTATE_UPDATE is cleared once written");
+    // A bad handle: the hypervisor's range.
+    w.write_pod(d, arg, &0xffff_8300_0000_0000u64);
+    assert_eq!(w.hypercall(d, nr::VCPU_OP, [5, 0, arg, 0, 0]), -14);
+    // get_runstate_info of the caller counts its running time up to now.
+    assert_eq!(w.hypercall(d, nr::VCPU_OP, [GET_RUNSTATE_INFO, 0, arg, 0, 0]), 0);
+    let r: crate::abi::VcpuRunstateInfo = w.read_pod(d, arg);
+    assert_eq!(r.state, 0);
+    assert!(r.time[0] > 0);
+}
