@@ -146,6 +146,10 @@ struct SimVcpu {
     uc: Unicorn<'static, Hooked>,
     exc: ExceptionState,
     entered: bool,
+    /// The ring-0 state the instance first entered its guest from (long mode, paging, our
+    /// GDT): restored to enter again through the `iretq` stub when CS or SS must change
+    /// (writing CS does not switch between 64-bit and compatibility mode in unicorn).
+    ring0: Option<crate::uc_fix::SavedContext>,
     /// Registers as of the last exit: only changed ones are written back.
     last: CpuState,
     flush: bool,
@@ -286,7 +290,7 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true })
+        Ok(SimVcpu { uc, exc, entered: false, ring0: None, last: CpuState::default(), flush: true })
     }
 }
 
@@ -369,6 +373,8 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.rflags = r(RFLAGS);
     cpu.fs_base = r(FS_BASE);
     cpu.gs_base = r(GS_BASE);
+    cpu.cs = r(CS) as u16;
+    cpu.ss = r(SS) as u16;
 }
 
 /// Copy the guest's descriptors (validated by the core, in frames the guest cannot write) into
@@ -409,6 +415,23 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
     msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE
     uc.reg_write_long(MSR, &msr).map_err(|e| format!("EFER: {e:?}"))?;
     w(uc, CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
+    v.ring0 = Some(crate::uc_fix::SavedContext::save(&v.uc)?);
+    iret_into(v, cpu, mem)
+}
+
+/// Enter the guest at `cpu` from the saved ring-0 state through the stub's `iretq`, which loads
+/// CS and SS from the GDT (switching between 64-bit and compatibility mode as hardware does).
+fn reenter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
+    let Some(r0) = v.ring0.as_ref() else { return Err("no ring-0 context".into()) };
+    r0.restore(&v.uc)?;
+    w(&mut v.uc, RegisterX86::CR3, cpu.cr3);
+    iret_into(v, cpu, mem)
+}
+
+/// Write the `iretq` frame and the guest's registers; returns where to start (the stub).
+fn iret_into(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
+    use RegisterX86::*;
+    let uc = &mut v.uc;
     // iretq frame on the ring-0 stack: rip, cs, rflags, rsp, ss.
     let frame = [cpu.rip, cpu.cs as u64, cpu.rflags, cpu.rsp, cpu.ss as u64];
     let sp_off = (STACK_FRAME * 4096 + 4096 - 64) as usize;
@@ -477,6 +500,16 @@ impl Platform for SimPlatform {
                 }
                 Err(_) => return (Exit::Fatal("cannot enter the guest"), 0),
             }
+        } else if cpu.cs != v.last.cs || cpu.ss != v.last.ss {
+            // The core moved the vCPU to other selectors (a bounce, iret, a hypercall's flat
+            // selectors): only a real `iretq` loads them.
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
+            v.flush = false;
+            match reenter(v, cpu, mem) {
+                Ok(s) => s,
+                Err(_) => return (Exit::Fatal("cannot re-enter the guest"), 0),
+            }
         } else {
             write_changed(v, cpu);
             cpu.rip
@@ -495,6 +528,12 @@ impl Platform for SimPlatform {
         };
         read_all(&v.uc, cpu);
         v.last = *cpu;
+        if matches!(v.uc.get_data().exit, Some(Exit::Gate)) {
+            // As the syscall entry of Xen (and of the image) records it: the guest is on the
+            // flat kernel selectors after a SYSCALL (x86_64/entry.S lstar_enter).
+            cpu.cs = hv::abi::FLAT_KERNEL_CS;
+            cpu.ss = hv::abi::FLAT_KERNEL_SS;
+        }
         let d = v.uc.get_data_mut();
         let ran = d.ran;
         let exit = d.exit.take();

@@ -243,6 +243,10 @@ impl Platform for BareMetal {
         c.rip = e.rip;
         c.rflags = e.rflags;
         c.rsp = e.rsp;
+        // The selectors the guest was on (the syscall entry records Xen's flat ones, as Xen's
+        // lstar_enter does): a guest may have moved to those of its own GDT.
+        c.cs = e.cs as u16;
+        c.ss = e.ss as u16;
         c.fs_base = fs;
         c.gs_base = gs;
         let v = e.vector;
