@@ -1,7 +1,8 @@
 //! `smp`: brings up a second vCPU the way a PV kernel does (Linux's cpu_initialize_context):
 //! VCPUOP_initialise with a `vcpu_guest_context` (kernel mode, the running page tables, its own
 //! stack), then VCPUOP_up. vCPU 1 prints `smp: hello from vCPU 1`, registers its runstate area,
-//! and takes itself down (VCPUOP_down); vCPU 0 waits for it, checks what Xen guarantees
+//! and takes itself down (VCPUOP_down); vCPU 0 waits for it (SCHEDOP_poll on an IPI port that
+//! vCPU 1 signals), checks what Xen guarantees
 //! (initialise twice is -EEXIST, up before initialise is -EINVAL, is_up, the runstate of the
 //! stopped vCPU is offline with running time counted), prints `smp: vCPU 1 up, ran, down` and
 //! powers off. Needs `vcpus = 2`.
@@ -50,6 +51,30 @@ static mut CTX: [u64; CTX_WORDS] = [0; CTX_WORDS];
 static mut AP_RUNSTATE: [u64; 6] = [0; 6];
 /// vCPU 1's progress: 1 = printed.
 static AP_DONE: AtomicU64 = AtomicU64::new(0);
+/// The IPI port vCPU 1 signals vCPU 0 on.
+static IPI: AtomicU64 = AtomicU64::new(0);
+
+const HYPERVISOR_VCPU_OP: u64 = 24; // xen-public/xen.h
+const HYPERVISOR_SCHED_OP: u64 = 29; // xen-public/xen.h
+const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32; // xen-public/xen.h
+const EVTCHNOP_SEND_: u64 = 4; // xen-public/event_channel.h
+const EVTCHNOP_BIND_IPI: u64 = 7; // xen-public/event_channel.h
+const SCHEDOP_POLL: u64 = 3; // xen-public/sched.h
+
+/// Calls batched in one multicall, so that no other vCPU runs between them (the trace is then
+/// the same on every platform, whatever preempts when).
+fn batch(calls: &mut [MulticallEntry]) {
+    // SAFETY: `calls` is our own array of entries.
+    let rc = unsafe { hc::multicall(calls.as_mut_ptr(), calls.len() as u64) };
+    if rc != 0 {
+        fail("multicall", rc);
+    }
+    for (i, c) in calls.iter().enumerate() {
+        if c.result != 0 {
+            fail(if i == 0 { "batched call 0" } else { "batched call 1" }, c.result as i64);
+        }
+    }
+}
 
 fn fail(what: &str, rc: i64) -> ! {
     println!("smp: FAIL {} = {}", what, rc);
@@ -76,7 +101,14 @@ extern "C" fn ap_main() -> ! {
     let state = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(AP_RUNSTATE[0])) } & 0xffff_ffff;
     cio_println!("smp: hello from vCPU 1 (runstate area rc={} state={})", rc, state);
     AP_DONE.store(1, Ordering::Release);
-    vcpu_op(VCPUOP_DOWN, 1, core::ptr::null_mut());
+    // Wake vCPU 0 and go down in one step.
+    let mut send = [0u32; 1];
+    send[0] = IPI.load(Ordering::Acquire) as u32;
+    let mut calls = [
+        MulticallEntry { op: HYPERVISOR_EVENT_CHANNEL_OP, result: 0, args: [EVTCHNOP_SEND_, send.as_mut_ptr() as u64, 0, 0, 0, 0] },
+        MulticallEntry { op: HYPERVISOR_VCPU_OP, result: 0, args: [VCPUOP_DOWN, 1, 0, 0, 0, 0] },
+    ];
+    batch(&mut calls);
     // Never runs again unless brought up.
     loop {
         hc::sched_yield();
@@ -110,8 +142,19 @@ fn main(si: &'static StartInfo) -> ! {
     check("initialise(1)", vcpu_op(VCPUOP_INITIALISE, 1, ctx), 0);
     check("initialise(1) again", vcpu_op(VCPUOP_INITIALISE, 1, ctx), EEXIST);
     check("is_up(1) initialised", vcpu_op(VCPUOP_IS_UP, 1, core::ptr::null_mut()), 0);
-    check("up(1)", vcpu_op(VCPUOP_UP, 1, core::ptr::null_mut()), 0);
-    check("is_up(1) after up", vcpu_op(VCPUOP_IS_UP, 1, core::ptr::null_mut()), 1);
+    // An IPI port on vCPU 0 (evtchn_bind_ipi {vcpu, port}); polled with events masked.
+    let mut bind = [0u32, 0u32];
+    // SAFETY: `bind` is the 8-byte struct the command takes.
+    check("bind_ipi", unsafe { hc::event_channel_op(EVTCHNOP_BIND_IPI, bind.as_mut_ptr() as *mut u8) }, 0);
+    IPI.store(bind[1] as u64, Ordering::Release);
+    // Up, and wait for vCPU 1 in the same step (sched_poll {ports, nr_ports, timeout}).
+    let mut port = [bind[1]];
+    let poll = [port.as_mut_ptr() as u64, 1, 0];
+    let mut calls = [
+        MulticallEntry { op: HYPERVISOR_VCPU_OP, result: 0, args: [VCPUOP_UP, 1, 0, 0, 0, 0] },
+        MulticallEntry { op: HYPERVISOR_SCHED_OP, result: 0, args: [SCHEDOP_POLL, poll.as_ptr() as u64, 0, 0, 0, 0] },
+    ];
+    batch(&mut calls);
     let mut waits = 0u64;
     while AP_DONE.load(Ordering::Acquire) == 0 || vcpu_op(VCPUOP_IS_UP, 1, core::ptr::null_mut()) != 0 {
         hc::sched_yield();
