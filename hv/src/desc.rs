@@ -158,6 +158,18 @@ pub fn set_gdt(
     Ok(())
 }
 
+/// MMUEXT_SET_LDT once its arguments passed (Xen's do_mmuext_op): the vCPU's LDT is `ents`
+/// descriptors at linear `base` (base 0 when there are none).
+///
+/// Not done: Xen maps the LDT's pages lazily, on the guest's first use of an LDT selector
+/// (a #PF in the per-vCPU LDT area: pv_map_ldt_shadow_page), typing each as a descriptor page.
+/// xenolith does not load a guest LDT into the CPU, so an LDT selector faults (#GP) as with an
+/// empty LDT.
+pub fn set_ldt(v: &mut Vcpu, base: u64, ents: u64) {
+    v.op.ldt_base = if ents != 0 { base } else { 0 };
+    v.op.ldt_ents = ents;
+}
+
 /// Mirror the vCPU's GDT into the state the platform sees, with a new version.
 pub fn sync_cpu_gdt(v: &mut Vcpu) {
     let mut g = GuestGdt { version: v.cpu.gdt.version.wrapping_add(1), entries: v.gdt_entries, ..Default::default() };

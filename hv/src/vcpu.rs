@@ -48,6 +48,10 @@ pub struct VcpuOpState {
     pub nmi_masked: bool,
     /// On a (virtual) CPU: its runstate is running. The periodic timer only ticks then.
     pub on_cpu: bool,
+    /// The guest's LDT: linear address and number of entries (MMUEXT_SET_LDT,
+    /// VCPUOP_initialise); not loaded into the CPU (see `crate::desc::set_ldt`).
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
 }
 
 /// Xen's default period for a PV vCPU: "PV guests by default have a 100Hz ticker"
@@ -350,6 +354,8 @@ pub fn initialise(
     };
     v.needs_flush = true;
     v.started = false;
+    v.op.ldt_base = c.ldt_base;
+    v.op.ldt_ents = c.ldt_ents;
     v.op.initialised = true;
     if c.flags & vgcf::ONLINE != 0 && v.state == VcpuState::Down {
         v.state = VcpuState::Runnable;

@@ -243,6 +243,7 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             if ents > 8192 || base & (PAGE_SIZE - 1) != 0 || (ents != 0 && paging::in_xen_range(base)) {
                 return Err(Errno::EINVAL);
             }
+            crate::desc::set_ldt(ctx.cur(), base, ents);
             Ok(())
         }
         op::CLEAR_PAGE => {
