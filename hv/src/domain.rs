@@ -100,6 +100,9 @@ pub struct Callbacks {
     pub failsafe: u64,
     pub syscall: u64,
     pub syscall_mask_events: bool,
+    /// SYSCALL from compatibility-mode user code (CALLBACKTYPE_syscall32).
+    pub syscall32: u64,
+    pub syscall32_mask_events: bool,
     pub nmi: u64,
 }
 

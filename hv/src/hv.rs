@@ -831,7 +831,13 @@ fn gate(ctx: &mut Ctx<'_, '_>) {
     if !ctx.cur_ref().kernel_mode {
         // A system call from guest user space goes to the kernel's syscall callback.
         let v = ctx.cur_ref();
-        let b = traps::Bounce { target: v.callbacks.syscall, error_code: None, mask_events: v.callbacks.syscall_mask_events };
+        // From compatibility mode (the platform reports FLAT_USER_CS32, as Xen's cstar_enter):
+        // the syscall32 callback (x86_64/entry.S switch_to_kernel).
+        let b = if v.cpu.cs == abi::FLAT_RING3_CS32 {
+            traps::Bounce { target: v.callbacks.syscall32, error_code: None, mask_events: v.callbacks.syscall32_mask_events }
+        } else {
+            traps::Bounce { target: v.callbacks.syscall, error_code: None, mask_events: v.callbacks.syscall_mask_events }
+        };
         if b.target == 0 {
             let b = traps::trap_bounce(v, vector::UD, None);
             deliver(ctx, vector::UD, None, 0, b);

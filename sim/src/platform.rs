@@ -377,6 +377,16 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.ss = r(SS) as u16;
 }
 
+/// Is `cs` a compatibility-mode (not 64-bit) code segment in the GDT the vCPU runs with?
+fn is_compat_cs(mem: &[u8], cs: u16) -> bool {
+    if cs & 4 != 0 {
+        return false;
+    }
+    let a = (GDT_FRAME * 4096) as usize + (cs as usize >> 3) * 8;
+    let Some(d) = mem.get(a..a + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))) else { return false };
+    d & (1 << 47) != 0 && d & (1 << 43) != 0 && d & (1 << 53) == 0
+}
+
 /// Copy the guest's descriptors (validated by the core, in frames the guest cannot write) into
 /// the GDT every vCPU instance uses, below Xen's reserved entries, clearing what the previous
 /// guest GDT left beyond them; as Xen maps the guest's GDT frames at the start of the per-vCPU
@@ -529,10 +539,17 @@ impl Platform for SimPlatform {
         read_all(&v.uc, cpu);
         v.last = *cpu;
         if matches!(v.uc.get_data().exit, Some(Exit::Gate)) {
-            // As the syscall entry of Xen (and of the image) records it: the guest is on the
-            // flat kernel selectors after a SYSCALL (x86_64/entry.S lstar_enter).
-            cpu.cs = hv::abi::FLAT_KERNEL_CS;
-            cpu.ss = hv::abi::FLAT_KERNEL_SS;
+            // As the syscall entries of Xen (and of the image) record it: the flat selectors
+            // of the mode SYSCALL came from (x86_64/entry.S lstar_enter, cstar_enter).
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts(mem_ptr, mem_len) };
+            if is_compat_cs(mem, cpu.cs) {
+                cpu.cs = hv::abi::FLAT_RING3_CS32;
+                cpu.ss = hv::abi::FLAT_RING3_SS32;
+            } else {
+                cpu.cs = hv::abi::FLAT_KERNEL_CS;
+                cpu.ss = hv::abi::FLAT_KERNEL_SS;
+            }
         }
         let d = v.uc.get_data_mut();
         let ran = d.ran;

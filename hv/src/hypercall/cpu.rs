@@ -85,8 +85,13 @@ pub fn callback_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                     c.syscall_mask_events = r.flags & cb::F_MASK_EVENTS != 0;
                 }
                 cb::TYPE_NMI => c.nmi = r.address,
-                // 32-bit entry points: accepted, never used (no compat guests).
-                cb::TYPE_SYSCALL32 | cb::TYPE_SYSENTER => {}
+                cb::TYPE_SYSCALL32 => {
+                    c.syscall32 = r.address;
+                    c.syscall32_mask_events = r.flags & cb::F_MASK_EVENTS != 0;
+                }
+                // SYSENTER from compatibility mode: accepted, never used (the platforms leave
+                // SYSENTER unconfigured, so it faults).
+                cb::TYPE_SYSENTER => {}
                 _ => return Err(Errno::EINVAL),
             }
             Ok(0)

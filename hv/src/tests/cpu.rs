@@ -2,6 +2,7 @@
 //! update_descriptor (pv/descriptor-tables.c), HYPERVISOR_iret inside a multicall.
 
 use super::{nr, World, EBUSY, EINVAL, ENOSYS};
+use crate::platform::Exit;
 use crate::abi::{IretContext, MulticallEntry, VcpuGuestContext};
 use crate::desc::check_descriptor;
 use crate::mm::frames::PageType;
@@ -216,7 +217,7 @@ fn send_nmi_reaches_the_nmi_callback_once_until_iret() {
     w.write_pod(d, buf, &crate::abi::CallbackRegister { ty: 4, flags: 0, _pad: 0, address: handler });
     assert_eq!(w.hypercall(d, 30, [0, buf, 0, 0, 0]), 0);
     // Delivered at the next entry: a bounce frame, events masked.
-    w.step(d, |_, _| crate::platform::Exit::Budget);
+    w.step(d, |_, _| Exit::Budget);
     w.run();
     assert_eq!(w.cpu(d).rip, handler);
     assert_eq!(w.upcall_mask(d), 1);
@@ -250,4 +251,38 @@ fn runstate_area_and_default_periodic_timer() {
     let r: crate::abi::VcpuRunstateInfo = w.read_pod(d, arg);
     assert_eq!(r.state, 0);
     assert!(r.time[0] > 0);
+}
+
+#[test]
+fn compat_mode_syscall_goes_to_the_syscall32_callback() {
+    let mut w = World::new();
+    let d = w.create("sc32");
+    let buf = w.scratch(d, 5);
+    let (cb64, cb32) = (w.cpu(d).rip + 0x100, w.cpu(d).rip + 0x200);
+    // CALLBACKTYPE_syscall (2) and CALLBACKTYPE_syscall32 (7), xen-public/callback.h.
+    for (ty, a) in [(2u16, cb64), (7u16, cb32)] {
+        w.write_pod(d, buf, &crate::abi::CallbackRegister { ty, flags: 0, _pad: 0, address: a });
+        assert_eq!(w.hypercall(d, 30, [0, buf, 0, 0, 0]), 0);
+    }
+    let ksp = w.scratch(d, 12) + 4096;
+    assert_eq!(w.hypercall(d, 3 /* stack_switch */, [0xe02b, ksp, 0, 0, 0]), 0);
+    for (cs, target) in [(0xe023u16, cb32), (0xe033u16, cb64)] {
+        {
+            let v = &mut w.hv.doms.get_mut(&d).unwrap().vcpus[0];
+            v.kernel_mode = false;
+            v.guest_table_user = Some(v.guest_table);
+        }
+        // The platform reports the flat selectors of the mode SYSCALL came from.
+        w.step(d, move |c, _| {
+            c.cs = cs;
+            c.ss = 0xe02b;
+            Exit::Gate
+        });
+        w.run();
+        let c = w.cpu(d);
+        assert_eq!(c.rip, target, "cs {cs:#x}");
+        // Frame: rcx, r11, rip, cs, ...: the user's code selector as it was.
+        assert_eq!(w.read_u64(d, c.rsp + 24) & 0xffff, cs as u64);
+        assert_eq!(c.cs, 0xe033);
+    }
 }

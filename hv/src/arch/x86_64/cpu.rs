@@ -120,7 +120,7 @@ pub fn init() {
         // syscall: kernel CS/SS from STAR[47:32], sysret user selectors from STAR[63:48].
         wrmsr(0xC000_0081, (0xe020u64 << 48) | ((HV_CS as u64) << 32));
         wrmsr(0xC000_0082, entry::xen_syscall_entry as *const () as u64);
-        wrmsr(0xC000_0083, entry::xen_syscall_entry as *const () as u64);
+        wrmsr(0xC000_0083, entry::xen_syscall32_entry as *const () as u64);
         wrmsr(0xC000_0084, 0x4_7700); // mask IF, TF, DF, AC, NT, IOPL
     }
 }
