@@ -224,7 +224,19 @@ fn stack_ok(mem: &MachineMemory<'_>, gdt: &GuestGdt, sel: u16) -> bool {
 /// flat selectors and the guest's own GDT) and that `rip` is canonical; a refusal there would
 /// fault in the hypervisor. (Xen turns such a fault into the guest's failsafe callback; xenolith
 /// crashes the domain.)
-pub fn entry_problem(mem: &MachineMemory<'_>, cpu: &CpuState) -> Option<String> {
+///
+/// It also refuses a GDT whose frames are no longer the domain's descriptor pages (a frame the
+/// domain gave back while its GDT used it, which Xen's page references make impossible): the
+/// platform must never copy another owner's memory into the CPU's GDT.
+pub fn entry_problem(mem: &MachineMemory<'_>, frames: &FrameTable, dom: DomId, cpu: &CpuState) -> Option<String> {
+    let nr = (cpu.gdt.entries as usize).div_ceil(512).min(GDT_FRAMES);
+    for &m in &cpu.gdt.frames[..nr] {
+        // (No frame number in the message: traces name no machine frames.)
+        match frames.get(Mfn(m)) {
+            Some(f) if f.owner == Owner::Dom(dom) && f.ty == PageType::SegDesc && f.type_refs > 0 => {}
+            _ => return Some(String::from("a frame of its GDT is no longer one of its descriptor pages")),
+        }
+    }
     if !code_ok(mem, &cpu.gdt, cpu.cs) {
         return Some(alloc::format!("code selector {:#x} is not a flat ring-3 selector nor a usable code segment of the guest's GDT", cpu.cs));
     }

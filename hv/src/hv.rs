@@ -533,7 +533,7 @@ impl<P: Platform> Hypervisor<P> {
             vc.needs_flush = false;
             self.platform.flush_tlb(key);
         }
-        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &vc.cpu) {
+        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &self.frames, id, &vc.cpu) {
             let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
             self.crash_domain(id, &line);
             return false;

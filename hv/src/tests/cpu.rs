@@ -286,3 +286,21 @@ fn compat_mode_syscall_goes_to_the_syscall32_callback() {
         assert_eq!(c.cs, 0xe033);
     }
 }
+
+#[test]
+fn a_gdt_frame_that_lost_its_type_is_never_loaded() {
+    let mut w = World::new();
+    let d = w.create("lost");
+    let page = w.scratch(d, 3);
+    let list = w.scratch(d, 4);
+    let mfn = w.mfn_of(d, page);
+    w.write_pod(d, list, &mfn.0);
+    assert_eq!(w.update_va_mapping(d, page, (mfn.0 << 12) | 0x5), 0);
+    assert_eq!(w.hypercall(d, SET_GDT, [list, 16, 0, 0, 0]), 0);
+    // Whatever took the frame away behind the GDT's back (a bug elsewhere), the platform must
+    // not be handed it: the domain is crashed before it runs again.
+    w.hv.frames.get_mut(mfn).unwrap().ty = PageType::None;
+    w.step(d, |_, _| Exit::Budget);
+    w.run();
+    w.assert_trace(&["cannot enter d1v0: a frame of its GDT is no longer one of its descriptor pages"]);
+}
