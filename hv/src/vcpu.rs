@@ -367,7 +367,7 @@ pub fn initialise(
 /// Where VCPUOP_register_vcpu_info may put a vcpu_info (Xen's map_vcpu_info): -ENXIO for an
 /// offset that does not leave room for it or is not aligned to it.
 pub fn vcpu_info_offset_ok(offset: u32) -> bool {
-    (offset as u64) <= PAGE_SIZE - shinfo::VCPU_INFO_SIZE && offset % 8 == 0
+    (offset as u64) <= PAGE_SIZE - shinfo::VCPU_INFO_SIZE && offset.is_multiple_of(8)
 }
 
 /// A guest handle Xen's guest_handle_okay accepts for `len` bytes: not reaching into the
