@@ -65,6 +65,10 @@ pub fn check_frames(hv: &mut Hypervisor<Mock>) {
                 );
             }
             _ => {
+                if f.ty == PageType::SegDesc {
+                    assert_eq!(f.writable_refs, 0, "descriptor-table frame {i:#x} has writable references: {f:?}");
+                    assert!(f.type_refs > 0, "descriptor-table frame {i:#x} has the type without a reference: {f:?}");
+                }
                 if let PageType::PageTable(level) = f.ty {
                     assert_eq!(f.writable_refs, 0, "page-table frame {i:#x} (L{level}) has writable references: {f:?}");
                     if level == 1 {
@@ -86,7 +90,7 @@ pub fn check_frames(hv: &mut Hypervisor<Mock>) {
             let target = pte_mfn(e);
             if let Some(t) = hv.frames.get(target) {
                 assert!(
-                    !matches!(t.ty, PageType::PageTable(_)),
+                    t.ty == PageType::None,
                     "L1 {l1:#x}[{slot}] maps page-table frame {:#x} writable ({:?})",
                     target.0,
                     t.ty

@@ -370,6 +370,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
             timer: None,
             poll: None,
             privs: crate::privop::PrivState::new(),
+            op: crate::vcpu::VcpuOpState::new(v == 0, env.now),
         });
     }
     if vcpus.is_empty() {

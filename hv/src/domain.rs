@@ -104,6 +104,9 @@ pub struct Callbacks {
     pub failsafe: u64,
     pub syscall: u64,
     pub syscall_mask_events: bool,
+    /// SYSCALL from compatibility-mode user code (CALLBACKTYPE_syscall32).
+    pub syscall32: u64,
+    pub syscall32_mask_events: bool,
     pub nmi: u64,
 }
 
@@ -140,6 +143,8 @@ pub struct Vcpu {
     pub poll: Option<Poll>,
     /// Virtual control and debug registers, IOPL and MSR state (privileged-op emulation).
     pub privs: crate::privop::PrivState,
+    /// vcpu_op state: initialised, runstate and its area, time area, periodic timer.
+    pub op: crate::vcpu::VcpuOpState,
 }
 
 /// A domain's life.

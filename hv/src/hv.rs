@@ -99,6 +99,8 @@ pub struct Hypervisor<P: Platform> {
     pub sched: Credit,
     /// The last handled exit was a yield.
     yielded: bool,
+    /// The vCPU whose runstate is `running` (vcpu.rs context_switch).
+    pub(crate) on_cpu: Option<(DomId, u32)>,
     /// Hypercalls handled (for benches and reports).
     pub hypercalls: u64,
     pub exits: u64,
@@ -141,6 +143,7 @@ impl<P: Platform> Hypervisor<P> {
             next_domid: 1,
             sched: Credit::new(1),
             yielded: false,
+            on_cpu: None,
             hypercalls: 0,
             exits: 0,
         };
@@ -393,6 +396,9 @@ impl<P: Platform> Hypervisor<P> {
         }
         self.frames.free_domain(id);
         self.sched.remove_domain(id);
+        if self.on_cpu.is_some_and(|(d, _)| d == id) {
+            self.on_cpu = None;
+        }
     }
 
     fn destroy_domain(&mut self, id: DomId) {
@@ -465,7 +471,7 @@ impl<P: Platform> Hypervisor<P> {
         self.doms
             .values()
             .filter(|d| d.state == DomState::Running)
-            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline)]).flatten())
+            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), crate::vcpu::periodic_deadline(v)]).flatten())
             .min()
     }
 
@@ -479,8 +485,11 @@ impl<P: Platform> Hypervisor<P> {
             let mut wake = Vec::new();
             for vi in 0..d.vcpus.len() {
                 let v = &mut d.vcpus[vi];
-                if v.timer.is_some_and(|t| t <= now) {
+                let single = v.timer.is_some_and(|t| t <= now);
+                if single {
                     v.timer = None;
+                }
+                if crate::vcpu::periodic_tick(v, now) || single {
                     if let Some(p) = d.evtchn.virq_port(abi::hypercall::virq::TIMER, vi as u32) {
                         wake.extend(evtchn::raise(&mut mem, d, p));
                     }
@@ -589,6 +598,7 @@ impl<P: Platform> Hypervisor<P> {
             Some(vc) => (vc.key, vc.started),
             None => return false,
         };
+        crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
         if !started {
             let d = &self.doms[&id];
             let vc = &d.vcpus[v];
@@ -602,6 +612,7 @@ impl<P: Platform> Hypervisor<P> {
             }
         }
         let fx = self.with_ctx(id, v, |ctx| {
+            crate::hypercall::deliver_nmi(ctx);
             deliver_upcall(ctx);
         });
         if !self.apply(id, v, fx.0, fx.1) {
@@ -617,7 +628,7 @@ impl<P: Platform> Hypervisor<P> {
             vc.needs_flush = false;
             self.platform.flush_tlb(key);
         }
-        if let Some(why) = traps::entry_problem(&vc.cpu) {
+        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &self.frames, id, &vc.cpu) {
             let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
             self.crash_domain(id, &line);
             return false;
@@ -632,6 +643,7 @@ impl<P: Platform> Hypervisor<P> {
         }
         let tsc = self.platform.guest_tsc(self.now);
         update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
+        crate::vcpu::publish_time(&mut MachineMemory::new(self.platform.memory()), vc);
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
         self.now += ran;
         self.exits += 1;
@@ -643,7 +655,12 @@ impl<P: Platform> Hypervisor<P> {
         if fx.hypercall {
             self.hypercalls += 1;
         }
-        self.apply(id, v, fx, lines)
+        let keep = self.apply(id, v, fx, lines);
+        if !keep {
+            // Off the CPU: its runstate becomes runnable, blocked or offline.
+            crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, None);
+        }
+        keep
     }
 
     fn with_ctx<R>(&mut self, id: DomId, v: usize, f: impl FnOnce(&mut Ctx<'_, '_>) -> R) -> (Effects, Vec<String>) {
@@ -963,7 +980,13 @@ fn gate(ctx: &mut Ctx<'_, '_>) {
     if !ctx.cur_ref().kernel_mode {
         // A system call from guest user space goes to the kernel's syscall callback.
         let v = ctx.cur_ref();
-        let b = traps::Bounce { target: v.callbacks.syscall, error_code: None, mask_events: v.callbacks.syscall_mask_events };
+        // From compatibility mode (the platform reports FLAT_USER_CS32, as Xen's cstar_enter):
+        // the syscall32 callback (x86_64/entry.S switch_to_kernel).
+        let b = if v.cpu.cs == abi::FLAT_RING3_CS32 {
+            traps::Bounce { target: v.callbacks.syscall32, error_code: None, mask_events: v.callbacks.syscall32_mask_events }
+        } else {
+            traps::Bounce { target: v.callbacks.syscall, error_code: None, mask_events: v.callbacks.syscall_mask_events }
+        };
         if b.target == 0 {
             let b = traps::trap_bounce(v, vector::UD, None);
             deliver(ctx, vector::UD, None, 0, b);

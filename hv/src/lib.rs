@@ -18,6 +18,7 @@ pub mod abi;
 pub mod arch;
 pub mod builder;
 pub mod debug;
+pub mod desc;
 pub mod domain;
 pub mod elf;
 pub mod emulate;
@@ -32,6 +33,7 @@ pub mod privop;
 pub mod sched;
 pub mod store;
 pub mod traps;
+pub mod vcpu;
 
 #[cfg(any(test, feature = "mock"))]
 pub mod testing;

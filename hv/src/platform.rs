@@ -42,6 +42,34 @@ pub struct CpuState {
     pub gs_base: u64,
     /// Machine address of the active L4 table.
     pub cr3: u64,
+    /// The guest's own GDT, which the CPU must use for the guest's selectors below Xen's
+    /// reserved entries.
+    pub gdt: GuestGdt,
+}
+
+/// The guest's GDT as set by `set_gdt`/VCPUOP_initialise (Xen's `gdt_frames`/`gdt_ents`): the
+/// machine frames holding its descriptors and how many entries it has. The frames are typed
+/// descriptor pages, so the guest cannot write them; the core validated every descriptor in
+/// them (Xen's check_descriptor) and changes `version` whenever the frames or a descriptor in
+/// them change, so a platform may copy them into the CPU's GDT lazily (Xen maps them at the
+/// start of the per-vCPU GDT, its own reserved entries from entry 0xe000 >> 3 on).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct GuestGdt {
+    pub frames: [u64; 14],
+    /// Number of descriptors (at most `FIRST_RESERVED_GDT_ENTRY`).
+    pub entries: u32,
+    pub version: u32,
+}
+
+impl GuestGdt {
+    /// The machine address of descriptor `index`, if the guest's GDT has it.
+    pub fn desc_maddr(&self, index: usize) -> Option<u64> {
+        if index >= self.entries as usize {
+            return None;
+        }
+        let f = *self.frames.get(index / 512)?;
+        Some((f << 12) + (index % 512) as u64 * 8)
+    }
 }
 
 /// The breakpoints a vCPU asks the CPU to watch (its DR0..DR3 and DR7, as Xen loads them into the

@@ -505,6 +505,8 @@ fn core_consts() -> Vec<Const> {
             "VCPUOP_get_physid" = vcpu_op::GET_PHYSID,
             "VCPUOP_register_vcpu_time_memory_area" = vcpu_op::REGISTER_VCPU_TIME_MEMORY_AREA,
             "VCPU_SSHOTTMR_future" = vcpu_op::SSHOTTMR_FUTURE,
+            "RUNSTATE_running" = vcpu_op::RUNSTATE_RUNNING, "RUNSTATE_runnable" = vcpu_op::RUNSTATE_RUNNABLE,
+            "RUNSTATE_blocked" = vcpu_op::RUNSTATE_BLOCKED, "RUNSTATE_offline" = vcpu_op::RUNSTATE_OFFLINE,
         }
         "memory.h" {
             "XENMEM_increase_reservation" = memory_op::INCREASE_RESERVATION,
@@ -578,7 +580,7 @@ fn core_consts() -> Vec<Const> {
             "XEN_ELFNOTE_PHYS32_ENTRY" = abi::elfnote::PHYS32_ENTRY,
         }
         "errno.h" {
-            "EPERM" = errno(Errno::EPERM), "ENOENT" = errno(Errno::ENOENT), "ESRCH" = errno(Errno::ESRCH),
+            "EPERM" = errno(Errno::EPERM), "ENOENT" = errno(Errno::ENOENT), "ESRCH" = errno(Errno::ESRCH), "ENXIO" = errno(Errno::ENXIO),
             "E2BIG" = errno(Errno::E2BIG), "EAGAIN" = errno(Errno::EAGAIN), "ENOMEM" = errno(Errno::ENOMEM),
             "EFAULT" = errno(Errno::EFAULT), "EBUSY" = errno(Errno::EBUSY), "EEXIST" = errno(Errno::EEXIST),
             "EINVAL" = errno(Errno::EINVAL), "ENOSPC" = errno(Errno::ENOSPC), "ENOSYS" = errno(Errno::ENOSYS),
@@ -787,6 +789,22 @@ fn core_layouts() -> Vec<Layout> {
         "struct vcpu_register_vcpu_info" = RegisterVcpuInfo { "mfn" = mfn, "offset" = offset, "rsvd" = rsvd }
         "struct vcpu_set_singleshot_timer" = VcpuSetSingleshotTimer { "timeout_abs_ns" = timeout_abs_ns, "flags" = flags }
         "struct vcpu_set_periodic_timer" = VcpuSetPeriodicTimer { "period_ns" = period_ns }
+        "struct vcpu_runstate_info" = VcpuRunstateInfo {
+            "state" = state, "state_entry_time" = state_entry_time, "time" = time,
+        }
+        "struct cpu_user_regs" = CpuUserRegs {
+            "r15" = r15, "rbx" = rbx, "rax" = rax, "rdi" = rdi, "error_code" = error_code, "rip" = rip,
+            "cs" = cs, "saved_upcall_mask" = saved_upcall_mask, "rflags" = rflags, "rsp" = rsp,
+            "ss" = ss, "es" = es, "ds" = ds, "fs" = fs, "gs" = gs,
+        }
+        "struct vcpu_guest_context" = VcpuGuestContext {
+            "flags" = flags, "user_regs" = user_regs, "trap_ctxt" = trap_ctxt, "ldt_base" = ldt_base,
+            "gdt_frames" = gdt_frames, "gdt_ents" = gdt_ents, "kernel_ss" = kernel_ss,
+            "kernel_sp" = kernel_sp, "ctrlreg" = ctrlreg, "debugreg" = debugreg,
+            "event_callback_eip" = event_callback_eip, "failsafe_callback_eip" = failsafe_callback_eip,
+            "syscall_callback_eip" = syscall_callback_eip, "vm_assist" = vm_assist, "fs_base" = fs_base,
+            "gs_base_kernel" = gs_base_kernel, "gs_base_user" = gs_base_user,
+        }
         "struct xen_feature_info" = FeatureInfo { "submap_idx" = submap_idx, "submap" = submap }
         "struct xencons_interface" = XenconsInterface {
             "in" = input, "out" = out, "in_cons" = in_cons, "in_prod" = in_prod, "out_cons" = out_cons,

@@ -20,6 +20,21 @@ pub fn write_pack(
     guests: &Path,
     out: &Path,
 ) -> Result<(), String> {
+    write_pack_vcpus(sc, kernel, memory, 1, cmdline, initrd, guests, out)
+}
+
+/// [`write_pack`] with `vcpus` vCPUs for the `--kernel` domain (an xl.cfg's `vcpus`).
+#[allow(clippy::too_many_arguments)]
+pub fn write_pack_vcpus(
+    sc: Option<&Path>,
+    kernel: Option<&Path>,
+    memory: u64,
+    vcpus: u32,
+    cmdline: &str,
+    initrd: Option<&Path>,
+    guests: &Path,
+    out: &Path,
+) -> Result<(), String> {
     let (run_for, domains) = match (sc, kernel) {
         (Some(p), _) => {
             let s = scenario::load(p).map_err(|e| e.to_string())?;
@@ -38,6 +53,7 @@ pub fn write_pack(
             let name = k.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
             let mut c = DomainConfig::new(name, &k.display().to_string(), Arc::from(bytes));
             c.memory_mib = memory;
+            c.vcpus = vcpus;
             c.cmdline = cmdline.into();
             c.on_reboot = Action::Destroy;
             if let Some(r) = initrd {

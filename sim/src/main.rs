@@ -88,6 +88,9 @@ enum Cmd {
         /// With --kernel: the initial ramdisk (boot module).
         #[arg(long, requires = "kernel")]
         initrd: Option<PathBuf>,
+        /// vCPUs of the `--kernel` domain (an xl.cfg's `vcpus`).
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -171,12 +174,12 @@ fn main() -> ExitCode {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, gate, timeout, guests, verbose, gdb } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb };
             match kernel {
-                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline, initrd.as_deref()),
+                Some(k) => boot_hw_kernel(&o, &k, memory, vcpus, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
             }
         }
@@ -366,7 +369,7 @@ fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
 }
 
-fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
+fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
     let accels = match sim::hw::accels(&o.accel) {
         Ok(a) => a,
         Err(e) => {
@@ -379,7 +382,7 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd:
         return ExitCode::from(2);
     }
     let pack = scratch("kernel.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, initrd, &o.guests, &pack) {
+    if let Err(e) = sim::hw::write_pack_vcpus(None, Some(kernel), memory, vcpus, cmdline, initrd, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
     }

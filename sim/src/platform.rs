@@ -184,6 +184,10 @@ struct SimVcpu {
     uc: Unicorn<'static, Hooked>,
     exc: ExceptionState,
     entered: bool,
+    /// The ring-0 state the instance first entered its guest from (long mode, paging, our
+    /// GDT): restored to enter again through the `iretq` stub when CS or SS must change
+    /// (writing CS does not switch between 64-bit and compatibility mode in unicorn).
+    ring0: Option<crate::uc_fix::SavedContext>,
     /// Registers as of the last exit: only changed ones are written back.
     last: CpuState,
     flush: bool,
@@ -199,6 +203,10 @@ pub type ConsoleSink = Box<dyn FnMut(DomId, &str, &[u8])>;
 pub struct SimPlatform {
     vcpus: HashMap<VcpuKey, SimVcpu>,
     ram: Ram,
+    /// Whose guest GDT the shared GDT frames hold (vCPU and the core's version), and how many
+    /// guest entries were written there.
+    gdt_loaded: Option<(VcpuKey, hv::platform::GuestGdt)>,
+    gdt_written: usize,
     /// Trace lines collected so far.
     pub trace: Vec<String>,
     /// Also print trace lines to stderr as they come.
@@ -236,6 +244,8 @@ impl SimPlatform {
         let mut p = SimPlatform {
             vcpus: HashMap::new(),
             ram,
+            gdt_loaded: None,
+            gdt_written: 0,
             trace: Vec::new(),
             echo_trace: false,
             console_sink: None,
@@ -337,7 +347,7 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, last: CpuState::default(), flush: true, dbg_code_hook: None, dbg_mem_hook: None })
+        Ok(SimVcpu { uc, exc, entered: false, ring0: None, last: CpuState::default(), flush: true, dbg_code_hook: None, dbg_mem_hook: None })
     }
 }
 
@@ -503,6 +513,40 @@ fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
     cpu.rflags = r(RFLAGS);
     cpu.fs_base = r(FS_BASE);
     cpu.gs_base = r(GS_BASE);
+    cpu.cs = r(CS) as u16;
+    cpu.ss = r(SS) as u16;
+}
+
+/// Is `cs` a compatibility-mode (not 64-bit) code segment in the GDT the vCPU runs with?
+fn is_compat_cs(mem: &[u8], cs: u16) -> bool {
+    if cs & 4 != 0 {
+        return false;
+    }
+    let a = (GDT_FRAME * 4096) as usize + (cs as usize >> 3) * 8;
+    let Some(d) = mem.get(a..a + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))) else { return false };
+    d & (1 << 47) != 0 && d & (1 << 43) != 0 && d & (1 << 53) == 0
+}
+
+/// Copy the guest's descriptors (validated by the core, in frames the guest cannot write) into
+/// the GDT every vCPU instance uses, below Xen's reserved entries, clearing what the previous
+/// guest GDT left beyond them; as Xen maps the guest's GDT frames at the start of the per-vCPU
+/// GDT. Only one vCPU runs at a time, so one shared table suffices. Returns how many entries
+/// now hold guest descriptors.
+fn load_guest_gdt(mem: &mut [u8], gdt: &hv::platform::GuestGdt, written: usize) -> usize {
+    let base = (GDT_FRAME * 4096) as usize;
+    let n = (gdt.entries as usize).min(hv::abi::FIRST_RESERVED_GDT_ENTRY);
+    for i in 0..n {
+        let d = gdt
+            .desc_maddr(i)
+            .and_then(|a| mem.get(a as usize..a as usize + 8))
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        mem[base + i * 8..base + i * 8 + 8].copy_from_slice(&d.to_le_bytes());
+    }
+    for i in n..written.min(hv::abi::FIRST_RESERVED_GDT_ENTRY) {
+        mem[base + i * 8..base + i * 8 + 8].fill(0);
+    }
+    n
 }
 
 /// Take the data-breakpoint matches waiting for the next boundary.
@@ -533,6 +577,23 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
     msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE
     uc.reg_write_long(MSR, &msr).map_err(|e| format!("EFER: {e:?}"))?;
     w(uc, CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
+    v.ring0 = Some(crate::uc_fix::SavedContext::save(&v.uc)?);
+    iret_into(v, cpu, mem)
+}
+
+/// Enter the guest at `cpu` from the saved ring-0 state through the stub's `iretq`, which loads
+/// CS and SS from the GDT (switching between 64-bit and compatibility mode as hardware does).
+fn reenter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
+    let Some(r0) = v.ring0.as_ref() else { return Err("no ring-0 context".into()) };
+    r0.restore(&v.uc)?;
+    w(&mut v.uc, RegisterX86::CR3, cpu.cr3);
+    iret_into(v, cpu, mem)
+}
+
+/// Write the `iretq` frame and the guest's registers; returns where to start (the stub).
+fn iret_into(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
+    use RegisterX86::*;
+    let uc = &mut v.uc;
     // iretq frame on the ring-0 stack: rip, cs, rflags, rsp, ss.
     let frame = [cpu.rip, cpu.cs as u64, cpu.rflags, cpu.rsp, cpu.ss as u64];
     let sp_off = (STACK_FRAME * 4096 + 4096 - 64) as usize;
@@ -580,6 +641,12 @@ impl Platform for SimPlatform {
         let mem_ptr = self.ram.ptr;
         let mem_len = self.ram.len;
         let trace: *const Vec<String> = &self.trace;
+        if self.gdt_loaded != Some((key, cpu.gdt)) {
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
+            self.gdt_written = load_guest_gdt(mem, &cpu.gdt, self.gdt_written);
+            self.gdt_loaded = Some((key, cpu.gdt));
+        }
         let Some(v) = self.vcpus.get_mut(&key) else { return (Exit::Fatal("no such vCPU"), 0) };
         if !crate::gdb::before_run(&mut v.uc, self.instructions, trace) {
             // gdb gave up this run (to re-run it for reverse execution).
@@ -609,6 +676,16 @@ impl Platform for SimPlatform {
                 }
                 Err(_) => return (Exit::Fatal("cannot enter the guest"), 0),
             }
+        } else if cpu.cs != v.last.cs || cpu.ss != v.last.ss {
+            // The core moved the vCPU to other selectors (a bounce, iret, a hypercall's flat
+            // selectors): only a real `iretq` loads them.
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
+            v.flush = false;
+            match reenter(v, cpu, mem) {
+                Ok(s) => s,
+                Err(_) => return (Exit::Fatal("cannot re-enter the guest"), 0),
+            }
         } else {
             write_changed(v, cpu);
             cpu.rip
@@ -637,6 +714,19 @@ impl Platform for SimPlatform {
         read_all(&v.uc, cpu);
         crate::gdb::after_run(&v.uc, key.vcpu, cpu);
         v.last = *cpu;
+        if matches!(v.uc.get_data().exit, Some(Exit::Gate)) {
+            // As the syscall entries of Xen (and of the image) record it: the flat selectors
+            // of the mode SYSCALL came from (x86_64/entry.S lstar_enter, cstar_enter).
+            // SAFETY: see `memory`; no unicorn instance runs during this call.
+            let mem = unsafe { std::slice::from_raw_parts(mem_ptr, mem_len) };
+            if is_compat_cs(mem, cpu.cs) {
+                cpu.cs = hv::abi::FLAT_RING3_CS32;
+                cpu.ss = hv::abi::FLAT_RING3_SS32;
+            } else {
+                cpu.cs = hv::abi::FLAT_KERNEL_CS;
+                cpu.ss = hv::abi::FLAT_KERNEL_SS;
+            }
+        }
         let d = v.uc.get_data_mut();
         let ran = d.ran;
         let exit = d.exit.take();

@@ -187,3 +187,41 @@ impl Drop for ExceptionState {
         unsafe { uc_context_free(self.ctx) };
     }
 }
+
+/// A whole saved CPU context of one instance, restored later (the simulator keeps the ring-0
+/// state it first entered a guest from, to enter again through its `iretq` stub).
+pub struct SavedContext {
+    ctx: *mut uc_context,
+}
+
+impl SavedContext {
+    /// Save `uc`'s current context.
+    pub fn save<D>(uc: &Unicorn<'_, D>) -> Result<Self, String> {
+        let (ctx, _) = alloc_ctx(uc)?;
+        // SAFETY: `ctx` was allocated for this instance's architecture and mode.
+        let err = unsafe { uc_context_save(uc.get_handle(), ctx) };
+        if err != uc_error::OK {
+            // SAFETY: allocated above, not used after this.
+            unsafe { uc_context_free(ctx) };
+            return Err(format!("uc_context_save: {err:?}"));
+        }
+        Ok(SavedContext { ctx })
+    }
+
+    /// Put the saved context back into `uc` (the instance it was saved from).
+    pub fn restore<D>(&self, uc: &Unicorn<'_, D>) -> Result<(), String> {
+        // SAFETY: `ctx` was saved from this instance (the caller keeps them together).
+        let err = unsafe { uc_context_restore(uc.get_handle(), self.ctx) };
+        if err != uc_error::OK {
+            return Err(format!("uc_context_restore: {err:?}"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SavedContext {
+    fn drop(&mut self) {
+        // SAFETY: allocated by uc_context_alloc and owned by self.
+        unsafe { uc_context_free(self.ctx) };
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! Every `*.cfg` in DIR (default `<repo>/../shared/xtf/bin`) runs once per platform: in the
 //! simulator through the release `xenolith create CFG --max-insns N`, and on the bootable image
-//! through `xenolith boot-hw --kernel K --memory M --cmdline C --accel tcg|kvm --timeout S` with
+//! through `xenolith boot-hw --kernel K --memory M --cmdline C --vcpus N --accel tcg|kvm --timeout S` with
 //! the kernel, memory and cmdline that `xenolith create CFG --dry-run` reads from the config (one
 //! xl.cfg parser for both). Runs go two at a time (two cores).
 //!
@@ -148,8 +148,8 @@ struct Test {
     /// The config's file stem: `test-pv64-pv-iopl~vmassist`.
     name: String,
     cfg: PathBuf,
-    /// Kernel, memory (MiB), cmdline; or why the config is unusable.
-    domain: std::result::Result<(PathBuf, u64, String), String>,
+    /// Kernel, memory (MiB), cmdline, vCPUs; or why the config is unusable.
+    domain: std::result::Result<(PathBuf, u64, String, u32), String>,
 }
 
 struct Options {
@@ -298,7 +298,7 @@ fn load_tests(cli: &Path, dir: &Path) -> Result<Vec<Test>> {
                             .to_string()
                     };
                     match get("memory=").parse::<u64>() {
-                        Ok(m) => Ok((PathBuf::from(get("kernel=")), m, get("cmdline="))),
+                        Ok(m) => Ok((PathBuf::from(get("kernel=")), m, get("cmdline="), get("vcpus=").parse::<u32>().unwrap_or(1))),
                         Err(_) => Err(format!(
                             "xenolith create --dry-run gave no memory: {text:?}"
                         )),
@@ -321,7 +321,7 @@ struct Run {
 }
 
 fn run_one(cli: &Path, image: Option<&Path>, t: &Test, platform: &str, o: &Options) -> Run {
-    let (kernel, memory, cmdline) = match &t.domain {
+    let (kernel, memory, cmdline, vcpus) = match &t.domain {
         Ok(d) => d,
         Err(e) => {
             let detail = format!("bad config: {}", e.lines().last().unwrap_or(""));
@@ -354,7 +354,7 @@ fn run_one(cli: &Path, image: Option<&Path>, t: &Test, platform: &str, o: &Optio
                 .args(["--accel", accel, "--timeout", &timeout.to_string()])
                 .arg("--kernel")
                 .arg(kernel)
-                .args(["--memory", &memory.to_string(), "--cmdline", cmdline]);
+                .args(["--memory", &memory.to_string(), "--cmdline", cmdline, "--vcpus", &vcpus.to_string()]);
             Duration::from_secs(timeout + 60)
         }
         (accel, None) => unreachable!("no image for {accel}"),

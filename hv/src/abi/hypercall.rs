@@ -169,6 +169,14 @@ pub mod vcpu_op {
     pub const REGISTER_VCPU_TIME_MEMORY_AREA: u64 = 13; // xen-public/vcpu.h
     /// `VCPU_SSHOTTMR_future` in `vcpu_set_singleshot_timer.flags`.
     pub const SSHOTTMR_FUTURE: u32 = 1 << 0; // xen-public/vcpu.h
+    /// `RUNSTATE_*`: the states of `vcpu_runstate_info.state`.
+    pub const RUNSTATE_RUNNING: u32 = 0; // xen-public/vcpu.h
+    pub const RUNSTATE_RUNNABLE: u32 = 1; // xen-public/vcpu.h
+    pub const RUNSTATE_BLOCKED: u32 = 2; // xen-public/vcpu.h
+    pub const RUNSTATE_OFFLINE: u32 = 3; // xen-public/vcpu.h
+    /// `XEN_RUNSTATE_UPDATE`: set in `state_entry_time` while the guest copy is being written
+    /// (with VMASST_TYPE_runstate_update_flag).
+    pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63; // xen-public/vcpu.h
 }
 
 /// `XENMEM_*`, xen-public/memory.h.

@@ -343,6 +343,93 @@ pub struct VcpuSetPeriodicTimer {
 }
 layout!(VcpuSetPeriodicTimer, size = 8, period_ns @ 0);
 
+/// `vcpu_runstate_info` (48 bytes).
+// xen-public/vcpu.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct VcpuRunstateInfo {
+    pub state: i32,
+    pub _pad: u32,
+    pub state_entry_time: u64,
+    pub time: [u64; 4],
+}
+layout!(VcpuRunstateInfo, size = 48, state @ 0, state_entry_time @ 8, time @ 16);
+
+/// `struct cpu_user_regs` for x86_64 (200 bytes).
+// xen-public/arch-x86/xen-x86_64.h
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub error_code: u32,
+    pub entry_vector: u32,
+    pub rip: u64,
+    pub cs: u16,
+    pub _pad0: u16,
+    pub saved_upcall_mask: u8,
+    pub _pad1: [u8; 3],
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u16,
+    pub _pad2: [u16; 3],
+    pub es: u16,
+    pub _pad3: [u16; 3],
+    pub ds: u16,
+    pub _pad4: [u16; 3],
+    pub fs: u16,
+    pub _pad5: [u16; 3],
+    pub gs: u16,
+    pub _pad6: [u16; 3],
+}
+layout!(CpuUserRegs, size = 200, r15 @ 0, rbp @ 32, rbx @ 40, r11 @ 48, r8 @ 72, rax @ 80, rcx @ 88,
+    rdx @ 96, rsi @ 104, rdi @ 112, error_code @ 120, entry_vector @ 124, rip @ 128, cs @ 136,
+    saved_upcall_mask @ 140, rflags @ 144, rsp @ 152, ss @ 160, es @ 168, ds @ 176, fs @ 184, gs @ 192);
+
+/// `struct vcpu_guest_context` for x86_64 (5168 bytes): what VCPUOP_initialise takes.
+// xen-public/arch-x86/xen.h
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct VcpuGuestContext {
+    pub fpu_ctxt: [u8; 512],
+    pub flags: u64,
+    pub user_regs: CpuUserRegs,
+    pub trap_ctxt: [TrapInfo; 256],
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
+    pub gdt_frames: [u64; 16],
+    pub gdt_ents: u64,
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    pub ctrlreg: [u64; 8],
+    pub debugreg: [u64; 8],
+    pub event_callback_eip: u64,
+    pub failsafe_callback_eip: u64,
+    pub syscall_callback_eip: u64,
+    pub vm_assist: u64,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+}
+layout!(VcpuGuestContext, size = 5168, flags @ 512, user_regs @ 520, trap_ctxt @ 720, ldt_base @ 4816,
+    ldt_ents @ 4824, gdt_frames @ 4832, gdt_ents @ 4960, kernel_ss @ 4968, kernel_sp @ 4976,
+    ctrlreg @ 4984, debugreg @ 5048, event_callback_eip @ 5112, failsafe_callback_eip @ 5120,
+    syscall_callback_eip @ 5128, vm_assist @ 5136, fs_base @ 5144, gs_base_kernel @ 5152,
+    gs_base_user @ 5160);
+
 /// `evtchn_alloc_unbound` (8 bytes): IN dom, remote_dom; OUT port.
 // xen-public/event_channel.h
 #[repr(C)]

@@ -55,6 +55,7 @@ pub fn owner_note(ctx: &Ctx<'_, '_>, mfn: Mfn) -> String {
             (Owner::Dom(d), _) if d != ctx.dom => alloc::format!("{name} is owned by d{d}"),
             (Owner::Xen, _) | (Owner::Free, _) => alloc::format!("{name} is not the domain's"),
             (_, PageType::PageTable(l)) => alloc::format!("{name} is an L{l} page table"),
+            (_, PageType::SegDesc) => alloc::format!("{name} is a descriptor-table page"),
             (_, PageType::None) => name,
         },
     }
@@ -357,6 +358,7 @@ fn one_mmuext(ctx: &mut Ctx<'_, '_>, o: &MmuextOp) -> Result<(), Errno> {
             if ents > 8192 || (ents != 0 && (base & (PAGE_SIZE - 1) != 0 || !addr_ok(base))) {
                 return Err(Errno::EINVAL);
             }
+            crate::desc::set_ldt(ctx.cur(), base, ents as u64);
             Ok(())
         }
         op::CLEAR_PAGE => {

@@ -17,6 +17,7 @@ mod sched;
 mod version;
 
 pub use console::{console_output as console_output_pub, drain_console_ring};
+pub use cpu::deliver_nmi;
 pub use event::unbind_peers;
 
 use alloc::collections::BTreeMap;
@@ -60,6 +61,7 @@ pub static TABLE: [Option<Hypercall>; NR_HYPERCALLS] = {
     t[nr::FPU_TASKSWITCH as usize] = row("fpu_taskswitch", cpu::fpu_taskswitch);
     t[nr::SET_DEBUGREG as usize] = row("set_debugreg", crate::privop::hc_set_debugreg);
     t[nr::GET_DEBUGREG as usize] = row("get_debugreg", crate::privop::hc_get_debugreg);
+    t[nr::UPDATE_DESCRIPTOR as usize] = row("update_descriptor", cpu::update_descriptor);
     t[nr::MEMORY_OP as usize] = row("memory_op", memory::memory_op);
     t[nr::MULTICALL as usize] = row("multicall", multicall::multicall);
     t[nr::UPDATE_VA_MAPPING as usize] = row("update_va_mapping", mmu::update_va_mapping);

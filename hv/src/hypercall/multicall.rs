@@ -32,7 +32,8 @@ pub fn multicall(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
                 break;
             }
         };
-        let r = if e.op == nr::MULTICALL as u64 || e.op == nr::IRET as u64 {
+        let is_iret = e.op == nr::IRET as u64;
+        let r = if e.op == nr::MULTICALL as u64 {
             if ctx.tracing {
                 inner.push(alloc::format!("d{}v{}   multicall[{i}] op {} = -EINVAL", ctx.dom, ctx.vcpu, e.op));
             }
@@ -46,10 +47,20 @@ pub fn multicall(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             Err(er) => er.to_ret() as u64,
         };
         if let Err(er) = ctx.write_guest(va, &e) {
-            result = Err(er);
-            break;
+            // After an iret the write is best effort (Xen ignores its failure).
+            if !is_iret {
+                result = Err(er);
+                break;
+            }
         }
         if ctx.fx.shutdown.is_some() || ctx.fx.crash.is_some() {
+            break;
+        }
+        // HYPERVISOR_iret does not return: Xen performs it, ends the batch (mc_exit) and the
+        // multicall returns the call's result, the restored %rax (common/multicall.c,
+        // pv/hypercall.c: pv_do_multicall_call; pv/iret.c).
+        if is_iret {
+            result = r;
             break;
         }
     }

@@ -22,6 +22,10 @@ pub enum PageType {
     None,
     /// A validated page table of this level (1..=4).
     PageTable(u8),
+    /// A validated GDT/LDT frame (Xen's PGT_seg_desc_page): 512 descriptors that passed
+    /// `check_descriptor`; never mapped writable, changed only by update_descriptor
+    /// (see `crate::desc`).
+    SegDesc,
 }
 
 /// Per-frame bookkeeping.

@@ -128,7 +128,8 @@ pod!(StartInfo, VcpuInfo, TrapInfo, MmuUpdate, MmuextOp, MulticallEntry, IretCon
     EvtchnBindVcpu, EvtchnPort, EvtchnReset, EvtchnInitControl, EvtchnExpandArray, EvtchnSetPriority,
     EvtchnFifoControlBlock, XsdSockmsg, GrantEntryV1, GrantEntryV2, GnttabMapGrantRef,
     GnttabUnmapGrantRef, GnttabUnmapAndReplace, GnttabSetupTable, GnttabCopyPtr, GnttabCopy,
-    GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, u64, u32, u16, u8, i16);
+    GnttabQuerySize, GnttabGetStatusFrames, GnttabGetVersion, GnttabCacheFlush, VcpuRunstateInfo,
+    CpuUserRegs, VcpuGuestContext, u64, u32, u16, u8, i16);
 pod!(MemoryReservation, MemoryExchange, MachphysMfnList, MachphysMapping, AddToPhysmap, AddToPhysmapBatch,
     RemoveFromPhysmap, ForeignMemoryMap, PodTarget, VnumaTopologyInfo, ReservedDeviceMemoryMap, MemAcquireResource,
     MemAccessOp, DomctlHead, SysctlHead, PlatformOpHead, NmiCallback, HvmParam, EvtchnOpCompat, PhysdevOpCompat);

@@ -55,7 +55,7 @@ impl PtCtx<'_, '_> {
                 self.frames.get_mut(mfn).ok_or(Errno::EINVAL)?.type_refs += 1;
                 Ok(())
             }
-            PageType::PageTable(_) => Err(Errno::EINVAL),
+            PageType::PageTable(_) | PageType::SegDesc => Err(Errno::EINVAL),
             PageType::None => {
                 // Still mapped writable: the page-table type cannot be taken (Xen's
                 // get_page_and_type_from_mfn: -EINVAL for pins, base pointers and links).
@@ -244,6 +244,9 @@ impl PtCtx<'_, '_> {
         let ty = self.frames.get(table).ok_or(Errno::EINVAL)?.ty;
         let old = self.mem.read_u64(ptr).ok_or(Errno::EINVAL)?;
         match ty {
+            // Xen's do_mmu_update: any other type must take PGT_writable_page, which a
+            // descriptor page cannot.
+            PageType::SegDesc => Err(Errno::EINVAL),
             PageType::None => {
                 // Not a page table: a plain write into guest memory (Xen allows this).
                 self.mem.write_u64(ptr, new).ok_or(Errno::EINVAL)

@@ -107,7 +107,7 @@ fn bootstrap_page_tables() {
         assert!(!wk.writable, "page table at {va:#x} is mapped writable");
         match w.hv.frames.get(wk.maddr.mfn()).unwrap().ty {
             PageType::PageTable(l) => *levels.entry(l).or_insert(0) += 1,
-            PageType::None => panic!("pt frame {i} is not a validated table"),
+            PageType::None | PageType::SegDesc => panic!("pt frame {i} is not a validated table"),
         }
         assert_eq!(w.hv.frames.get(wk.maddr.mfn()).unwrap().writable_refs, 0);
     }

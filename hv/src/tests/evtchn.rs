@@ -261,6 +261,7 @@ fn virqs_are_per_vcpu() {
     let mut cfg = World::config("virq");
     cfg.vcpus = 2;
     let d = w.try_create(cfg).unwrap();
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].op.periodic = None;
     let (r, t1) = bind_virq(&mut w, d, virq::TIMER, 1);
     assert_eq!(r, 0);
     w.assert_trace(&["event_channel_op(bind_virq, virq 0 vcpu 1) = 0    port 3"]);
@@ -283,7 +284,8 @@ fn virqs_are_per_vcpu() {
     assert_eq!((s.status, s.u0, s.vcpu), (stat::VIRQ, virq::TIMER, 1));
     assert_eq!(port_op(&mut w, d, op::SEND, t1), EINVAL, "VIRQs cannot be sent");
 
-    // vCPU 1's timer fires its own port, in its own vcpu_info.
+    // vCPU 1's timer fires its own port, in its own vcpu_info (vCPU 0's default 100 Hz
+    // periodic timer stopped at the start, as VCPUOP_stop_periodic_timer would).
     w.hv.doms.get_mut(&d).unwrap().vcpus[1].timer = Some(0);
     w.hypercall(d, nr::XEN_VERSION, [0, 0, 0, 0, 0]);
     assert!(w.port_pending(d, t1) && !w.port_pending(d, t0));

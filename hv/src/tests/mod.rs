@@ -9,6 +9,7 @@ use crate::testing::{image, mock};
 
 mod builder;
 mod debugregs;
+mod cpu;
 mod elf;
 mod evtchn;
 mod grant;

@@ -603,8 +603,9 @@ impl World {
                 HC_PHYSDEV_OP,
             ]),
         };
-        // iret (23) pops a frame off our stack: only our trap path may use it.
-        let nr = if nr == HYPERVISOR_IRET { HYPERVISOR_XEN_VERSION } else { nr };
+        // iret (23) pops a frame off our stack: only our trap path may use it. nmi_op (28) with a
+        // random handler, then an NMI, would send us to it: as Xen would.
+        let nr = if nr == HYPERVISOR_IRET || nr == 28 { HYPERVISOR_XEN_VERSION } else { nr };
         // Per-depth arena regions so a multicall's entries do not overwrite each other's args.
         let base = ARENA_STRUCTS + slot * ARENA_SLOT;
         let mut a = [self.scalar(), self.scalar(), self.scalar(), self.scalar(), self.scalar()];
@@ -753,6 +754,12 @@ impl World {
                 // (cmd and vcpuid are C ints: compare the low 32 bits.)
                 if cmd & 0xffff_ffff == VCPUOP_DOWN && a[1] & 0xffff_ffff == 0 {
                     cmd = VCPUOP_DOWN + 1; // taking our only vCPU down would end us
+                }
+                // Areas the hypervisor then writes on every switch (runstate 5, vcpu_info 10,
+                // vcpu time 13) at random addresses, or an NMI (11), would wreck us as they would
+                // on Xen: ask for the runstate info (4) instead.
+                if matches!(cmd & 0xffff_ffff, 5 | 10 | 11 | 13) {
+                    cmd = 4;
                 }
                 a[0] = cmd;
                 a[2] = if self.rng.chance(2) { self.fill(base, 16) } else { self.ptr_any() };

@@ -39,6 +39,29 @@ struct Pointer {
     base: u64,
 }
 
+/// Copy the guest's descriptors into the CPU's GDT below Xen's reserved entries (as Xen maps
+/// the guest's GDT frames at the start of the per-vCPU GDT), clearing what the previous guest
+/// GDT left beyond them. The core validated them (check_descriptor) in frames the guest cannot
+/// write; `mem` is machine memory. Returns how many entries now hold guest descriptors.
+pub fn load_guest_gdt(mem: &[u8], g: &crate::platform::GuestGdt, written: usize) -> usize {
+    let n = (g.entries as usize).min(crate::abi::FIRST_RESERVED_GDT_ENTRY);
+    // SAFETY: single CPU; the GDT is a static of GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY
+    // entries, and only entries below Xen's reserved area (never a selector the hypervisor
+    // uses, nor the TSS) are written. No guest selector is loaded in the CPU while it runs here.
+    let gdt = unsafe { &mut *addr_of_mut!(GDT) };
+    for (i, slot) in gdt.iter_mut().enumerate().take(n) {
+        *slot = g
+            .desc_maddr(i)
+            .and_then(|a| mem.get(a as usize..a as usize + 8))
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+    }
+    for slot in gdt.iter_mut().take(written.min(crate::abi::FIRST_RESERVED_GDT_ENTRY)).skip(n) {
+        *slot = 0;
+    }
+    n
+}
+
 /// Load our GDT (with Xen's flat ring-3 selectors), TSS, IDT and the syscall MSRs.
 pub fn init() {
     // SAFETY: single CPU, called once at boot before any guest runs; the tables are statics
@@ -107,7 +130,7 @@ pub fn init() {
         // syscall: kernel CS/SS from STAR[47:32], sysret user selectors from STAR[63:48].
         wrmsr(0xC000_0081, (0xe020u64 << 48) | ((HV_CS as u64) << 32));
         wrmsr(0xC000_0082, entry::xen_syscall_entry as *const () as u64);
-        wrmsr(0xC000_0083, entry::xen_syscall_entry as *const () as u64);
+        wrmsr(0xC000_0083, entry::xen_syscall32_entry as *const () as u64);
         wrmsr(0xC000_0084, 0x4_7700); // mask IF, TF, DF, AC, NT, IOPL
     }
 }

@@ -141,6 +141,21 @@ xen_syscall_entry:
     pushq $256
     jmp xen_trap_common
 
+    // SYSCALL from compatibility mode (MSR_CSTAR): as Xen's cstar_enter, the frame says
+    // FLAT_USER_CS32 / FLAT_USER_SS32, so the core bounces to the syscall32 callback.
+    .global xen_syscall32_entry
+xen_syscall32_entry:
+    mov %rsp, XEN_SYSCALL_SCRATCH(%rip)
+    lea xen_trap_stack_top(%rip), %rsp
+    pushq $0xe02b
+    pushq XEN_SYSCALL_SCRATCH(%rip)
+    pushq %r11
+    pushq $0xe023
+    pushq %rcx
+    pushq $0
+    pushq $256
+    jmp xen_trap_common
+
     .global xen_enter_guest
 xen_enter_guest:
     push %rbx
@@ -205,6 +220,7 @@ xen_db_stack_top:
 unsafe extern "C" {
     pub fn xen_enter_guest(frame: *const Frame);
     pub fn xen_syscall_entry();
+    pub fn xen_syscall32_entry();
     pub static xen_isr_table: u8;
     pub static xen_trap_stack_top: u8;
     pub static xen_ist_stack_top: u8;

@@ -59,6 +59,9 @@ pub struct BareMetal {
     cr4_fsgsbase: bool,
     /// #DBs that QEMU TCG raised early after a `mov ss` and that belonged to hypervisor context.
     pub db_dropped: u64,
+    /// Whose guest GDT the CPU's GDT holds below Xen's reserved entries, and how many entries.
+    gdt_loaded: Option<(VcpuKey, crate::platform::GuestGdt)>,
+    gdt_written: usize,
 }
 
 impl BareMetal {
@@ -86,6 +89,8 @@ impl BareMetal {
             fsgsbase_ok: false,
             fsgsbase_on: alloc::collections::BTreeSet::new(),
             cr4_fsgsbase: false,
+            gdt_loaded: None,
+            gdt_written: 0,
         }
     }
 
@@ -154,6 +159,10 @@ impl BareMetal {
         if fsgs != self.cr4_fsgsbase {
             cpu::set_cr4_fsgsbase(fsgs);
             self.cr4_fsgsbase = fsgs;
+        }
+        if self.gdt_loaded != Some((key, c.gdt)) {
+            self.gdt_written = cpu::load_guest_gdt(self.mem, &c.gdt, self.gdt_written);
+            self.gdt_loaded = Some((key, c.gdt));
         }
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
@@ -244,6 +253,10 @@ impl BareMetal {
         c.rip = e.rip;
         c.rflags = e.rflags;
         c.rsp = e.rsp;
+        // The selectors the guest was on (the syscall entry records Xen's flat ones, as Xen's
+        // lstar_enter does): a guest may have moved to those of its own GDT.
+        c.cs = e.cs as u16;
+        c.ss = e.ss as u16;
         c.fs_base = fs;
         c.gs_base = gs;
         let v = e.vector;
