@@ -554,6 +554,9 @@ fn core_consts() -> Vec<Const> {
         }
         "io/xs_wire.h" {
             "XENSTORE_RING_SIZE" = abi::XENSTORE_RING_SIZE,
+            "XENSTORE_PAYLOAD_MAX" = abi::XENSTORE_PAYLOAD_MAX,
+            "XENSTORE_ABS_PATH_MAX" = abi::XENSTORE_ABS_PATH_MAX, "XENSTORE_REL_PATH_MAX" = abi::XENSTORE_REL_PATH_MAX,
+            "XENSTORE_ERROR_RINGIDX" = abi::XENSTORE_ERROR_RINGIDX, "XENSTORE_ERROR_PROTO" = abi::XENSTORE_ERROR_PROTO,
         }
     }
 }
