@@ -158,9 +158,8 @@ impl Op<'_> {
             }
         };
         let mut writes: Vec<(String, Node, bool)> = Vec::new();
-        let mut new_nodes = 0i64;
-        for (i, n) in names.iter().enumerate().rev() {
-            if self.unpriv() && self.v.entries_of(self.who) + new_nodes >= quota::ENTRIES {
+        for (new_nodes, (i, n)) in names.iter().enumerate().rev().enumerate() {
+            if self.unpriv() && self.v.entries_of(self.who) + new_nodes as i64 >= quota::ENTRIES {
                 return Err(XsErr::ENOSPC);
             }
             parent.1.children.push(tree::base_of(n).into());
@@ -175,7 +174,6 @@ impl Op<'_> {
             let val = if i == 0 { value.clone() } else { Vec::new() };
             let node = Node { value: val, children: Vec::new(), perms, generation: 0 };
             self.check_size(&node)?;
-            new_nodes += 1;
             parent = (n.clone(), node);
         }
         writes.push((parent.0.clone(), parent.1.clone(), true));
@@ -399,7 +397,7 @@ impl Store {
                 let maxlen = XENSTORE_PAYLOAD_MAX - genlen - 1;
                 let mut len = 0;
                 for c in children[off..].split_inclusive(|&b| b == 0) {
-                    if len + c.len() - 1 >= maxlen {
+                    if len + c.len() > maxlen {
                         break;
                     }
                     len += c.len();

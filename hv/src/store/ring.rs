@@ -20,8 +20,8 @@ const SIZE: u32 = r::RING_SIZE as u32;
 pub trait Ring {
     fn get_u32(&self, off: u64) -> u32;
     fn put_u32(&mut self, off: u64, v: u32);
-    fn get(&self, off: u64) -> u8;
-    fn put(&mut self, off: u64, v: u8);
+    fn byte(&self, off: u64) -> u8;
+    fn set_byte(&mut self, off: u64, v: u8);
 }
 
 /// A ring page in machine memory.
@@ -37,10 +37,10 @@ impl Ring for MemRing<'_, '_> {
     fn put_u32(&mut self, off: u64, v: u32) {
         self.mem.write_u32(self.base.add(off), v);
     }
-    fn get(&self, off: u64) -> u8 {
+    fn byte(&self, off: u64) -> u8 {
         self.mem.read_u8(self.base.add(off)).unwrap_or(0)
     }
-    fn put(&mut self, off: u64, v: u8) {
+    fn set_byte(&mut self, off: u64, v: u8) {
         self.mem.write_u8(self.base.add(off), v);
     }
 }
@@ -57,10 +57,10 @@ impl Ring for [u8] {
             b.copy_from_slice(&v.to_le_bytes());
         }
     }
-    fn get(&self, off: u64) -> u8 {
+    fn byte(&self, off: u64) -> u8 {
         <[u8]>::get(self, off as usize).copied().unwrap_or(0)
     }
-    fn put(&mut self, off: u64, v: u8) {
+    fn set_byte(&mut self, off: u64, v: u8) {
         if let Some(b) = self.get_mut(off as usize) {
             *b = v;
         }
@@ -131,7 +131,7 @@ impl Store {
             }
             let n = (msg.len() - c.out_off).min(room as usize);
             for i in 0..n {
-                ring.put(r::RSP + (prod.wrapping_add(i as u32) & (SIZE - 1)) as u64, msg[c.out_off + i]);
+                ring.set_byte(r::RSP + (prod.wrapping_add(i as u32) & (SIZE - 1)) as u64, msg[c.out_off + i]);
             }
             prod = prod.wrapping_add(n as u32);
             c.out_off += n;
@@ -165,7 +165,7 @@ impl Store {
         };
         let n = (avail as usize).min(need);
         for _ in 0..n {
-            c.inbuf.push(ring.get(r::REQ + (cons & (SIZE - 1)) as u64));
+            c.inbuf.push(ring.byte(r::REQ + (cons & (SIZE - 1)) as u64));
             cons = cons.wrapping_add(1);
         }
         if n > 0 {

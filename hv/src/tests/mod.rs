@@ -15,6 +15,7 @@ mod lifecycle;
 mod mmu;
 mod pointers;
 mod privop;
+mod store;
 mod traps;
 
 use std::sync::Arc;
