@@ -29,6 +29,7 @@
 //! shutdown.hello = "poweroff"               # see `DomainEnd`
 //! trace.hello = ["sched_op(shutdown, poweroff) = 0"]  # likewise, over the domain's trace lines
 //! cpu_percent.hello = [40, 60]              # CPU time over run_for, % of one pCPU, inclusive range
+//! store.hello = ["data/x=1"]                # xenstore PATH=VALUE at the end (relative to its home)
 //! ```
 //!
 //! Every error names the file, the line and the field (`x.toml:12: step[2].do: unknown action ...`);
@@ -192,6 +193,9 @@ pub struct Expect {
     pub trace: BTreeMap<String, Vec<String>>,
     /// Inclusive range of the domain's CPU time over `run_for`, in % of one physical CPU (xentop's CPU(%)).
     pub cpu_percent: BTreeMap<String, (u32, u32)>,
+    /// xenstore values at the end of the run, as (path, value): a path relative to the domain's
+    /// home `/local/domain/N` or absolute (`store.NAME = ["data/x=1"]`).
+    pub store: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// How a domain's run ended, for `shutdown.NAME = "..."`.
@@ -1168,9 +1172,9 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
     let mut expect = Expect::default();
     for (kind, table) in cx.table(v, "expect")? {
         let kind = kind.as_str();
-        if !["console", "shutdown", "trace", "cpu_percent"].contains(&kind) {
+        if !["console", "shutdown", "trace", "cpu_percent", "store"].contains(&kind) {
             let msg =
-                format!("unknown key {} (expected console, shutdown, trace, cpu_percent)", quote(kind));
+                format!("unknown key {} (expected console, shutdown, trace, cpu_percent, store)", quote(kind));
             return Err(cx.at(table.span(), format!("expect.{kind}")).err(msg));
         }
         for (name, value) in cx.table(table, &format!("expect.{kind}"))? {
@@ -1193,6 +1197,17 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
                         &mut expect.trace
                     }
                     .insert(name, lines);
+                }
+                "store" => {
+                    let mut pairs = Vec::new();
+                    for l in cx.array(value, &field)? {
+                        let s = cx.str(l, &field)?;
+                        let Some((p, v)) = s.split_once('=').filter(|(p, _)| !p.is_empty()) else {
+                            return Err(cx.at(l.span(), &field).err(format!("expected \"PATH=VALUE\", found {}", quote(&s))));
+                        };
+                        pairs.push((p.to_string(), v.to_string()));
+                    }
+                    expect.store.insert(name, pairs);
                 }
                 "shutdown" => {
                     let s = cx.str(value, &field)?;

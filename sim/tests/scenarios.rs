@@ -22,7 +22,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios!(hello, faults, crash, badcalls, lifecycle, reboot, ptswitch, badiret, fpu);
+scenarios!(hello, faults, crash, badcalls, lifecycle, reboot, ptswitch, badiret, fpu, xenstore, xl_shutdown);
 
 /// A new scenario file without a test case would silently go untested.
 #[test]
