@@ -41,6 +41,8 @@ pub mod quota {
     pub const PERMS: usize = 5;
     /// `quota_req_outstanding`: replies queued for a domain before its input waits.
     pub const OUTSTANDING: usize = 20;
+    /// `quota_memory_per_domain_hard` (2.5 MiB), applied here to output queued for a domain.
+    pub const MEMORY_HARD: usize = 2 * 1024 * 1024 + 512 * 1024;
 }
 
 /// The errors a reply can carry: xs_wire.h's `xsd_errors` table, by name.
@@ -195,6 +197,12 @@ impl Store {
             let special = msg.get(16) == Some(&b'@');
             // The first message may be partly sent already: it still counts as queued.
             if !special && c.out.iter().any(|(m, e)| *e && *m == msg) {
+                return;
+            }
+            // domain_memory_add_chk: a domain that does not read its ring cannot make the store
+            // hold more than quota_memory_per_domain_hard of its output; the event is dropped.
+            let held: usize = c.out.iter().map(|(m, _)| m.len()).sum();
+            if held + msg.len() > quota::MEMORY_HARD {
                 return;
             }
         }

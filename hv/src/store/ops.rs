@@ -565,7 +565,12 @@ impl Store {
             let fires = core::mem::take(&mut op.fires);
             if r.is_ok() {
                 if let Some(t) = op.v.tx.as_deref_mut() {
-                    t.events.extend(fires);
+                    // queue_watches (xenstored_transaction.c): one entry per changed path.
+                    for f in fires {
+                        if !t.events.iter().any(|e| e.path == f.path && e.exact == f.exact) {
+                            t.events.push(f);
+                        }
+                    }
                     (r, Vec::new())
                 } else {
                     (r, fires)
