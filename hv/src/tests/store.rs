@@ -566,3 +566,34 @@ fn xl_shutdown_goes_through_control_shutdown() {
     w.hv.run_until(w.hv.now + 2 * SHUTDOWN_GRACE_NS);
     assert!(w.trace_lines(&["forcing"]).len() == 1, "only the first domain was forced");
 }
+
+#[test]
+fn a_domain_that_does_not_read_its_replies_stops_being_read() {
+    let mut s = store();
+    let mut c = Client::new(1);
+    let req = crate::store::message(xs::READ, 1, 0, &z("domid"));
+    let reply_len = 16 + 1;
+    // Requests until the store stops taking them: the response ring fills (1024 bytes), then
+    // quota_req_outstanding replies queue, then input waits.
+    let mut sent = 0;
+    for _ in 0..200 {
+        let used = c.ring.get_u32(r::REQ_PROD).wrapping_sub(c.ring.get_u32(r::REQ_CONS)) as usize;
+        if used + req.len() > 1024 {
+            break;
+        }
+        c.put(&req);
+        c.pump(&mut s);
+        sent += 1;
+    }
+    let answered_in_ring = 1024 / reply_len;
+    assert_eq!(s.conns[&1].outstanding(), quota::OUTSTANDING);
+    let consumed = c.ring.get_u32(r::REQ_CONS) as usize / req.len();
+    // 60 whole replies fit in the ring; the 61st is partly sent and still counts as queued.
+    assert_eq!(consumed, answered_in_ring + quota::OUTSTANDING, "sent {sent}");
+    // Reading the replies lets the rest through.
+    let mut got = 0;
+    while c.recv(&mut s).is_some() {
+        got += 1;
+    }
+    assert_eq!(got, sent);
+}
