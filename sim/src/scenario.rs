@@ -1397,6 +1397,7 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}[expect]\nshutdown.a = \"melted\"\n"), "scenarios/x.toml:6: expect.shutdown.a: unknown end \"melted\""),
             (&format!("{DOM}[expect]\ncpu_percent.a = [50, 10]\n"), "scenarios/x.toml:6: expect.cpu_percent.a: expected [LOW, HIGH]"),
             (&format!("{DOM}[expect]\nlogs.a = 1\n"), "scenarios/x.toml:6: expect.logs: unknown key \"logs\""),
+            (&format!("{DOM}[expect]\nstore.a = [\"domid\"]\n"), "scenarios/x.toml:6: expect.store.a: expected \"PATH=VALUE\", found \"domid\""),
             (&format!("{DOM}config = \"nope.cfg\"\n"), "scenarios/x.toml:5: domain[0].config: scenarios/nope.cfg: cannot read xl.cfg file: No such file"),
             ("run_for = \"1s\"\n[[domain]\n", "scenarios/x.toml:2: [[domain]: syntax error:"),
             ("run_for = \"1s\"\nmemory = = 3\n", "scenarios/x.toml:2: memory: syntax error:"),
