@@ -23,6 +23,12 @@ pub struct Reply {
     pub buf: [u8; XENSTORE_PAYLOAD_MAX],
 }
 
+impl Default for Reply {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Reply {
     pub const fn new() -> Self {
         Self { ty: 0, len: 0, buf: [0; XENSTORE_PAYLOAD_MAX] }
@@ -89,7 +95,7 @@ fn wait() {
     // SAFETY: shared_info is mapped; the pending word is shared with the hypervisor, so it is
     // only touched with atomic read-modify-write through a raw pointer.
     let was = unsafe {
-        let p = addr_of_mut!((*shared).evtchn_pending[word]) as *mut u64;
+        let p = addr_of_mut!((*shared).evtchn_pending[word]);
         core::sync::atomic::AtomicU64::from_ptr(p).fetch_and(!bit, Ordering::SeqCst) & bit != 0
     };
     if !was {
