@@ -259,8 +259,12 @@ pub struct XenstoreDomainInterface {
     pub req_prod: u32,
     pub rsp_cons: u32,
     pub rsp_prod: u32,
+    pub server_features: u32,
+    pub connection: u32,
+    pub error: u32,
 }
 const _: () = assert!(offset_of!(XenstoreDomainInterface, req_cons) == 2048);
+const _: () = assert!(size_of::<XenstoreDomainInterface>() == 2076);
 const _: () = assert!(offset_of!(XenstoreDomainInterface, rsp_prod) == 2060);
 
 /// `evtchn_send` (4 bytes).
