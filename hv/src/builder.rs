@@ -1,7 +1,7 @@
 //! The domain builder: Xen PV64 start of day, as Xen's toolstack (libxenguest) lays it out.
 //!
 //! Virtual layout from VIRT_BASE (pseudo-physical frame 0), in order: the kernel's segments, the
-//! P2M list (`mfn_list`), start_info, the xenstore ring, the console ring, the initial page tables
+//! boot module (initrd) if there is one, the P2M list (`mfn_list`), start_info, the xenstore ring, the console ring, the initial page tables
 //! (`pt_base`, `nr_pt_frames`), one boot-stack page; all of it mapped, rounded up to 4 MiB with at
 //! least 512 KiB to spare. Page-table frames are mapped read-only, pages outside executable
 //! segments are mapped NX. shared_info is a separate frame the guest maps itself.
@@ -94,6 +94,7 @@ pub struct BuildEnv<'a, 'm> {
 struct Layout {
     img: KernelImage,
     vb: u64,
+    mod_va: u64,
     p2m_va: u64,
     si_va: u64,
     store_va: u64,
@@ -104,7 +105,7 @@ struct Layout {
     map_end: u64,
 }
 
-fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
+fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, BuildError> {
     let vb = img.virt_base;
     let bad = || BuildError::Layout(alloc::format!("segments {:#x}..{:#x} (virt_base {vb:#x})", img.v_start, img.v_end));
     let kstart = img.v_start & !(PAGE_SIZE - 1);
@@ -113,7 +114,9 @@ fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
         return Err(bad());
     }
     // Everything below is bounded by nr_pages (checked by the caller) and must stay canonical.
-    let p2m_va = kend;
+    // As libxenguest's xc_dom_build_image: the kernel, then the ramdisk, then the P2M list.
+    let mod_va = kend;
+    let p2m_va = mod_va.checked_add(round_up(module_len, PAGE_SIZE)).ok_or_else(bad)?;
     let si_va = p2m_va.checked_add(round_up(nr_pages * 8, PAGE_SIZE)).ok_or_else(bad)?;
     let store_va = si_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
     let cons_va = store_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
@@ -142,7 +145,7 @@ fn layout(img: KernelImage, nr_pages: u64) -> Result<Layout, BuildError> {
             have_mib: (nr_pages * PAGE_SIZE) >> 20,
         });
     }
-    Ok(Layout { img, vb, p2m_va, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
+    Ok(Layout { img, vb, mod_va, p2m_va, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
 }
 
 /// Largest domain the builder accepts (MiB).
@@ -162,7 +165,14 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         )));
     }
     let nr_pages = config.memory_mib * 256;
-    let l = layout(img, nr_pages)?;
+    let module_len = config.initrd.as_ref().map_or(0, |m| m.len() as u64);
+    if module_len > nr_pages * PAGE_SIZE {
+        return Err(BuildError::TooSmall {
+            need_mib: module_len.div_ceil(1 << 20),
+            have_mib: config.memory_mib,
+        });
+    }
+    let l = layout(img, nr_pages, module_len)?;
     let need = nr_pages + 1;
     if env.frames.free_frames() < need {
         return Err(BuildError::OutOfMemory { need, free: env.frames.free_frames() });
@@ -205,6 +215,16 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
             let va = s.vaddr + done as u64;
             let n = ((PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize).min(data.len() - done);
             mem.write(va_maddr(va), &data[done..done + n]);
+            done += n;
+        }
+    }
+    // Boot module.
+    if let Some(m) = &config.initrd {
+        let mut done = 0usize;
+        while done < m.len() {
+            let va = l.mod_va + done as u64;
+            let n = (PAGE_SIZE as usize).min(m.len() - done);
+            mem.write(va_maddr(va), &m[done..done + n]);
             done += n;
         }
     }
@@ -293,6 +313,17 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     si.pt_base = l.pt_va;
     si.nr_pt_frames = l.nr_pt;
     si.mfn_list = l.p2m_va;
+    if let Some(m) = &config.initrd {
+        // A kernel with the MOD_START_PFN note takes mod_start as a PFN (xen-public/xen.h
+        // SIF_MOD_START_PFN; libxenguest's xc_dom_x86 start_info setup); otherwise a virtual address.
+        if l.img.mod_start_pfn {
+            si.mod_start = (l.mod_va - vb) / PAGE_SIZE;
+            si.flags |= abi::SIF_MOD_START_PFN;
+        } else {
+            si.mod_start = l.mod_va;
+        }
+        si.mod_len = m.len() as u64;
+    }
     let cl = config.cmdline.as_bytes();
     let n = cl.len().min(1023);
     si.cmd_line[..n].copy_from_slice(&cl[..n]);

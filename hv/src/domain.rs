@@ -48,6 +48,9 @@ pub struct DomainConfig {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cmdline: String,
+    /// The boot module (initial ramdisk), loaded after the kernel as Xen's builder does and
+    /// named in start_info (`mod_start`, `mod_len`).
+    pub initrd: Option<Arc<[u8]>>,
     pub on_poweroff: Action,
     pub on_reboot: Action,
     pub on_crash: Action,
@@ -65,6 +68,7 @@ impl DomainConfig {
             memory_mib: 16,
             vcpus: 1,
             cmdline: String::new(),
+            initrd: None,
             on_poweroff: Action::Destroy,
             on_reboot: Action::Restart,
             on_crash: Action::Destroy,

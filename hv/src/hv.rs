@@ -535,7 +535,8 @@ impl<P: Platform> Hypervisor<P> {
             self.crash_domain(id, &line);
             return false;
         }
-        update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now);
+        let tsc = self.platform.guest_tsc(self.now);
+        update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
         let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
         self.now += ran;
         self.exits += 1;
@@ -673,14 +674,22 @@ fn unblock(v: &mut crate::domain::Vcpu) {
     v.poll = None;
 }
 
-/// Publish virtual time in the vCPU's vcpu_info (pvclock: 1 tick = 1 ns).
-fn update_time(mem: &mut MachineMemory<'_>, vi: crate::mm::Maddr, now: u64) {
+/// Publish time in the vCPU's vcpu_info, as Xen's `__update_vcpu_system_time`: the version is
+/// made odd, the fields written, then made even again (`version_update_begin`/`_end`), so a
+/// guest that reads an odd or changed version retries. `system_time` is virtual time (ns) and
+/// `tsc_timestamp` the guest's TSC at that instant ([`Platform::guest_tsc`]); the scale is one
+/// TSC tick per nanosecond (`tsc_to_system_mul` 2^31 with `tsc_shift` 1:
+/// ns = ((tsc delta << 1) * 2^31) >> 32). TSC_STABLE as Xen sets it for a TSC clocksource.
+pub fn update_time(mem: &mut MachineMemory<'_>, vi: crate::mm::Maddr, now: u64, tsc: u64) {
     let t = vi.add(shinfo::TIME);
     let ver = mem.read_u32(t).unwrap_or(0);
+    mem.write_u32(t, ver.wrapping_add(1) | 1);
+    mem.write_u64(t.add(abi::time::TSC_TIMESTAMP), tsc);
+    mem.write_u64(t.add(abi::time::SYSTEM_TIME), now);
+    mem.write_u32(t.add(abi::time::TSC_TO_SYSTEM_MUL), 1 << 31);
+    mem.write_u8(t.add(abi::time::TSC_SHIFT), 1);
+    mem.write_u8(t.add(abi::time::FLAGS), abi::XEN_PVCLOCK_TSC_STABLE_BIT);
     mem.write_u32(t, ver.wrapping_add(2) & !1);
-    mem.write_u64(t.add(16), now);
-    mem.write_u32(t.add(24), 1 << 31);
-    mem.write_u8(t.add(28), 1);
 }
 
 /// Deliver a pending, unmasked event upcall to the guest's event callback.

@@ -3,9 +3,9 @@
 //! read by the image. Little-endian, no padding requirements:
 //!
 //! ```text
-//! "XLNPACK1"  u32 count  u64 run_for_ns
+//! "XLNPACK2"  u32 count  u64 run_for_ns
 //! count x { str name, str kernel_name, str cmdline, u64 memory_mib, u32 vcpus,
-//!           u8 on_poweroff, u8 on_reboot, u8 on_crash, u8 0, bytes elf }
+//!           u8 on_poweroff, u8 on_reboot, u8 on_crash, u8 has_initrd, bytes elf, [bytes initrd] }
 //! str = u32 len + utf-8;  bytes = u64 len + data
 //! ```
 
@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 
 use crate::domain::{Action, DomainConfig};
 
-const MAGIC: &[u8; 8] = b"XLNPACK1";
+const MAGIC: &[u8; 8] = b"XLNPACK2";
 
 /// A decoded pack.
 pub struct Pack {
@@ -62,9 +62,14 @@ pub fn write(run_for_ns: u64, domains: &[DomainConfig]) -> Vec<u8> {
         s(&mut v, &d.cmdline);
         v.extend_from_slice(&d.memory_mib.to_le_bytes());
         v.extend_from_slice(&d.vcpus.to_le_bytes());
-        v.extend_from_slice(&[action_code(d.on_poweroff), action_code(d.on_reboot), action_code(d.on_crash), 0]);
+        let has_initrd = d.initrd.is_some() as u8;
+        v.extend_from_slice(&[action_code(d.on_poweroff), action_code(d.on_reboot), action_code(d.on_crash), has_initrd]);
         v.extend_from_slice(&(d.kernel.len() as u64).to_le_bytes());
         v.extend_from_slice(&d.kernel);
+        if let Some(m) = &d.initrd {
+            v.extend_from_slice(&(m.len() as u64).to_le_bytes());
+            v.extend_from_slice(m);
+        }
     }
     v
 }
@@ -112,10 +117,18 @@ pub fn read(b: &[u8]) -> Option<Pack> {
         let memory_mib = r.u64()?;
         let vcpus = r.u32()?;
         let (p, rb, c) = (action_of(r.u8()?)?, action_of(r.u8()?)?, action_of(r.u8()?)?);
-        r.u8()?;
+        let has_initrd = r.u8()?;
         let n = usize::try_from(r.u64()?).ok()?;
         let elf: Arc<[u8]> = Arc::from(r.take(n)?);
         let mut d = DomainConfig::new(&name, &kernel_name, elf);
+        d.initrd = match has_initrd {
+            0 => None,
+            1 => {
+                let n = usize::try_from(r.u64()?).ok()?;
+                Some(Arc::from(r.take(n)?))
+            }
+            _ => return None,
+        };
         d.cmdline = cmdline;
         d.memory_mib = memory_mib;
         d.vcpus = vcpus;
@@ -125,4 +138,31 @@ pub fn read(b: &[u8]) -> Option<Pack> {
         domains.push(d);
     }
     Some(Pack { run_for_ns, domains })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_round_trip_with_and_without_an_initrd() {
+        let mut a = DomainConfig::new("a", "ka", Arc::from(&b"\x7fELF-a"[..]));
+        a.cmdline = "console=hvc0".into();
+        a.initrd = Some(Arc::from(&b"070701 cpio"[..]));
+        let b = DomainConfig::new("b", "kb", Arc::from(&b"\x7fELF-b"[..]));
+        let p = read(&write(7, &[a, b])).expect("reads back");
+        assert_eq!(p.run_for_ns, 7);
+        assert_eq!(p.domains[0].initrd.as_deref(), Some(&b"070701 cpio"[..]));
+        assert_eq!(p.domains[0].cmdline, "console=hvc0");
+        assert!(p.domains[1].initrd.is_none());
+        assert_eq!(&*p.domains[1].kernel, b"\x7fELF-b");
+        // A bad initrd flag or a short initrd is refused, not misread.
+        let mut bad = write(7, &[DomainConfig::new("c", "kc", Arc::from(&b"k"[..]))]);
+        let flag = bad.len() - 1 - 8 - 1; // kernel (1) + its length (8) + the flag byte
+        bad[flag] = 2;
+        assert!(read(&bad).is_none());
+        let mut short = write(7, &[p.domains[0].clone()]);
+        short.truncate(short.len() - 2);
+        assert!(read(&short).is_none());
+    }
 }

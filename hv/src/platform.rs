@@ -109,4 +109,12 @@ pub trait Platform {
     fn trace(&mut self, line: &str);
     /// Bytes a domain wrote to its console.
     fn console(&mut self, dom: DomId, name: &str, bytes: &[u8]);
+    /// The value a guest's `rdtsc` returns at virtual time `now`, for the `tsc_timestamp` of
+    /// vcpu_time_info. A platform that traps the guest's `rdtsc` (CR4.TSD; the core then answers
+    /// with `now`, see `privop`) keeps the default: the guest's TSC is virtual time, one tick per
+    /// nanosecond, and deterministic. A platform that lets `rdtsc` run natively returns the
+    /// hardware TSC read now (its `now` counts TSC cycles as nanoseconds).
+    fn guest_tsc(&mut self, now: u64) -> u64 {
+        now
+    }
 }

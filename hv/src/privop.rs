@@ -184,6 +184,24 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
                 }
             }
         }
+        // The guest's TSC is virtual time (one tick per ns) wherever the platform traps `rdtsc`
+        // (Xen's emulated TSC, `pv_soft_rdtsc`): deterministic in the simulator. The guest's own
+        // CR4.TSD still makes it a #GP from user mode.
+        Code::Rdtsc if kernel || ctx.cur_ref().privs.cr4 & CR4_TSD == 0 => {
+            let now = ctx.now;
+            let c = &mut ctx.cur().cpu;
+            (c.rax, c.rdx) = (now & 0xffff_ffff, now >> 32);
+            Some(alloc::format!(" = {now:#x}"))
+        }
+        // RDTSCP is not in the guest's CPUID policy (traps::cpuid leaf 0x8000_0001): #UD, as
+        // Xen's emulator raises it for a vCPU without the feature.
+        Code::Rdtscp => {
+            if ctx.tracing {
+                let who = ctx.who();
+                ctx.lines.push(alloc::format!("{who} emulate rdtscp: #UD (not in the CPUID policy)"));
+            }
+            return Outcome::Undefined;
+        }
         Code::Rdmsr if kernel => rdmsr(ctx),
         Code::Wrmsr if kernel => wrmsr(ctx),
         Code::Clts if kernel => {

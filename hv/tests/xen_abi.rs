@@ -400,6 +400,7 @@ fn core_consts() -> Vec<Const> {
             "DOMID_SELF" = abi::DOMID_SELF, "DOMID_FIRST_RESERVED" = abi::DOMID_FIRST_RESERVED,
             "SIF_PRIVILEGED" = abi::SIF_PRIVILEGED, "SIF_INITDOMAIN" = abi::SIF_INITDOMAIN,
             "SIF_MULTIBOOT_MOD" = abi::SIF_MULTIBOOT_MOD, "SIF_MOD_START_PFN" = abi::SIF_MOD_START_PFN,
+            "XEN_PVCLOCK_TSC_STABLE_BIT" = abi::XEN_PVCLOCK_TSC_STABLE_BIT,
             "MAX_GUEST_CMDLINE" = offset_of!(abi::StartInfo, first_p2m_pfn) - offset_of!(abi::StartInfo, cmd_line),
         }
         "sched.h" {

@@ -7,11 +7,19 @@ use std::sync::Arc;
 
 use hv::domain::{Action, DomainConfig};
 
-use crate::input::{self, InputKind};
+use crate::input;
 use crate::{runner, scenario};
 
 /// Write the boot pack for a scenario, or for one kernel.
-pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline: &str, guests: &Path, out: &Path) -> Result<(), String> {
+pub fn write_pack(
+    sc: Option<&Path>,
+    kernel: Option<&Path>,
+    memory: u64,
+    cmdline: &str,
+    initrd: Option<&Path>,
+    guests: &Path,
+    out: &Path,
+) -> Result<(), String> {
     let (run_for, domains) = match (sc, kernel) {
         (Some(p), _) => {
             let s = scenario::load(p).map_err(|e| e.to_string())?;
@@ -24,7 +32,7 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
             (0, d)
         }
         (None, Some(k)) => {
-            let bytes = input::read_input(k, InputKind::Kernel).map_err(|e| e.to_string())?;
+            let bytes = crate::kernel::read_kernel(k)?;
             // Refuse what the image could not load here, as bad input, not as the image's failure.
             hv::elf::parse(&bytes).map_err(|e| format!("{}: not a Xen PV64 kernel: {e}", k.display()))?;
             let name = k.file_stem().and_then(|s| s.to_str()).unwrap_or("guest");
@@ -32,6 +40,9 @@ pub fn write_pack(sc: Option<&Path>, kernel: Option<&Path>, memory: u64, cmdline
             c.memory_mib = memory;
             c.cmdline = cmdline.into();
             c.on_reboot = Action::Destroy;
+            if let Some(r) = initrd {
+                c.initrd = Some(Arc::from(input::read_input(r, input::InputKind::Ramdisk).map_err(|e| e.to_string())?));
+            }
             (0, vec![c])
         }
         (None, None) => return Err("pack: give --scenario or --kernel".into()),

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 /// The largest kernel ELF accepted: 128 MiB (Debian's uncompressed vmlinux is about 60 MiB).
 pub const KERNEL_LIMIT: u64 = 128 << 20;
+/// Largest initial ramdisk (boot module) accepted.
+pub const RAMDISK_LIMIT: u64 = 512 << 20;
 /// The largest xl.cfg file accepted: 1 MiB.
 pub const CONFIG_LIMIT: u64 = 1 << 20;
 /// The largest scenario file accepted: 1 MiB.
@@ -26,6 +28,7 @@ pub const SCENARIO_LIMIT: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     Kernel,
+    Ramdisk,
     XlConfig,
     Scenario,
 }
@@ -35,6 +38,7 @@ impl InputKind {
     pub fn limit(self) -> u64 {
         match self {
             InputKind::Kernel => KERNEL_LIMIT,
+            InputKind::Ramdisk => RAMDISK_LIMIT,
             InputKind::XlConfig => CONFIG_LIMIT,
             InputKind::Scenario => SCENARIO_LIMIT,
         }
@@ -45,6 +49,7 @@ impl fmt::Display for InputKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             InputKind::Kernel => "kernel",
+            InputKind::Ramdisk => "ramdisk",
             InputKind::XlConfig => "xl.cfg file",
             InputKind::Scenario => "scenario file",
         })

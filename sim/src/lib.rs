@@ -3,6 +3,7 @@
 pub mod create;
 pub mod hw;
 pub mod input;
+pub mod kernel;
 pub mod platform;
 pub mod runner;
 pub mod scenario;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use hv::domain::{Action, DomainConfig};
 use rayon::prelude::*;
-use sim::input::{self, InputKind};
+
 use sim::runner::{self, Outcome};
 use sim::scenario;
 
@@ -53,6 +53,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// With --kernel: the initial ramdisk (boot module).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
         #[arg(long)]
         guests: Option<PathBuf>,
         /// Output file.
@@ -76,6 +79,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// With --kernel: the initial ramdisk (boot module).
+        #[arg(long, requires = "kernel")]
+        initrd: Option<PathBuf>,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -104,6 +110,9 @@ enum Cmd {
         memory: u64,
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// The initial ramdisk, loaded as the boot module (start_info's mod_start/mod_len).
+        #[arg(long)]
+        initrd: Option<PathBuf>,
         /// Stop after this many guest instructions (virtual ns).
         #[arg(long, default_value_t = 2_000_000_000)]
         max_insns: u64,
@@ -135,15 +144,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet } => run(&paths, trace, guests, quiet),
-        Cmd::Boot { kernel, memory, cmdline, max_insns, trace } => boot(&kernel, memory, &cmdline, max_insns, trace),
+        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace } => {
+            boot(&kernel, memory, &cmdline, initrd.as_deref(), max_insns, trace)
+        }
         Cmd::Create { config, max_insns, trace, dry_run } => {
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, gate, timeout, guests, verbose } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, gate, timeout, guests, verbose } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose };
             match kernel {
-                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline),
+                Some(k) => boot_hw_kernel(&o, &k, memory, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
             }
         }
@@ -151,9 +162,9 @@ fn main() -> ExitCode {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             bench_hw(&image, runs, &guests)
         }
-        Cmd::Pack { scenario, kernel, memory, cmdline, guests, out } => {
+        Cmd::Pack { scenario, kernel, memory, cmdline, initrd, guests, out } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
-            match sim::hw::write_pack(scenario.as_deref(), kernel.as_deref(), memory, &cmdline, &guests, &out) {
+            match sim::hw::write_pack(scenario.as_deref(), kernel.as_deref(), memory, &cmdline, initrd.as_deref(), &guests, &out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("xenolith: {e}");
@@ -263,8 +274,8 @@ fn run(paths: &[PathBuf], trace: Option<PathBuf>, guests: Option<PathBuf>, quiet
     }
 }
 
-fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
-    let bytes = match input::read_input(kernel, InputKind::Kernel) {
+fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, max_insns: u64, trace: Option<PathBuf>) -> ExitCode {
+    let bytes = match sim::kernel::read_kernel(kernel) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("xenolith: {e}");
@@ -280,6 +291,15 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, max_insns: u64, trace: Option
     c.memory_mib = memory;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
+    if let Some(r) = initrd {
+        match sim::input::read_input(r, sim::input::InputKind::Ramdisk) {
+            Ok(b) => c.initrd = Some(Arc::from(b)),
+            Err(e) => {
+                eprintln!("xenolith: {e}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    }
     ExitCode::from(sim::create::run_domain(c, kernel, &sim::create::RunOptions { max_insns, trace }))
 }
 
@@ -302,7 +322,7 @@ fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
 }
 
-fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> ExitCode {
+fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
     let accels = match sim::hw::accels(&o.accel) {
         Ok(a) => a,
         Err(e) => {
@@ -315,14 +335,16 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, cmdline: &str) -> Exit
         return ExitCode::from(2);
     }
     let pack = scratch("kernel.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, &o.guests, &pack) {
+    if let Err(e) = sim::hw::write_pack(None, Some(kernel), memory, cmdline, initrd, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
     }
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut code = 0u8;
     for a in accels {
-        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory), &append(&o.gate), o.timeout) {
+        // The image copies the pack into its heap: QEMU needs room for the module and that copy.
+        let pack_mib = std::fs::metadata(&pack).map(|m| m.len().div_ceil(1 << 20)).unwrap_or(0);
+        let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(memory) + 2 * pack_mib, &append(&o.gate), o.timeout) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");
@@ -398,7 +420,7 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
             }
         };
         let pack = scratch(&format!("{}.pack", sc.name));
-        if let Err(e) = sim::hw::write_pack(Some(f), None, 0, "", &o.guests, &pack) {
+        if let Err(e) = sim::hw::write_pack(Some(f), None, 0, "", None, &o.guests, &pack) {
             let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
             failed += 1;
             continue;
@@ -464,9 +486,9 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     let (hp, np) = (scratch("hello.pack"), scratch("nullcall.pack"));
     // Under kvm_pvm every exit into the (emulated) ring 0 is very slow: fewer calls there.
     let kp = scratch("nullcall-kvm.pack");
-    if let Err(e) = sim::hw::write_pack(None, Some(&hello), 16, "", guests, &hp)
-        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=20000 tsc=1", guests, &np))
-        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=50 tsc=1", guests, &kp))
+    if let Err(e) = sim::hw::write_pack(None, Some(&hello), 16, "", None, guests, &hp)
+        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=20000 tsc=1", None, guests, &np))
+        .and_then(|()| sim::hw::write_pack(None, Some(&nullcall), 16, "calls=50 tsc=1", None, guests, &kp))
     {
         eprintln!("xenolith: {e}");
         return ExitCode::from(2);
@@ -495,7 +517,7 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     let xtf = repo_root().join("..").join("shared").join("xtf").join("bin").join("test-pv64-example");
     if xtf.is_file() {
         let xp = scratch("xtf-example.pack");
-        if let Err(e) = sim::hw::write_pack(None, Some(&xtf), 128, "", guests, &xp) {
+        if let Err(e) = sim::hw::write_pack(None, Some(&xtf), 128, "", None, guests, &xp) {
             eprintln!("xenolith: {e}");
             return ExitCode::from(2);
         }

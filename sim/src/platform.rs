@@ -375,7 +375,8 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
     gdtr[16..20].copy_from_slice(&0xffffu32.to_le_bytes());
     uc.reg_write_long(GDTR, &gdtr).map_err(|e| format!("GDTR: {e:?}"))?;
     w(uc, CR3, cpu.cr3);
-    w(uc, CR4, (1 << 5) | (1 << 9) | (1 << 10)); // PAE | OSFXSR | OSXMMEXCPT
+    // TSD: the guest's rdtsc (ring 3) raises #GP and the core answers with virtual time.
+    w(uc, CR4, (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10)); // TSD | PAE | OSFXSR | OSXMMEXCPT
     let mut msr = [0u8; 16];
     msr[0..4].copy_from_slice(&0xC000_0080u32.to_le_bytes());
     msr[8..16].copy_from_slice(&((1u64 << 0) | (1 << 8) | (1 << 10) | (1 << 11)).to_le_bytes()); // SCE|LME|LMA|NXE

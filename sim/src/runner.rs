@@ -11,7 +11,7 @@ use hv::domain::{Action as HvAction, DomainConfig};
 use hv::hv::ControlError;
 use hv::{Record, RecordState};
 
-use crate::input::{self, InputKind};
+use crate::input;
 use crate::scenario::{self, Action, DomainEnd, DomainSpec, Scenario, ShutdownKind, StepAction};
 
 /// The result of one scenario run.
@@ -79,7 +79,7 @@ pub fn domain_config(spec: &DomainSpec, guests: &Path) -> Result<DomainConfig, S
 pub fn domain_config_at(spec: &DomainSpec, path: &Path) -> Result<DomainConfig, String> {
     let path = path.to_path_buf();
     let whose = format!("{}: domain {}", spec.source.display(), input::quote(&spec.name));
-    let bytes = input::read_input(&path, InputKind::Kernel).map_err(|e| format!("{whose}: {e}"))?;
+    let bytes = crate::kernel::read_kernel(&path).map_err(|e| format!("{whose}: {e}"))?;
     if let Err(e) = hv::elf::parse(&bytes) {
         return Err(format!("{whose}: {}: not a Xen PV64 kernel: {e}", path.display()));
     }
@@ -87,6 +87,10 @@ pub fn domain_config_at(spec: &DomainSpec, path: &Path) -> Result<DomainConfig, 
     c.memory_mib = spec.memory_mib;
     c.vcpus = spec.vcpus;
     c.cmdline = spec.cmdline.clone();
+    if let Some(r) = &spec.ramdisk {
+        let bytes = input::read_input(r, input::InputKind::Ramdisk).map_err(|e| format!("{whose}: {e}"))?;
+        c.initrd = Some(Arc::from(bytes));
+    }
     c.on_poweroff = action(spec.on_poweroff);
     c.on_reboot = action(spec.on_reboot);
     c.on_crash = action(spec.on_crash);

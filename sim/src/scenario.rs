@@ -76,6 +76,9 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cmdline: String,
+    /// The initial ramdisk (`ramdisk =` in xl.cfg, `initrd =` in a scenario domain), resolved
+    /// against the directory of the file that names it.
+    pub ramdisk: Option<PathBuf>,
     pub on_poweroff: Action,
     pub on_reboot: Action,
     pub on_crash: Action,
@@ -294,6 +297,8 @@ const DOMAIN_KEYS: &[(&str, &str)] = &[
     ("cmdline", "cmdline"),
     ("extra", "cmdline"),
     ("root", "root"),
+    ("ramdisk", "ramdisk"),
+    ("initrd", "ramdisk"),
     ("on_poweroff", "on_poweroff"),
     ("on_reboot", "on_reboot"),
     ("on_crash", "on_crash"),
@@ -339,6 +344,7 @@ pub(crate) struct DomainBuilder {
     vcpus: Set<u32>,
     maxvcpus: Set<u32>,
     cmdline: Set<String>,
+    ramdisk: Set<String>,
     root: Set<String>,
     on_poweroff: Set<Action>,
     on_reboot: Set<Action>,
@@ -433,6 +439,13 @@ impl DomainBuilder {
             "vcpus" => self.vcpus = Some((want_int(v, &at, 1..33)? as u32, at)),
             "maxvcpus" => self.maxvcpus = Some((want_int(v, &at, 1..33)? as u32, at)),
             "cmdline" => self.cmdline = Some((want_str(v, &at)?, at)),
+            "ramdisk" => {
+                let s = want_str(v, &at)?;
+                if s.trim().is_empty() {
+                    return Err(at.err("ramdisk must not be empty"));
+                }
+                self.ramdisk = Some((s, at));
+            }
             "root" => self.root = Some((want_str(v, &at)?, at)),
             "on_poweroff" => self.on_poweroff = Some((want_action(v, &at)?, at)),
             "on_reboot" => self.on_reboot = Some((want_action(v, &at)?, at)),
@@ -517,12 +530,17 @@ impl DomainBuilder {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        let ramdisk = self.ramdisk.map(|(r, at)| match at.file.parent() {
+            Some(dir) => dir.join(r),
+            None => PathBuf::from(r),
+        });
         Ok(DomainSpec {
             name,
             kernel,
             memory_mib,
             vcpus,
             cmdline,
+            ramdisk,
             on_poweroff: self.on_poweroff.map_or(Action::Destroy, |(a, _)| a),
             on_reboot: self.on_reboot.map_or(Action::Restart, |(a, _)| a),
             on_crash: self.on_crash.map_or(Action::Destroy, |(a, _)| a),

@@ -31,7 +31,7 @@ use std::time::{Instant, SystemTime};
 use crate::{have_cargo_subcommand, run, Result};
 
 /// Every target, in the order a full run takes them.
-pub const TARGETS: [&str; 7] = ["elf", "pack", "xlcfg", "scenario", "rings", "store", "hypercall"];
+pub const TARGETS: [&str; 8] = ["elf", "pack", "xlcfg", "scenario", "rings", "store", "hypercall", "kernel"];
 /// Seconds per target when `--time` is not given.
 const DEFAULT_SECS: u64 = 20;
 
@@ -132,6 +132,48 @@ fn guest_elves(root: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A gzip stream of `data` with stored (uncompressed) deflate blocks: no compressor needed.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut chunks = data.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        v.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(c) = chunks.next() {
+        v.push(chunks.peek().is_none() as u8);
+        v.extend_from_slice(&(c.len() as u16).to_le_bytes());
+        v.extend_from_slice(&(!(c.len() as u16)).to_le_bytes());
+        v.extend_from_slice(c);
+    }
+    v.extend_from_slice(&crc32(data).to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A minimal bzImage (x86 boot protocol 2.15 setup header) around `payload`.
+fn bzimage(payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 1024 + 0x40];
+    b[0x1f1] = 1; // setup_sects
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    b[0x248..0x24c].copy_from_slice(&0x40u32.to_le_bytes()); // payload_offset
+    b[0x24c..0x250].copy_from_slice(&(payload.len() as u32 + 4).to_le_bytes());
+    b.extend_from_slice(payload);
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b
+}
+
 /// Seeds made from the tree (see the module doc).
 fn seed(root: &Path, target: &str, corpus: &Path) -> Result {
     let from_dir = |dir: &str, ext: &str| -> Result {
@@ -153,6 +195,15 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> Result {
                 put(corpus, "guests", &pack(&guests))?;
             }
         }
+        "kernel" => {
+            // Each guest gzipped, and wrapped as a bzImage payload: the decoders' and the setup
+            // header's paths from the first run.
+            for (name, b) in guest_elves(root) {
+                let gz = gzip(&b);
+                put(corpus, &format!("{name}.gz"), &gz)?;
+                put(corpus, &format!("{name}.bzimage"), &bzimage(&gz))?;
+            }
+        }
         "scenario" => from_dir("scenarios", ".toml")?,
         "xlcfg" => from_dir("scenarios/domains", ".cfg")?,
         _ => {}
@@ -162,7 +213,7 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> Result {
 
 /// A boot pack (hv/src/pack.rs's format) with one domain per guest, 16 MiB, default actions.
 fn pack(guests: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut v = b"XLNPACK1".to_vec();
+    let mut v = b"XLNPACK2".to_vec();
     v.extend_from_slice(&(guests.len() as u32).to_le_bytes());
     v.extend_from_slice(&50_000_000u64.to_le_bytes());
     let s = |v: &mut Vec<u8>, s: &str| {

@@ -21,6 +21,7 @@
 //!   each for SECONDS (default 20); fails, naming the crash files, if any target crashes (`fuzz.rs`).
 //! - `xtf [DIR] [--accel sim|tcg|kvm|all] [--bless]`  Xen's own test kernels (XTF) in the simulator
 //!   and/or on the image, a result table compared with `tests/xtf/expected.txt` (see `xtf.rs`).
+//! - `linux [--accel sim|tcg|kvm|all]`  Debian's stock kernel with a busybox initramfs (`linux.rs`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 mod fuzz;
+mod linux;
 mod xtf;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
@@ -52,6 +54,9 @@ commands:
   xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
                  run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
                  with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
+  linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S]
+                 fetch Debian's kernel and busybox-static (apt-get download), build an initramfs,
+                 boot the bzImage with it and check that /init ran and powered off
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
 
 /// Debian packages `setup` installs when missing.
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
         "fuzz" => setup(&root).and_then(|()| fuzz::fuzz(&root, rest)),
         "xtf" => setup(&root).and_then(|()| xtf::xtf(&root, rest)),
+        "linux" => setup(&root).and_then(|()| linux::linux(&root, rest)),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -59,6 +59,20 @@ pub struct VcpuTimeInfo {
 }
 layout!(VcpuTimeInfo, size = 32, tsc_timestamp @ 8, system_time @ 16, tsc_to_system_mul @ 24, tsc_shift @ 28);
 
+/// Offsets in `vcpu_time_info`.
+pub mod time {
+    use super::VcpuTimeInfo;
+    use core::mem::offset_of;
+    pub const TSC_TIMESTAMP: u64 = offset_of!(VcpuTimeInfo, tsc_timestamp) as u64;
+    pub const SYSTEM_TIME: u64 = offset_of!(VcpuTimeInfo, system_time) as u64;
+    pub const TSC_TO_SYSTEM_MUL: u64 = offset_of!(VcpuTimeInfo, tsc_to_system_mul) as u64;
+    pub const TSC_SHIFT: u64 = offset_of!(VcpuTimeInfo, tsc_shift) as u64;
+    pub const FLAGS: u64 = offset_of!(VcpuTimeInfo, flags) as u64;
+}
+
+/// `vcpu_time_info.flags`: the TSC is stable across vCPUs.
+pub const XEN_PVCLOCK_TSC_STABLE_BIT: u8 = 1 << 0; // xen-public/xen.h
+
 /// `vcpu_info` (64 bytes). `cr2`/`pad` are `arch` (`arch_vcpu_info`, xen-public/arch-x86/xen-x86_64.h).
 // xen-public/xen.h
 #[repr(C)]

@@ -229,3 +229,72 @@ fn parse_errors_say_what_is_wrong() {
     let m = format!("{}", parse(&bad).unwrap_err());
     assert!(m.contains("outside the file") || m.contains("too short") || m.contains("malformed"), "{m}");
 }
+
+#[test]
+fn segments_are_placed_by_p_paddr_as_libelf_does() {
+    // Linux's `.data..percpu` has p_vaddr 0 and a p_paddr inside the image: libelf places every
+    // segment at p_paddr + VIRT_BASE - PADDR_OFFSET, so it lands after the text.
+    let extra = VB + 0x8000;
+    let bytes = image::build(&Spec { extra_load: Some((extra, 0x3000)), extra_vaddr_zero: true, ..Spec::default() });
+    let img = parse(&bytes).expect("p_vaddr 0 is placed by p_paddr");
+    assert_eq!(img.segments.len(), 2);
+    assert_eq!(img.segments[1].vaddr, extra);
+    assert_eq!((img.v_start, img.v_end), (VB, extra + 0x3000));
+    // And the domain builds, with that segment mapped.
+    let mut w = World::new();
+    let d = w.try_create(crate::domain::DomainConfig::new("pc", "pc", Arc::from(bytes))).unwrap();
+    assert!(w.walk(d, extra + 0x2000).is_some());
+}
+
+#[test]
+fn feature_notes_are_parsed_as_libelf_does() {
+    let img = parse(&image::build(&Spec {
+        features: "!writable_page_tables|pae_pgdir_above_4gb|no_such_feature|!dom0",
+        ..Spec::default()
+    }))
+    .unwrap();
+    // xen-public/features.h: writable_page_tables 0, pae_pgdir_above_4gb 4, dom0 11.
+    assert_eq!(img.f_supported, 1 << 0 | 1 << 4 | 1 << 11);
+    assert_eq!(img.f_required, 1 << 0 | 1 << 11);
+}
+
+#[test]
+fn the_boot_module_follows_the_kernel_and_start_info_names_it() {
+    let module: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    for pfn_note in [false, true] {
+        let bytes = image::build(&Spec { mod_start_pfn: pfn_note, ..Spec::default() });
+        let mut c = crate::domain::DomainConfig::new("m", "m", Arc::from(bytes));
+        c.initrd = Some(Arc::from(module.clone()));
+        let mut w = World::new();
+        let d = w.try_create(c).unwrap();
+        let si = w.start_info(d);
+        assert_eq!(si.mod_len, module.len() as u64);
+        // After the kernel's 5 pages (4 text + 1 bss), page-aligned.
+        let va = VB + 5 * 4096;
+        if pfn_note {
+            assert_eq!((si.mod_start, si.flags & crate::abi::SIF_MOD_START_PFN), (5, crate::abi::SIF_MOD_START_PFN));
+        } else {
+            assert_eq!((si.mod_start, si.flags & crate::abi::SIF_MOD_START_PFN), (va, 0));
+        }
+        assert_eq!(w.read(d, va, module.len()), module);
+        // The P2M list comes after it.
+        assert_eq!(si.mfn_list, va + 3 * 4096);
+    }
+    // A module larger than the domain is a clear build error.
+    let mut c = crate::domain::DomainConfig::new("big", "big", Arc::from(image::kernel()));
+    c.memory_mib = 2;
+    c.initrd = Some(Arc::from(vec![0u8; 3 << 20]));
+    let mut w = World::new();
+    assert!(w.try_create(c).unwrap_err().to_string().contains("too small"));
+}
+
+#[test]
+fn paddr_offset_without_virt_base_is_refused() {
+    // libelf's elf_xen_addr_calc_check: "ELF_PADDR_OFFSET set, VIRT_BASE unset" is an error.
+    let mut bytes = image::kernel();
+    // The VIRT_BASE note (type 3, 8-byte desc, name "Xen") becomes PADDR_OFFSET (type 4).
+    let pat: Vec<u8> = [4u32.to_le_bytes(), 8u32.to_le_bytes(), 3u32.to_le_bytes()].concat();
+    let at = bytes.windows(12).position(|w| w == pat.as_slice()).expect("VIRT_BASE note");
+    bytes[at + 8] = 4;
+    assert!(parse(&bytes).unwrap_err().to_string().contains("PADDR_OFFSET set but VIRT_BASE unset"));
+}

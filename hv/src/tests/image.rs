@@ -35,6 +35,13 @@ pub struct Spec {
     pub truncate: bool,
     /// A second PT_LOAD (zero-filled): (vaddr, memsz).
     pub extra_load: Option<(u64, u64)>,
+    /// Write the second PT_LOAD's p_vaddr as 0 (its p_paddr stays that of its vaddr), as Linux's
+    /// `.data..percpu` segment is.
+    pub extra_vaddr_zero: bool,
+    /// The FEATURES note.
+    pub features: &'static str,
+    /// A MOD_START_PFN note with value 1.
+    pub mod_start_pfn: bool,
 }
 
 impl Default for Spec {
@@ -50,6 +57,9 @@ impl Default for Spec {
             bss_pages: 1,
             truncate: false,
             extra_load: None,
+            extra_vaddr_zero: false,
+            features: "!writable_page_tables|pae_pgdir_above_4gb",
+            mod_start_pfn: false,
         }
     }
 }
@@ -84,7 +94,12 @@ fn xen_notes(s: &Spec) -> Vec<u8> {
         note(&mut n, b"Xen", elfnote::HYPERCALL_PAGE, &hp.to_le_bytes());
     }
     note(&mut n, b"Xen", elfnote::LOADER, b"generic\0");
-    note(&mut n, b"Xen", elfnote::FEATURES, b"!writable_page_tables|pae_pgdir_above_4gb\0");
+    let mut f = s.features.as_bytes().to_vec();
+    f.push(0);
+    note(&mut n, b"Xen", elfnote::FEATURES, &f);
+    if s.mod_start_pfn {
+        note(&mut n, b"Xen", elfnote::MOD_START_PFN, &1u32.to_le_bytes());
+    }
     n
 }
 
@@ -99,12 +114,12 @@ fn u64le(v: &mut Vec<u8>, x: u64) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn phdr(v: &mut Vec<u8>, ty: u32, flags: u32, off: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64) {
+fn phdr(v: &mut Vec<u8>, ty: u32, flags: u32, off: u64, (vaddr, paddr): (u64, u64), filesz: u64, memsz: u64, align: u64) {
     u32le(v, ty);
     u32le(v, flags);
     u64le(v, off);
     u64le(v, vaddr);
-    u64le(v, vaddr);
+    u64le(v, paddr);
     u64le(v, filesz);
     u64le(v, memsz);
     u64le(v, align);
@@ -160,12 +175,16 @@ pub fn build(s: &Spec) -> Vec<u8> {
     assert_eq!(f.len(), 64);
     let filesz = if s.truncate { text_len + 0x10_0000 } else { text_len };
     let memsz = (text_len + s.bss_pages * 0x1000).max(filesz);
-    phdr(&mut f, 1, 5, text_off, s.vaddr, filesz, memsz, 0x1000); // PT_LOAD R+X
+    // p_paddr is the address relative to VIRT_BASE, as a linker script with AT() gives it (libelf
+    // places segments at p_paddr + VIRT_BASE - PADDR_OFFSET; PADDR_OFFSET is 0 here).
+    let pa = |va: u64| (va, va.wrapping_sub(s.virt_base));
+    phdr(&mut f, 1, 5, text_off, pa(s.vaddr), filesz, memsz, 0x1000); // PT_LOAD R+X
     if with_pt_note {
-        phdr(&mut f, 4, 4, notes_off, 0, notes.len() as u64, notes.len() as u64, 4); // PT_NOTE
+        phdr(&mut f, 4, 4, notes_off, (0, 0), notes.len() as u64, notes.len() as u64, 4); // PT_NOTE
     }
     if let Some((vaddr, memsz)) = s.extra_load {
-        phdr(&mut f, 1, 6, 0, vaddr, 0, memsz, 0x1000); // PT_LOAD RW, bss only
+        let (va, p) = pa(vaddr);
+        phdr(&mut f, 1, 6, 0, (if s.extra_vaddr_zero { 0 } else { va }, p), 0, memsz, 0x1000); // PT_LOAD RW, bss only
     }
     f.resize(text_off as usize, 0);
     f.extend_from_slice(&text);

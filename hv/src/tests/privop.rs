@@ -99,3 +99,44 @@ fn user_mode_gets_the_gp() {
     gp(&mut w, d);
     assert_eq!(w.cpu(d).rip, GP_HANDLER);
 }
+
+#[test]
+fn rdtsc_is_virtual_time_and_vcpu_time_info_agrees() {
+    let (mut w, d, rip) = at(&[0x0f, 0x31, 0x0f, 0x31]); // rdtsc; rdtsc
+    gp(&mut w, d);
+    let t1 = (w.cpu(d).rdx << 32) | (w.cpu(d).rax & 0xffff_ffff);
+    assert!(t1 > 0 && t1 <= w.hv.now, "the guest's TSC is virtual time");
+    assert_eq!(w.cpu(d).rip, rip + 2);
+    w.assert_trace(&["d1v0 emulate rdtsc = "]);
+    // The next run publishes vcpu_info.time with the same clock: system_time and tsc_timestamp
+    // agree (one tick per ns), the version is even, the scale is 2^31 << 1 >> 32 = 1.
+    gp(&mut w, d);
+    let t2 = (w.cpu(d).rdx << 32) | (w.cpu(d).rax & 0xffff_ffff);
+    assert!(t2 > t1);
+    let t = w.vcpu_info(d).add(crate::abi::shinfo::TIME);
+    let version = w.mread_u64(t) as u32;
+    let (tsc_timestamp, system_time) = (w.mread_u64(t.add(8)), w.mread_u64(t.add(16)));
+    let mul = w.mread_u64(t.add(24)) as u32;
+    let (shift, flags) = (w.mread_u8(t.add(28)), w.mread_u8(t.add(29)));
+    assert_eq!(version % 2, 0);
+    assert_eq!(tsc_timestamp, system_time);
+    assert!(system_time <= t2 && system_time >= t1);
+    assert_eq!((mul, shift, flags), (1 << 31, 1, crate::abi::XEN_PVCLOCK_TSC_STABLE_BIT));
+}
+
+#[test]
+fn rdtsc_from_user_mode_with_the_guests_cr4_tsd_is_a_gp_and_rdtscp_is_ud() {
+    let (mut w, d, _) = at(&[0x0f, 0x01, 0xf9]); // rdtscp
+    assert_eq!(w.set_traps(d, &[(13, 0, GP_HANDLER), (6, 0, GP_HANDLER + 0x40)]), 0);
+    gp(&mut w, d);
+    assert_eq!(w.cpu(d).rip, GP_HANDLER + 0x40, "rdtscp is not in the CPUID policy: #UD");
+    w.assert_trace(&["emulate rdtscp: #UD"]);
+    let (mut w, d, _) = at(&[0x0f, 0x31]);
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].privs.cr4 |= crate::privop::CR4_TSD;
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].kernel_mode = false;
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].guest_table_user = Some(w.hv.doms[&d].vcpus[0].guest_table);
+    let ksp = w.scratch(d, 31) + 0x800;
+    w.hv.doms.get_mut(&d).unwrap().vcpus[0].kernel_sp = ksp;
+    gp(&mut w, d);
+    assert_eq!(w.cpu(d).rip, GP_HANDLER);
+}

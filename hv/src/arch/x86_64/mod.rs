@@ -92,7 +92,9 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // SAFETY: the linker script defines __image_end at the end of the image (direct-map address).
     let image_end = unsafe { &__image_end as *const u8 as u64 } - DIRECTMAP;
     let heap_start = (image_end + 0xfff) & !0xfff;
-    let heap_end = heap_start + HEAP_BYTES;
+    // The pack's kernels (Linux's is 63 MiB) are copied into the heap: it grows by the module.
+    let module_bytes = bi.module.map_or(0, |(_, len)| len.min(MAX_RAM).next_multiple_of(0x1000));
+    let heap_end = heap_start + HEAP_BYTES + module_bytes;
     if let Some((m, len)) = bi.module {
         if m.checked_add(len).is_none_or(|end| end > MAX_RAM) {
             // QEMU puts the module near the top of RAM: with more than 1 GiB it lies beyond
