@@ -104,6 +104,8 @@ pub struct Hypervisor<P: Platform> {
     /// Hypercalls handled (for benches and reports).
     pub hypercalls: u64,
     pub exits: u64,
+    /// xenstore (`store/`): the tree, each domain's connection, pending shutdown requests.
+    pub store: crate::store::Store,
 }
 
 impl<P: Platform> Hypervisor<P> {
@@ -146,6 +148,7 @@ impl<P: Platform> Hypervisor<P> {
             on_cpu: None,
             hypercalls: 0,
             exits: 0,
+            store: crate::store::Store::new(),
         };
         // The read-only M2P, visible to guests at RO_MPT_VIRT_START.
         for m in 0..m2p_frames {
@@ -264,6 +267,7 @@ impl<P: Platform> Hypervisor<P> {
         rec.id = id;
         self.sched.add_domain(id, dom.vcpus.len() as u32, dom.config.weight, dom.config.cap);
         self.doms.insert(id, dom);
+        self.store_introduce(id);
         Ok(())
     }
 
@@ -313,12 +317,13 @@ impl<P: Platform> Hypervisor<P> {
         Ok(())
     }
 
-    /// `xl shutdown` / `xl reboot`: the toolstack's request. (Xen asks a PV guest through
-    /// xenstore's control/shutdown; with no store daemon, xenolith shuts it down directly.)
+    /// `xl shutdown` / `xl reboot`: the toolstack's request, through xenstore's
+    /// control/shutdown as xl does (`store::tool`, with xenolith's fallback for a guest that
+    /// ignores it).
     pub fn shutdown(&mut self, name: &str, reason: ShutdownReason) -> Result<(), ControlError> {
         let id = self.by_name(name)?;
         self.trace_with(|| alloc::format!("d{id} {} requested", if reason == ShutdownReason::Reboot { "reboot" } else { "shutdown" }));
-        self.domain_shutdown(id, reason);
+        self.request_shutdown(id, reason);
         Ok(())
     }
 
@@ -381,6 +386,7 @@ impl<P: Platform> Hypervisor<P> {
     }
 
     fn teardown(&mut self, id: DomId) {
+        self.store_release(id);
         if self.doms.contains_key(&id) {
             let mut mem = MachineMemory::new(self.platform.memory());
             crate::hypercall::grant::release_domain(&mut self.doms, &mut self.frames, &mut mem, id);
@@ -472,6 +478,7 @@ impl<P: Platform> Hypervisor<P> {
             .values()
             .filter(|d| d.state == DomState::Running)
             .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), crate::vcpu::periodic_deadline(v)]).flatten())
+            .chain(self.store.next_deadline())
             .min()
     }
 
@@ -531,6 +538,7 @@ impl<P: Platform> Hypervisor<P> {
             self.now = t;
             self.sched_account(p, t);
             self.fire_timers();
+            self.store_deadlines();
             let doms = &self.doms;
             let runnable = |u: UnitId| vcpu_runnable(doms, u);
             if self.sched.must_decide(p, runnable) {
@@ -717,16 +725,7 @@ impl<P: Platform> Hypervisor<P> {
             }
         }
         if fx.store_kick {
-            let served = self.doms.get(&id).map(|d| {
-                let mut mem = MachineMemory::new(self.platform.memory());
-                crate::store::serve(&mut mem, d)
-            });
-            if let Some((n, woke)) = served {
-                wake.extend(woke.into_iter().map(|v| (id, v)));
-                if n > 0 {
-                    self.trace_with(|| alloc::format!("d{id} xenstore {n} request(s) -> ENOSYS"));
-                }
-            }
+            wake.extend(self.store_service(Some(id)));
         }
         for (d, vc) in wake {
             if let Some(vcpu) = self.doms.get_mut(&d).and_then(|d| d.vcpus.get_mut(vc as usize)) {

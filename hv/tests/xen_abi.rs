@@ -609,6 +609,9 @@ fn core_consts() -> Vec<Const> {
         }
         "io/xs_wire.h" {
             "XENSTORE_RING_SIZE" = abi::XENSTORE_RING_SIZE,
+            "XENSTORE_PAYLOAD_MAX" = abi::XENSTORE_PAYLOAD_MAX,
+            "XENSTORE_ABS_PATH_MAX" = abi::XENSTORE_ABS_PATH_MAX, "XENSTORE_REL_PATH_MAX" = abi::XENSTORE_REL_PATH_MAX,
+            "XENSTORE_ERROR_RINGIDX" = abi::XENSTORE_ERROR_RINGIDX, "XENSTORE_ERROR_PROTO" = abi::XENSTORE_ERROR_PROTO,
         }
     }
 }
@@ -640,7 +643,9 @@ fn xenrt_consts() -> Vec<Const> {
         "sched.h" {
             "SCHEDOP_yield" = SCHEDOP_YIELD, "SCHEDOP_block" = SCHEDOP_BLOCK, "SCHEDOP_shutdown" = SCHEDOP_SHUTDOWN,
             "SHUTDOWN_poweroff" = SHUTDOWN_POWEROFF, "SHUTDOWN_reboot" = SHUTDOWN_REBOOT, "SHUTDOWN_crash" = SHUTDOWN_CRASH,
+            "SCHEDOP_poll" = SCHEDOP_POLL,
         }
+        "io/xs_wire.h" { "XENSTORE_RING_SIZE" = XENSTORE_RING_SIZE, "XENSTORE_PAYLOAD_MAX" = XENSTORE_PAYLOAD_MAX }
         "event_channel.h" { "EVTCHNOP_send" = EVTCHNOP_SEND }
         "vcpu.h" { "VCPUOP_register_vcpu_info" = VCPUOP_REGISTER_VCPU_INFO }
         "arch-x86/xen-x86_64.h" { "FLAT_KERNEL_CS64" = FLAT_KERNEL_CS64 }
@@ -848,6 +853,11 @@ fn xenrt_layouts() -> Vec<Layout> {
         "struct mmuext_op" = MmuextOp { "cmd" = cmd, "arg1" = arg1, "arg2" = arg2 }
         "struct multicall_entry" = MulticallEntry { "op" = op, "result" = result, "args" = args }
         "struct sched_shutdown" = SchedShutdown { "reason" = reason }
+        "struct sched_poll" = SchedPoll { "ports" = ports, "nr_ports" = nr_ports, "timeout" = timeout }
+        "struct xenstore_domain_interface" = XenstoreDomainInterface {
+            "req" = req, "rsp" = rsp, "req_cons" = req_cons, "req_prod" = req_prod, "rsp_cons" = rsp_cons,
+            "rsp_prod" = rsp_prod, "server_features" = server_features, "connection" = connection, "error" = error,
+        }
         "struct evtchn_send" = EvtchnSend { "port" = port }
         "struct vcpu_register_vcpu_info" = VcpuRegisterVcpuInfo { "mfn" = mfn, "offset" = offset, "rsvd" = rsvd }
         "struct xencons_interface" = XenconsInterface {

@@ -306,6 +306,7 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
             end_ns: s.end.min(sc.run_for_ns.max(s.start)),
         })
         .collect();
+    check_store(sc, &hv.store, &records, &mut failures);
     Outcome {
         name: sc.name.clone(),
         path: sc.path.clone(),
@@ -365,6 +366,23 @@ fn shares(
             target: target.get(&d.name).copied(),
         })
         .collect()
+}
+
+/// `expect.store`: each PATH=VALUE against the store as the run left it.
+fn check_store(sc: &Scenario, store: &hv::store::Store, records: &BTreeMap<String, Record>, failures: &mut Vec<String>) {
+    for (name, pairs) in &sc.expect.store {
+        let Some(r) = records.get(name) else { continue };
+        for (path, want) in pairs {
+            let full = if path.starts_with('/') { path.clone() } else { format!("/local/domain/{}/{path}", r.id) };
+            match store.read(&full) {
+                Some(v) if v == want.as_bytes() => {}
+                Some(v) => failures.push(format!("store.{name}: {full} is {:?}, expected {want:?}", String::from_utf8_lossy(v))),
+                None => failures.push(format!(
+                    "store.{name}: no node {full} (a domain's paths go when it is destroyed: on_poweroff = \"preserve\" keeps them)"
+                )),
+            }
+        }
+    }
 }
 
 fn end_of(r: &Record) -> DomainEnd {

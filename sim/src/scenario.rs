@@ -32,6 +32,7 @@
 //! trace.hello = ["sched_op(shutdown, poweroff) = 0"]  # likewise, over the domain's trace lines
 //! cpu_percent.hello = [40, 60]              # CPU time over run_for, % of one pCPU, inclusive range
 //! share_within.hello = 1                    # CPU share within ±N points of the credit target
+//! store.hello = ["data/x=1"]                # xenstore PATH=VALUE at the end (relative to its home)
 //! ```
 //!
 //! Every error names the file, the line and the field (`x.toml:12: step[2].do: unknown action ...`);
@@ -206,6 +207,9 @@ pub struct Expect {
     /// The domain's CPU share within ± this many points of the credit scheduler's target (see
     /// `runner::Share`).
     pub share_within: BTreeMap<String, u32>,
+    /// xenstore values at the end of the run, as (path, value): a path relative to the domain's
+    /// home `/local/domain/N` or absolute (`store.NAME = ["data/x=1"]`).
+    pub store: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// How a domain's run ended, for `shutdown.NAME = "..."`.
@@ -1218,9 +1222,9 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
     let mut expect = Expect::default();
     for (kind, table) in cx.table(v, "expect")? {
         let kind = kind.as_str();
-        if !["console", "shutdown", "trace", "cpu_percent", "share_within"].contains(&kind) {
+        if !["console", "shutdown", "trace", "cpu_percent", "share_within", "store"].contains(&kind) {
             let msg = format!(
-                "unknown key {} (expected console, shutdown, trace, cpu_percent, share_within)",
+                "unknown key {} (expected console, shutdown, trace, cpu_percent, share_within, store)",
                 quote(kind)
             );
             return Err(cx.at(table.span(), format!("expect.{kind}")).err(msg));
@@ -1252,6 +1256,17 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
                     }
                     _ => return Err(at.err("expected an integer number of points in 0..=100")),
                 },
+                "store" => {
+                    let mut pairs = Vec::new();
+                    for l in cx.array(value, &field)? {
+                        let s = cx.str(l, &field)?;
+                        let Some((p, v)) = s.split_once('=').filter(|(p, _)| !p.is_empty()) else {
+                            return Err(cx.at(l.span(), &field).err(format!("expected \"PATH=VALUE\", found {}", quote(&s))));
+                        };
+                        pairs.push((p.to_string(), v.to_string()));
+                    }
+                    expect.store.insert(name, pairs);
+                }
                 "shutdown" => {
                     let s = cx.str(value, &field)?;
                     let end = DomainEnd::parse(&s).ok_or_else(|| {
@@ -1451,6 +1466,7 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}[expect]\nshutdown.a = \"melted\"\n"), "scenarios/x.toml:6: expect.shutdown.a: unknown end \"melted\""),
             (&format!("{DOM}[expect]\ncpu_percent.a = [50, 10]\n"), "scenarios/x.toml:6: expect.cpu_percent.a: expected [LOW, HIGH]"),
             (&format!("{DOM}[expect]\nlogs.a = 1\n"), "scenarios/x.toml:6: expect.logs: unknown key \"logs\""),
+            (&format!("{DOM}[expect]\nstore.a = [\"domid\"]\n"), "scenarios/x.toml:6: expect.store.a: expected \"PATH=VALUE\", found \"domid\""),
             (&format!("{DOM}config = \"nope.cfg\"\n"), "scenarios/x.toml:5: domain[0].config: scenarios/nope.cfg: cannot read xl.cfg file: No such file"),
             ("run_for = \"1s\"\n[[domain]\n", "scenarios/x.toml:2: [[domain]: syntax error:"),
             ("run_for = \"1s\"\nmemory = = 3\n", "scenarios/x.toml:2: memory: syntax error:"),

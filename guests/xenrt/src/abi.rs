@@ -42,6 +42,7 @@ pub const XENVER_EXTRAVERSION: u64 = 1; // xen-public/version.h
 pub const SCHEDOP_YIELD: u64 = 0; // xen-public/sched.h
 pub const SCHEDOP_BLOCK: u64 = 1; // xen-public/sched.h
 pub const SCHEDOP_SHUTDOWN: u64 = 2; // xen-public/sched.h
+pub const SCHEDOP_POLL: u64 = 3; // xen-public/sched.h
 pub const SHUTDOWN_POWEROFF: u32 = 0; // xen-public/sched.h
 pub const SHUTDOWN_REBOOT: u32 = 1; // xen-public/sched.h
 pub const SHUTDOWN_CRASH: u32 = 3; // xen-public/sched.h
@@ -222,6 +223,51 @@ pub struct SchedShutdown {
     pub reason: u32,
 }
 const _: () = assert!(size_of::<SchedShutdown>() == 4);
+
+/// `sched_poll` (24 bytes): a guest handle to the ports, their number, a timeout (0 = none).
+// xen-public/sched.h
+#[repr(C)]
+pub struct SchedPoll {
+    pub ports: u64,
+    pub nr_ports: u32,
+    pub timeout: u64,
+}
+const _: () = assert!(size_of::<SchedPoll>() == 24);
+
+/// xs_wire.h: message types, the ring size and the largest payload.
+pub const XS_DIRECTORY: u32 = 1; // xen-public/io/xs_wire.h
+pub const XS_READ: u32 = 2; // xen-public/io/xs_wire.h
+pub const XS_GET_PERMS: u32 = 3; // xen-public/io/xs_wire.h
+pub const XS_WATCH: u32 = 4; // xen-public/io/xs_wire.h
+pub const XS_UNWATCH: u32 = 5; // xen-public/io/xs_wire.h
+pub const XS_TRANSACTION_START: u32 = 6; // xen-public/io/xs_wire.h
+pub const XS_TRANSACTION_END: u32 = 7; // xen-public/io/xs_wire.h
+pub const XS_GET_DOMAIN_PATH: u32 = 10; // xen-public/io/xs_wire.h
+pub const XS_WRITE: u32 = 11; // xen-public/io/xs_wire.h
+pub const XS_MKDIR: u32 = 12; // xen-public/io/xs_wire.h
+pub const XS_RM: u32 = 13; // xen-public/io/xs_wire.h
+pub const XS_WATCH_EVENT: u32 = 15; // xen-public/io/xs_wire.h
+pub const XS_ERROR: u32 = 16; // xen-public/io/xs_wire.h
+pub const XENSTORE_RING_SIZE: u32 = 1024; // xen-public/io/xs_wire.h
+pub const XENSTORE_PAYLOAD_MAX: usize = 4096; // xen-public/io/xs_wire.h
+
+/// `xenstore_domain_interface`: requests, responses, then the four indices.
+// xen-public/io/xs_wire.h
+#[repr(C)]
+pub struct XenstoreDomainInterface {
+    pub req: [u8; 1024],
+    pub rsp: [u8; 1024],
+    pub req_cons: u32,
+    pub req_prod: u32,
+    pub rsp_cons: u32,
+    pub rsp_prod: u32,
+    pub server_features: u32,
+    pub connection: u32,
+    pub error: u32,
+}
+const _: () = assert!(offset_of!(XenstoreDomainInterface, req_cons) == 2048);
+const _: () = assert!(size_of::<XenstoreDomainInterface>() == 2076);
+const _: () = assert!(offset_of!(XenstoreDomainInterface, rsp_prod) == 2060);
 
 /// `evtchn_send` (4 bytes).
 // xen-public/event_channel.h

@@ -20,6 +20,7 @@ pub mod console;
 pub mod hypercall;
 pub mod mm;
 pub mod traps;
+pub mod xenstore;
 
 pub use abi::StartInfo;
 pub use hypercall::shutdown;

@@ -596,6 +596,14 @@ pub mod cons_ring {
 
 /// `XENSTORE_RING_SIZE`.
 pub const XENSTORE_RING_SIZE: usize = 1024; // xen-public/io/xs_wire.h
+/// `XENSTORE_PAYLOAD_MAX`: the longest payload of one message.
+pub const XENSTORE_PAYLOAD_MAX: usize = 4096; // xen-public/io/xs_wire.h
+/// `XENSTORE_ABS_PATH_MAX` / `XENSTORE_REL_PATH_MAX`.
+pub const XENSTORE_ABS_PATH_MAX: usize = 3072; // xen-public/io/xs_wire.h
+pub const XENSTORE_REL_PATH_MAX: usize = 2048; // xen-public/io/xs_wire.h
+/// Values of the ring's `error` field.
+pub const XENSTORE_ERROR_RINGIDX: u32 = 2; // xen-public/io/xs_wire.h
+pub const XENSTORE_ERROR_PROTO: u32 = 3; // xen-public/io/xs_wire.h
 
 /// `xenstore_domain_interface`: the store ring page.
 // xen-public/io/xs_wire.h
@@ -627,6 +635,7 @@ pub mod store_ring {
     pub const REQ_PROD: u64 = offset_of!(S, req_prod) as u64;
     pub const RSP_CONS: u64 = offset_of!(S, rsp_cons) as u64;
     pub const RSP_PROD: u64 = offset_of!(S, rsp_prod) as u64;
+    pub const ERROR: u64 = offset_of!(S, error) as u64;
 }
 
 /// `xsd_sockmsg`: the header of every xenstore message (16 bytes), followed by `len` bytes.

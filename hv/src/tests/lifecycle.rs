@@ -155,10 +155,16 @@ fn reboot_rebuilds_with_a_new_generation() {
     assert_eq!(w.console_write(d, "second life\n"), 0);
     assert_eq!(w.traces().iter().filter(|l| l.starts_with("d1v0 start")).count(), 2);
     w.assert_trace(&["d1 shutdown reboot -> restart"]);
-    // xl reboot / xl shutdown from the toolstack do the same.
+    // xl reboot / xl shutdown from the toolstack ask through control/shutdown; this guest
+    // ignores them, so the grace time passes and the hypervisor does the same.
     w.hv.shutdown("rb", ShutdownReason::Reboot).unwrap();
+    assert_eq!(w.hv.doms[&d].generation, 1, "the guest is asked first");
+    assert_eq!(w.hv.store.read("/local/domain/1/control/shutdown"), Some(&b"reboot"[..]));
+    w.hv.run_until(w.hv.now + crate::store::SHUTDOWN_GRACE_NS + 1);
     assert_eq!(w.hv.doms[&d].generation, 2);
+    assert_eq!(w.hv.store.read("/local/domain/1/control/shutdown"), Some(&b""[..]), "a fresh tree");
     w.hv.shutdown("rb", ShutdownReason::Poweroff).unwrap();
+    w.hv.run_until(w.hv.now + crate::store::SHUTDOWN_GRACE_NS + 1);
     assert!(w.hv.doms.is_empty());
 }
 

@@ -18,6 +18,7 @@ mod memory;
 mod mmu;
 mod pointers;
 mod privop;
+mod store;
 mod traps;
 
 use std::sync::Arc;
