@@ -813,9 +813,26 @@ fn vcpu_runnable(doms: &BTreeMap<DomId, Domain>, (id, v): UnitId) -> bool {
 /// `tsc_timestamp` the guest's TSC at that instant ([`Platform::guest_tsc`]); the scale is one
 /// TSC tick per nanosecond (`tsc_to_system_mul` 2^31 with `tsc_shift` 1:
 /// ns = ((tsc delta << 1) * 2^31) >> 32). TSC_STABLE as Xen sets it for a TSC clocksource.
+///
+/// As Xen ("don't bother unless timestamp record has changed"), a record that already gives the
+/// right time is left alone: where the guest's TSC is virtual time (the simulator) the first
+/// record stays right for ever, so its version never moves under a guest that reads the clock
+/// across an exit (Linux's pvclock read loop takes an emulated `rdtsc` in the middle: a version
+/// bumped at every entry would make it retry for ever).
 pub fn update_time(mem: &mut MachineMemory<'_>, vi: crate::mm::Maddr, now: u64, tsc: u64) {
     let t = vi.add(shinfo::TIME);
     let ver = mem.read_u32(t).unwrap_or(0);
+    if ver & 1 == 0 {
+        let stamp = mem.read_u64(t.add(abi::time::TSC_TIMESTAMP)).unwrap_or(0);
+        let stime = mem.read_u64(t.add(abi::time::SYSTEM_TIME)).unwrap_or(0);
+        let mul = mem.read_u32(t.add(abi::time::TSC_TO_SYSTEM_MUL)).unwrap_or(0);
+        let shift = mem.read_u8(t.add(abi::time::TSC_SHIFT)).unwrap_or(0);
+        let flags = mem.read_u8(t.add(abi::time::FLAGS)).unwrap_or(0);
+        let same_scale = mul == 1 << 31 && shift == 1 && flags == abi::XEN_PVCLOCK_TSC_STABLE_BIT;
+        if same_scale && ver != 0 && tsc >= stamp && stime.wrapping_add(tsc - stamp) == now {
+            return;
+        }
+    }
     mem.write_u32(t, ver.wrapping_add(1) | 1);
     mem.write_u64(t.add(abi::time::TSC_TIMESTAMP), tsc);
     mem.write_u64(t.add(abi::time::SYSTEM_TIME), now);

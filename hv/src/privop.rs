@@ -52,6 +52,8 @@ pub const PV_CR4_VISIBLE: u64 = CR4_PAE | CR4_MCE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 /// MSR indices (Intel SDM vol. 4; Xen's asm-x86/msr-index.h names).
 pub mod msr {
     pub const IA32_TSC: u32 = 0x0000_0010;
+    /// MSR_IA32_UCODE_REV (Intel) = MSR_AMD_PATCHLEVEL: the microcode revision.
+    pub const IA32_UCODE_REV: u32 = 0x0000_008b;
     pub const APIC_BASE: u32 = 0x0000_001b;
     pub const INTEL_PLATFORM_INFO: u32 = 0x0000_00ce;
     pub const INTEL_MISC_FEATURES_ENABLES: u32 = 0x0000_0140;
@@ -71,6 +73,8 @@ const APIC_BASE_BSP: u64 = 1 << 8;
 const APIC_DEFAULT_PHYS_BASE: u64 = 0xfee0_0000;
 /// Xen's PAT (XEN_MSR_PAT: WB, WT, UC-, UC, WC, WP, UC, UC).
 const XEN_MSR_PAT: u64 = 0x0000_0501_0007_0406;
+/// The microcode revision guests read (QEMU's default `ucode_rev` for its x86 CPU models).
+const UCODE_REV: u64 = 0x1_0000_0000;
 /// EFER a 64-bit PV guest reads: SCE | LME | LMA | NXE (guest_efer: known bits, no SVME).
 const PV_EFER: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
 /// MISC_ENABLE as guest_misc_enable() leaves it: BTS and PEBS unavailable, xTPR disabled.
@@ -557,6 +561,9 @@ fn rdmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
         msr::GS_BASE => c.gs_base,
         msr::SHADOW_GS_BASE => v.gs_base_user,
         msr::IA32_TSC => ctx.now,
+        // Xen's guest_rdmsr forwards the host's microcode revision (msr.c, MSR_AMD_PATCHLEVEL);
+        // xenolith's machine is fixed: the value QEMU's x86 CPU models report.
+        msr::IA32_UCODE_REV => UCODE_REV,
         msr::EFER => PV_EFER,
         msr::IA32_CR_PAT => XEN_MSR_PAT,
         msr::IA32_MISC_ENABLE => PV_MISC_ENABLE,
@@ -589,6 +596,8 @@ fn wrmsr(ctx: &mut Ctx<'_, '_>) -> Option<String> {
     match idx {
         msr::FS_BASE | msr::GS_BASE | msr::SHADOW_GS_BASE if !is_canonical(val) => return None,
         msr::FS_BASE => ctx.cur().cpu.fs_base = val,
+        // guest_wrmsr: an Intel guest may write 0 (the SDM's "write 0, CPUID, read" sequence).
+        msr::IA32_UCODE_REV if val == 0 => {}
         msr::GS_BASE => {
             let v = ctx.cur();
             v.cpu.gs_base = val;

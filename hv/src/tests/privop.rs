@@ -120,8 +120,15 @@ fn rdtsc_is_virtual_time_and_vcpu_time_info_agrees() {
     let (shift, flags) = (w.mread_u8(t.add(28)), w.mread_u8(t.add(29)));
     assert_eq!(version % 2, 0);
     assert_eq!(tsc_timestamp, system_time);
-    assert!(system_time <= t2 && system_time >= t1);
+    // The record gives the time the guest's TSC says: system_time + (tsc - tsc_timestamp).
+    assert_eq!(system_time + (t2 - tsc_timestamp), t2);
     assert_eq!((mul, shift, flags), (1 << 31, 1, crate::abi::XEN_PVCLOCK_TSC_STABLE_BIT));
+    // And it is not rewritten while it stays right: the version does not move across exits
+    // (Linux's pvclock loop reads the version, takes an rdtsc exit, reads it again).
+    let at = w.cpu(d).rip;
+    w.write(d, at, &[0x0f, 0x31]);
+    gp(&mut w, d);
+    assert_eq!(w.mread_u64(t) as u32, version, "the version moved although the record was right");
 }
 
 #[test]
