@@ -19,6 +19,7 @@ pub mod cmdline;
 pub mod console;
 pub mod hypercall;
 pub mod mm;
+pub mod time;
 pub mod traps;
 pub mod xenstore;
 

@@ -1,6 +1,6 @@
 //! `waker`: a latency probe for the credit scheduler's BOOST. `rounds=N` times (default 20) it
 //! blocks in SCHEDOP_poll with no ports and a timeout `period_us` (default 7000) ahead, and on
-//! waking reads the system time the hypervisor published when it let the vCPU run again: the
+//! waking reads the system time (pvclock, vcpu_info's record and rdtsc): the
 //! difference from the timeout is the wake-to-run latency. Then it prints
 //! `waker: max latency N us over R rounds` and `waker: ok` when the maximum is at most
 //! `bound_us` (default 1000), `waker: late` otherwise, and powers off.
@@ -22,11 +22,9 @@ struct SchedPoll {
     timeout: u64,
 }
 
-/// The system time published in vcpu_info[0] at the vCPU's last entry (ns).
+/// System time now (ns), as a PV guest reads it (pvclock: vcpu_info's time record and rdtsc).
 fn system_time() -> u64 {
-    let si = xenrt::mm::shared_info().expect("shared_info mapped");
-    // SAFETY: shared_info is mapped; the hypervisor writes the field only while we do not run.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*si).vcpu_info[0].time.system_time)) }
+    xenrt::time::now()
 }
 
 fn main(_si: &'static StartInfo) -> ! {
