@@ -163,7 +163,13 @@ fn repo_root() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = dispatch(Cli::parse());
+    // The image runs' scratch files (packs; Linux's is 65 MiB) go with the process.
+    let _ = std::fs::remove_dir_all(scratch_dir());
+    code
+}
+
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet, timeline, perfetto } => run(&paths, trace, guests, quiet, timeline, perfetto),
         Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, gdb } => {
@@ -359,8 +365,13 @@ struct HwArgs {
     gdb: Option<String>,
 }
 
+/// This process's scratch directory (removed when `main` returns).
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("xenolith-hw-{}", std::process::id()))
+}
+
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xenolith-hw-{}", std::process::id()));
+    let d = scratch_dir();
     let _ = std::fs::create_dir_all(&d);
     d.join(name)
 }
