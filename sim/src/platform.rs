@@ -587,6 +587,11 @@ fn reenter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, Strin
     let Some(r0) = v.ring0.as_ref() else { return Err("no ring-0 context".into()) };
     r0.restore(&v.uc)?;
     w(&mut v.uc, RegisterX86::CR3, cpu.cr3);
+    // The saved context has the CR4 of the first entry: put back the vCPU's CR4.FSGSBASE
+    // (set_fsgsbase may have changed it since), or a guest that enabled it would take #UD on
+    // rdfsbase after its next hypercall or mode switch.
+    let fsgsbase = v.uc.get_data().fsgsbase;
+    w(&mut v.uc, RegisterX86::CR4, CR4_BASE | if fsgsbase { CR4_FSGSBASE } else { 0 });
     iret_into(v, cpu, mem)
 }
 
