@@ -905,6 +905,17 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             if vec == vector::PF && crate::emulate::m2p_load(ctx, cr2) {
                 return;
             }
+            // Writable page tables (traps.c fixup_page_fault -> pv_ro_page_fault).
+            if vec == vector::PF {
+                match crate::ptwr::page_fault(ctx, error_code.unwrap_or(0), cr2) {
+                    crate::ptwr::Outcome::NotMine => {}
+                    crate::ptwr::Outcome::Emulated => return,
+                    crate::ptwr::Outcome::EmulatedDebug => {
+                        deliver_debug(ctx);
+                        return;
+                    }
+                }
+            }
             // Xen emulates what a PV kernel may do in ring 0 only on #GP(0) (traps.c:
             // do_general_protection).
             if vec == vector::GP && ec == Some(0) {

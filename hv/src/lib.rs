@@ -30,6 +30,7 @@ pub mod mm;
 pub mod pack;
 pub mod platform;
 pub mod privop;
+pub mod ptwr;
 pub mod sched;
 pub mod store;
 pub mod traps;

@@ -150,7 +150,7 @@ fn iopl_ok(ctx: &Ctx<'_, '_>) -> bool {
 }
 
 /// Fetch the instruction bytes at `rip` (as many as are mapped, up to 15).
-fn fetch(ctx: &Ctx<'_, '_>, rip: u64) -> ([u8; 15], usize) {
+pub(crate) fn fetch(ctx: &Ctx<'_, '_>, rip: u64) -> ([u8; 15], usize) {
     let mut b = [0u8; 15];
     let first = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(15);
     if ctx.copy_from_guest(rip, &mut b[..first]).is_err() {
@@ -287,7 +287,7 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
     }
 }
 
-fn format_insn(insn: &Instruction) -> String {
+pub(crate) fn format_insn(insn: &Instruction) -> String {
     let mut f = iced_x86::FastFormatter::new();
     let mut s = String::new();
     f.format(insn, &mut s);

@@ -585,9 +585,51 @@ fn enter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String>
 /// CS and SS from the GDT (switching between 64-bit and compatibility mode as hardware does).
 fn reenter(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, String> {
     let Some(r0) = v.ring0.as_ref() else { return Err("no ring-0 context".into()) };
+    // The saved context is the whole CPU of the first entry, x87/SSE/AVX registers included:
+    // keep the guest's (Linux's init lost a `movups` store across the #PF it took: xmm0 came
+    // back as it was at the first entry).
+    let fpu = save_fpu(&v.uc);
     r0.restore(&v.uc)?;
+    restore_fpu(&mut v.uc, &fpu);
     w(&mut v.uc, RegisterX86::CR3, cpu.cr3);
+    // The saved context has the CR4 of the first entry: put back the vCPU's CR4.FSGSBASE
+    // (set_fsgsbase may have changed it since), or a guest that enabled it would take #UD on
+    // rdfsbase after its next hypercall or mode switch.
+    let fsgsbase = v.uc.get_data().fsgsbase;
+    w(&mut v.uc, RegisterX86::CR4, CR4_BASE | if fsgsbase { CR4_FSGSBASE } else { 0 });
     iret_into(v, cpu, mem)
+}
+
+/// The x87, SSE and AVX registers of an instance (YMM0-15 hold XMM0-15).
+fn save_fpu(uc: &Unicorn<'static, Hooked>) -> Vec<(RegisterX86, Vec<u8>)> {
+    use RegisterX86::*;
+    let mut out = Vec::new();
+    for r in [FPCW, FPSW, FPTAG, MXCSR] {
+        if let Ok(x) = uc.reg_read(r) {
+            out.push((r, x.to_le_bytes().to_vec()));
+        }
+    }
+    let long = [ST0, ST1, ST2, ST3, ST4, ST5, ST6, ST7, YMM0, YMM1, YMM2, YMM3, YMM4, YMM5, YMM6, YMM7, YMM8, YMM9,
+        YMM10, YMM11, YMM12, YMM13, YMM14, YMM15];
+    for r in long {
+        if let Ok(b) = uc.reg_read_long(r) {
+            out.push((r, b.to_vec()));
+        }
+    }
+    out
+}
+
+fn restore_fpu(uc: &mut Unicorn<'static, Hooked>, saved: &[(RegisterX86, Vec<u8>)]) {
+    use RegisterX86::*;
+    for (r, b) in saved {
+        if matches!(r, FPCW | FPSW | FPTAG | MXCSR) {
+            let mut q = [0u8; 8];
+            q.copy_from_slice(&b[..8]);
+            let _ = uc.reg_write(*r, u64::from_le_bytes(q));
+        } else {
+            let _ = uc.reg_write_long(*r, b);
+        }
+    }
 }
 
 /// Write the `iretq` frame and the guest's registers; returns where to start (the stub).

@@ -18,6 +18,7 @@ mod memory;
 mod mmu;
 mod pointers;
 mod privop;
+mod ptwr;
 mod store;
 mod traps;
 

@@ -1260,6 +1260,10 @@ impl World {
             self.expect(r < 0, format_args!("round {round}: {what} (mfn {mfn:#x}) mapped writable"));
             let after = self.pte(va);
             self.expect(after == before, format_args!("round {round}: {what}: refused update changed the entry {before:#x} -> {after:#x}"));
+            // With VMASST_TYPE_writable_pagetables (which the fuzzed calls may have enabled) Xen
+            // emulates a kernel's write to a read-only mapping of an L1 (pv/ro-page-fault.c):
+            // the probe writes back the byte it read, a valid entry. Without it, it faults.
+            no_writable_pagetables();
             self.expect(!probe_write(va), format_args!("round {round}: {what}: write through its mapping did not fault"));
         } else if r == 0 {
             let r = self.uvm(va, (mfn << 12) | PTE_P | PTE_U | PTE_NX);
@@ -1281,9 +1285,19 @@ impl World {
         self.expect(r == 0, format_args!("round {round}: read-only alias of boot table: {r}"));
         let (a, b) = (probe_read(va), probe_read(f.va));
         self.expect(a.is_some() && a == b, format_args!("round {round}: read-only alias reads {a:?}, table reads {b:?}"));
+        no_writable_pagetables();
         self.expect(!probe_write(va), format_args!("round {round}: write through read-only alias of a table did not fault"));
         // (Refused if the fuzzed calls pinned the victim meanwhile: then it stays an alias.)
         self.uvm(va, (self.pool_mfn[i] << 12) | PTE_P | PTE_RW | PTE_U | PTE_NX);
+    }
+}
+
+/// Turn VMASST_TYPE_writable_pagetables off (xen-public/xen.h: VMASST_CMD_disable = 1, type 2),
+/// so that a write through a read-only mapping of a page table faults whatever the table's level.
+fn no_writable_pagetables() {
+    let r = xenrt::hypercall::vm_assist(1, 2);
+    if r != 0 {
+        invariant(format_args!("vm_assist(disable, writable_pagetables) = {r}"));
     }
 }
 

@@ -8,6 +8,11 @@
 //! guarantees a guest: a table left with no reference is ordinary memory again (it can be mapped
 //! writable), a table in use never is. Prints `ptswitch: N rounds ok` and powers off, or
 //! `ptswitch: FAIL ...` and crashes.
+//!
+//! First, writable page tables (VMASST_TYPE_writable_pagetables, Xen's pv/ro-page-fault.c): the
+//! guest rewrites one of its own L1 entries through the read-only mapping of its L1 with the
+//! instructions Linux uses on entries (`xchg`, `lock cmpxchg`, `lock and/or`, a plain `mov`) and
+//! checks each took effect (`ptswitch: ptwr ok`).
 #![no_std]
 #![no_main]
 
@@ -19,6 +24,17 @@ xenrt::entry!(main);
 const MMUEXT_PIN_L4_TABLE: u32 = 3;
 const MMUEXT_UNPIN_TABLE: u32 = 4;
 const MMUEXT_NEW_BASEPTR: u32 = 5;
+const MMUEXT_INVLPG_LOCAL: u32 = 7;
+// xen-public/xen.h: VMASST_CMD_enable, VMASST_TYPE_writable_pagetables.
+const VMASST_CMD_ENABLE: u64 = 0;
+const VMASST_TYPE_WRITABLE_PAGETABLES: u64 = 2;
+// Accessed and dirty: set in every value written, so no platform's hardware changes them.
+const PTE_A: u64 = 1 << 5;
+const PTE_D: u64 = 1 << 6;
+
+/// The page whose entry is rewritten, and the page it is pointed at meanwhile.
+static TARGET: Page = Page::new();
+static OTHER: Page = Page::new();
 
 /// The copy of the running L4.
 static COPY: Page = Page::new();
@@ -54,7 +70,75 @@ fn map_copy(flags: u64) -> i64 {
     unsafe { hc::update_va_mapping(COPY.va(), (COPY.mfn() << 12) | PTE_P | PTE_U | flags, UVMF_INVLPG) }
 }
 
+/// The VA (through the initial mapping, read-only) of the L1 entry that maps `va`.
+fn l1e_va(l4_va: u64, va: u64) -> u64 {
+    let mut table = l4_va;
+    for level in (2..=4u32).rev() {
+        let i = (va >> (12 + 9 * (level - 1))) & 511;
+        // SAFETY: the tables are mapped read-only in the initial mapping; reads only.
+        let e = unsafe { core::ptr::read_volatile((table + i * 8) as *const u64) };
+        table = xenrt::mm::mfn_to_va((e & 0x000f_ffff_ffff_f000) >> 12);
+    }
+    table + ((va >> 12) & 511) * 8
+}
+
+fn invlpg(va: u64) {
+    check("invlpg", ops(&[MmuextOp { cmd: MMUEXT_INVLPG_LOCAL, arg1: va, ..Default::default() }]), 0);
+}
+
+fn read(va: u64) -> u64 {
+    // SAFETY: TARGET is always mapped to one of our own pages while this runs.
+    unsafe { core::ptr::read_volatile(va as *const u64) }
+}
+
+fn ptwr(l4_va: u64) {
+    check("vm_assist writable_pagetables", hc::vm_assist(VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES), 0);
+    let (t, o) = (TARGET.va(), OTHER.va());
+    // SAFETY: both pages are ours and writable.
+    unsafe {
+        core::ptr::write_volatile(t as *mut u64, 0x7a);
+        core::ptr::write_volatile(o as *mut u64, 0x0b);
+    }
+    let own = (TARGET.mfn() << 12) | PTE_P | PTE_RW | PTE_U | PTE_A | PTE_D;
+    let other = (OTHER.mfn() << 12) | PTE_P | PTE_U | PTE_A | PTE_D;
+    // Start from an entry with A and D set (the hardware then leaves it alone).
+    // SAFETY: maps TARGET's own frame at its own address.
+    check("target a|d", unsafe { hc::update_va_mapping(t, own, UVMF_INVLPG) }, 0);
+    let e = l1e_va(l4_va, t);
+    // SAFETY: `e` is the L1 entry of TARGET, mapped read-only: each write below faults and the
+    // hypervisor emulates it (or the guest dies of the #PF it has no handler for).
+    let entry = unsafe { core::sync::atomic::AtomicU64::from_ptr(e as *mut u64) };
+    check("ptwr read", entry.load(core::sync::atomic::Ordering::SeqCst) as i64, own as i64);
+    // xchg (Linux's ptep_get_and_clear), then TARGET maps OTHER's frame read-only.
+    let old = entry.swap(other, core::sync::atomic::Ordering::SeqCst);
+    invlpg(t);
+    check("ptwr xchg old", old as i64, own as i64);
+    check("ptwr xchg maps other", read(t) as i64, 0x0b);
+    // lock cmpxchg: a failing compare writes nothing, a matching one writes.
+    let r = entry.compare_exchange(own, 0, core::sync::atomic::Ordering::SeqCst, core::sync::atomic::Ordering::SeqCst);
+    check("ptwr cmpxchg mismatch", r.err().unwrap_or(0) as i64, other as i64);
+    let r = entry.compare_exchange(other, own, core::sync::atomic::Ordering::SeqCst, core::sync::atomic::Ordering::SeqCst);
+    invlpg(t);
+    check("ptwr cmpxchg", r.ok().unwrap_or(0) as i64, other as i64);
+    check("ptwr cmpxchg maps own", read(t) as i64, 0x7a);
+    // lock and / lock or (ptep_set_wrprotect and friends) on the RW bit.
+    entry.fetch_and(!PTE_RW, core::sync::atomic::Ordering::SeqCst);
+    invlpg(t);
+    check("ptwr and", entry.load(core::sync::atomic::Ordering::SeqCst) as i64, (own & !PTE_RW) as i64);
+    entry.fetch_or(PTE_RW, core::sync::atomic::Ordering::SeqCst);
+    invlpg(t);
+    // A plain store (native_set_pte).
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(e as *mut u64, own) };
+    invlpg(t);
+    // SAFETY: writable again.
+    unsafe { core::ptr::write_volatile(t as *mut u64, 0x7b) };
+    check("ptwr mov", read(t) as i64, 0x7b);
+    println!("ptswitch: ptwr ok");
+}
+
 fn main(si: &'static StartInfo) -> ! {
+    ptwr(si.pt_base);
     let rounds = xenrt::cmdline::arg_u64("rounds").unwrap_or(8);
     let l4_va = si.pt_base;
     let l4 = xenrt::mm::va_to_mfn(l4_va);
