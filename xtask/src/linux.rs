@@ -1,4 +1,4 @@
-//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S]`:
+//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once]`:
 //! Debian's stock Linux kernel as a PV domU, with a busybox initramfs whose `/init` prints,
 //! computes and powers off.
 //!
@@ -9,7 +9,9 @@
 //!    `/dev/console`, and [`INIT`].
 //! 3. Boot `/boot/vmlinuz-*` as shipped (a bzImage) with it: in the simulator through the release
 //!    `xenolith boot --initrd`, and on the image through `xenolith boot-hw --kernel … --initrd …`.
-//!    A run passes when the console shows [`MARKER`] and the guest powers off.
+//!    A run passes when the console shows [`MARKER`] and the guest powers off; in the simulator
+//!    the boot is then run again and must give the same trace and console, byte for byte
+//!    (`--once` skips that).
 //!
 //! Every step prints what it did; a run that does not pass prints the console's last lines, so the
 //! command is also the way to see how far Linux gets.
@@ -46,13 +48,15 @@ const CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 rdinit=/init";
 
 struct Opts {
     accels: Vec<String>,
+    /// In the simulator, boot a second time and require the same trace (`--once` skips it).
+    twice: bool,
     memory: u64,
     max_insns: u64,
     timeout: u64,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { accels: vec!["sim".into()], memory: 256, max_insns: 20_000_000_000, timeout: 300 };
+    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -67,6 +71,7 @@ fn parse(args: &[String]) -> Result<Opts> {
                     return Err(format!("--accel {bad}: expected sim, tcg, kvm or all"));
                 }
             }
+            "--once" => o.twice = false,
             "--memory" => o.memory = val()?.parse().map_err(|_| "--memory: expected MiB".to_string())?,
             "--max-insns" => o.max_insns = val()?.parse().map_err(|_| "--max-insns: expected a number".to_string())?,
             "--timeout" => o.timeout = val()?.parse().map_err(|_| "--timeout: expected seconds".to_string())?,
@@ -87,7 +92,15 @@ fn run(cmd: &mut Command) -> Result<String> {
 
 /// The versioned kernel package `linux-image-amd64` depends on, e.g. `linux-image-6.1.0-57-amd64`.
 fn kernel_package() -> Result<String> {
-    let out = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    let out = match run(Command::new("apt-cache").args(["depends", "linux-image-amd64"])) {
+        Ok(o) if o.contains("Depends:") => o,
+        // A fresh machine may have no package lists yet.
+        _ => {
+            eprintln!("xtask linux: apt-get update");
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+            run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?
+        }
+    };
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("Depends:"))
         .map(str::trim)
@@ -215,8 +228,8 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
             cmd.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--max-insns", &o.max_insns.to_string()]);
             cmd.arg("--trace").arg(dir.join("sim.trace"));
         } else {
-            super::build_image(root)?;
-            cmd.arg("boot-hw").arg("--kernel").arg(&vmlinuz).arg("--initrd").arg(&initrd);
+            let image = super::build_image(root)?;
+            cmd.arg("boot-hw").arg("--image").arg(&image).arg("--kernel").arg(&vmlinuz).arg("--initrd").arg(&initrd);
             cmd.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--accel", accel]);
             cmd.args(["--timeout", &o.timeout.to_string()]);
         }
@@ -228,6 +241,23 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
         let ok = out.status.success() && console.lines().any(|l| l.contains(MARKER));
         for l in console.lines().filter(|l| l.contains("xenolith-linux:")) {
             eprintln!("  {accel}: {l}");
+        }
+        if ok && accel == "sim" && o.twice {
+            // Determinism: the same boot again must give the same trace, byte for byte.
+            let again = dir.join("sim-again.trace");
+            let mut cmd2 = Command::new(&xenolith);
+            cmd2.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
+            cmd2.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--max-insns", &o.max_insns.to_string()]);
+            cmd2.arg("--trace").arg(&again);
+            let out2 = cmd2.output().map_err(|e| format!("cannot run {cmd2:?}: {e}"))?;
+            let (a, b) = (fs::read(dir.join("sim.trace")).unwrap_or_default(), fs::read(&again).unwrap_or_default());
+            if a.is_empty() || a != b || out2.stdout != out.stdout {
+                eprintln!("xtask linux: sim: FAIL: a second boot gave a different trace or console ({} vs {} trace bytes)", a.len(), b.len());
+                failed.push("sim (determinism)".into());
+                continue;
+            }
+            let lines = a.iter().filter(|&&c| c == b'\n').count();
+            eprintln!("xtask linux: sim: a second boot gave the same trace, byte for byte ({lines} lines) and the same console");
         }
         if ok {
             eprintln!("xtask linux: {accel}: PASS in {secs:.1}s (reached /init, which powered off)");

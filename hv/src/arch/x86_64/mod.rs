@@ -170,11 +170,11 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // SAFETY: see above.
     let mut plat = unsafe { BareMetal::new(mem, gate) };
     plat.timer = timer;
-    // Can a guest change its FS/GS base in ring 3 (`wrfsbase`)? Where ring 3 runs on our CR4,
-    // only if we set CR4.FSGSBASE (we don't); where a ring-3 `syscall` does not reach us
-    // (kvm_pvm), ring 3 runs on the host's CR4, which Linux gives FSGSBASE. Reading the bases
-    // back after every exit costs two rdmsr, so do it only where it is needed.
-    plat.bases_writable = cpu::read_cr4() & (1 << 16) != 0 || !works;
+    // Can a guest change its FS/GS base in ring 3? With `wrfsbase` where CR4.FSGSBASE is on (the
+    // guest's view, or the host's under kvm_pvm), and without it too: loading a null selector into %gs
+    // (Linux's loadsegment(gs, 0)) zeroes the base on QEMU TCG and on AMD. Read them back after
+    // every exit, wherever the image runs.
+    plat.bases_writable = true;
     // FSGSBASE for guests as Xen gives it (the real CR4 bit follows each vCPU's view): only
     // where ring 3 runs on our CR4 and the CPU has it.
     plat.fsgsbase_ok = works && cpu::has_fsgsbase() && probe_wrfsbase_checks();
