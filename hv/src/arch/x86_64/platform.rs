@@ -3,7 +3,7 @@
 
 use super::cpu;
 use super::entry::{self, Frame, SYSCALL_VECTOR};
-use crate::abi::vector;
+use crate::abi::{self, vector};
 use crate::mm::paging::walk_slice;
 use crate::mm::Mfn;
 use crate::platform::{CpuState, DebugRegs, Exit, Gate, Platform, VcpuKey};
@@ -259,7 +259,23 @@ impl BareMetal {
         c.ss = e.ss as u16;
         c.fs_base = fs;
         c.gs_base = gs;
-        let v = e.vector;
+        let mut v = e.vector;
+        // Under kvm_pvm a ring-3 `syscall` does not reach ring 0: the CPU loads rcx/r11 and jumps
+        // to LSTAR (or CSTAR) still in ring 3, which faults on fetching our entry point. That is
+        // the guest's syscall all the same (Linux and XTF issue it themselves, with no hypercall
+        // page): report it as the syscall entry would. A guest that jumps there by itself only
+        // gets its own rcx/r11 taken as the return point, as after a syscall.
+        if v == vector::PF as u64 && e.cs & 3 == 3 {
+            let lstar = entry::xen_syscall_entry as *const () as u64;
+            let cstar = entry::xen_syscall32_entry as *const () as u64;
+            if e.rip == lstar || e.rip == cstar {
+                c.rip = e.rcx;
+                c.rflags = e.r11;
+                c.cs = if e.rip == lstar { abi::FLAT_RING3_CS64 } else { abi::FLAT_RING3_CS32 };
+                c.ss = abi::FLAT_RING3_SS64;
+                v = SYSCALL_VECTOR;
+            }
+        }
         let exit = if v == SYSCALL_VECTOR {
             Exit::Gate
         } else if v == vector::DB as u64 {
