@@ -6,10 +6,11 @@
 //!    on) and `busybox-static` with `apt-get download` into `target/linux/` (once; Debian's
 //!    archive is the only network this needs), and unpack them with `dpkg-deb -x`.
 //! 2. Build `initrd.cpio` (cpio newc, deterministic: fixed inode numbers, mtime 0): `/bin/busybox`,
-//!    `/dev/console`, and [`INIT`].
+//!    `/dev/console`, and [`INIT`] (arithmetic, a file in tmpfs, a pipe, `/sys/hypervisor/type`).
 //! 3. Boot `/boot/vmlinuz-*` as shipped (a bzImage) with it: in the simulator through the release
 //!    `xenolith boot --initrd`, and on the image through `xenolith boot-hw --kernel … --initrd …`.
-//!    A run passes when the console shows [`MARKER`] and the guest powers off; in the simulator
+//!    A run passes when the console shows every line of [`REQUIRED`] and [`MARKER`] and the guest
+//!    powers off (exit 0); in the simulator
 //!    the boot is then run again and must give the same trace and console, byte for byte
 //!    (`--once` skips that).
 //!
@@ -26,6 +27,15 @@ use super::{cargo, Result};
 /// The line `/init` prints once it has done its work.
 pub const MARKER: &str = "xenolith-linux: done";
 
+/// Lines `/init` must print on the way (arithmetic, a file in tmpfs, a pipe of three processes,
+/// the Xen sysfs node), each checked.
+pub const REQUIRED: [&str; 4] = [
+    "xenolith-linux: sum(1..1000) = 500500",
+    "xenolith-linux: tmpfs file: written in tmpfs",
+    "xenolith-linux: pipe: 3 words",
+    "xenolith-linux: /sys/hypervisor/type: xen",
+];
+
 /// The initramfs's `/init`: busybox's shell, its applets installed, a little arithmetic.
 pub const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -39,6 +49,11 @@ i=1
 while [ $i -le 1000 ]; do sum=$((sum + i)); i=$((i + 1)); done
 echo "xenolith-linux: sum(1..1000) = $sum"
 echo "xenolith-linux: $(grep MemTotal /proc/meminfo)"
+mount -t tmpfs tmpfs /tmp
+echo "written in tmpfs" > /tmp/file
+echo "xenolith-linux: tmpfs file: $(cat /tmp/file)"
+echo "xenolith-linux: pipe: $(echo one two three | tr ' ' '\n' | wc -l) words"
+echo "xenolith-linux: /sys/hypervisor/type: $(cat /sys/hypervisor/type 2>&1)"
 echo "xenolith-linux: done"
 poweroff -f
 "#;
@@ -238,7 +253,8 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
         let secs = t.elapsed().as_secs_f64();
         let console = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let ok = out.status.success() && console.lines().any(|l| l.contains(MARKER));
+        let ok = out.status.success()
+            && [MARKER].iter().chain(REQUIRED.iter()).all(|want| console.lines().any(|l| l.contains(want)));
         for l in console.lines().filter(|l| l.contains("xenolith-linux:")) {
             eprintln!("  {accel}: {l}");
         }
