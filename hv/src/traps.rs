@@ -103,25 +103,6 @@ pub fn bounce(ctx: &mut Ctx<'_, '_>, b: &Bounce) -> Result<(), BounceFailed> {
     Ok(())
 }
 
-/// Why the CPU would refuse to enter the guest with this context, if it would: the return to
-/// ring 3 (`iretq`) checks the code and stack selectors and that `rip` is canonical, and a
-/// refusal there would fault in the hypervisor. The platforms' descriptor tables hold Xen's flat
-/// ring-3 selectors only (`xen-public/arch-x86/xen-x86_64.h`: FLAT_RING3_CS64, FLAT_RING3_CS32,
-/// FLAT_RING3_SS64 == FLAT_RING3_DS32); a guest's own GDT (set_gdt) is not loaded into the CPU.
-/// Xen turns such a fault into the guest's failsafe callback; xenolith crashes the domain.
-pub fn entry_problem(cpu: &crate::platform::CpuState) -> Option<String> {
-    if cpu.cs != abi::FLAT_RING3_CS64 && cpu.cs != abi::FLAT_RING3_CS32 {
-        return Some(alloc::format!("code selector {:#x} is not a flat ring-3 selector", cpu.cs));
-    }
-    if cpu.ss != abi::FLAT_RING3_DS32 {
-        return Some(alloc::format!("stack selector {:#x} is not a flat ring-3 selector", cpu.ss));
-    }
-    if !is_canonical(cpu.rip) {
-        return Some(alloc::format!("rip {:#x} is not canonical", cpu.rip));
-    }
-    None
-}
-
 /// The trap-table entry for `vec` as a bounce (None when the guest has no handler).
 pub fn trap_bounce(v: &Vcpu, vec: u8, error_code: Option<u32>) -> Bounce {
     let ti = v.trap_table[vec as usize];
