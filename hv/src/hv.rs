@@ -466,6 +466,36 @@ impl<P: Platform> Hypervisor<P> {
         Ok((w, c))
     }
 
+    /// Console input (`xl console`, xenconsoled's tty side): put as many of `bytes` as the
+    /// domain's console ring `in` buffer has room for, notify its console event channel and wake
+    /// the vCPU that waits on it. Returns how many bytes were taken (the rest is the caller's to
+    /// offer again, as xenconsoled leaves unread bytes in the pty). Called between runs, so the
+    /// input lands at `self.now` on the virtual clock: the same input at the same virtual times
+    /// gives the same run. Traced as `dN console input "..." (K bytes)`.
+    pub fn console_input(&mut self, name: &str, bytes: &[u8]) -> Result<usize, ControlError> {
+        let id = self.by_name(name)?;
+        let Some(d) = self.doms.get(&id) else { return Err(ControlError::NoSuchDomain(name.into())) };
+        if d.state != DomState::Running || bytes.is_empty() {
+            return Ok(0);
+        }
+        let (n, woke) = hypercall::fill_console_input(&mut MachineMemory::new(self.platform.memory()), d, bytes);
+        if n > 0 {
+            self.trace_with(|| {
+                let shown = String::from_utf8_lossy(&bytes[..n.min(64)]).into_owned();
+                let more = if n > 64 { "…" } else { "" };
+                alloc::format!("d{id} console input {shown:?}{more} ({n} bytes)")
+            });
+        }
+        for v in woke {
+            if let Some(vcpu) = self.doms.get_mut(&id).and_then(|d| d.vcpus.get_mut(v as usize)) {
+                if unblock(vcpu) {
+                    self.sched.wake((id, v));
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// A domain's credit parameters (`xl sched-credit -d NAME`): (weight, cap).
     pub fn sched_credit_get(&self, name: &str) -> Result<(u16, u16), ControlError> {
         let id = self.by_name(name)?;

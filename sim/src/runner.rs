@@ -269,6 +269,15 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
                 hv.trace(&format!("console {d}"));
                 Ok(())
             }
+            // The console ring's `in` holds 1024 bytes: what does not fit is a failed step (a
+            // scenario types no faster than its guest reads), never silently dropped.
+            StepAction::Input { domain, bytes } => hv.console_input(domain, bytes).and_then(|n| {
+                if n == bytes.len() {
+                    Ok(())
+                } else {
+                    Err(ControlError::Invalid(format!("console ring full: {n} of {} bytes taken", bytes.len())))
+                }
+            }),
         };
         if let Err(e) = r {
             let msg = format!("{}:{}: step at {} ns: {e}", sc.path.display(), step.line, step.at_ns);

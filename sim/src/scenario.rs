@@ -154,7 +154,9 @@ pub struct Step {
 /// `reboot D` (same as `shutdown D reboot`, xl's `reboot`), `destroy D` (immediate),
 /// `sched-credit -d D [-w WEIGHT] [-c CAP]` (long forms --domain/--weight/--cap; with neither -w
 /// nor -c it reads the current values into the trace, like `xl sched-credit -d D`),
-/// `console D` (a no-op marker in the trace).
+/// `console D` (a no-op marker in the trace), `input D TEXT` (TEXT, the rest of the command after
+/// one space, typed on D's console: put in its console ring, `\n`, `\r`, `\t`, `\\` and `\xNN`
+/// escapes understood; see [`parse_input_text`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepAction {
     Pause(String),
@@ -171,6 +173,10 @@ pub enum StepAction {
         cap: Option<u16>,
     },
     Console(String),
+    Input {
+        domain: String,
+        bytes: Vec<u8>,
+    },
 }
 
 impl StepAction {
@@ -182,7 +188,7 @@ impl StepAction {
             | StepAction::Reboot(d)
             | StepAction::Destroy(d)
             | StepAction::Console(d) => d,
-            StepAction::Shutdown { domain, .. } | StepAction::SchedCredit { domain, .. } => domain,
+            StepAction::Shutdown { domain, .. } | StepAction::SchedCredit { domain, .. } | StepAction::Input { domain, .. } => domain,
         }
     }
 }
@@ -1157,13 +1163,55 @@ pub fn parse_action(text: &str, domains: &[DomainSpec]) -> Result<StepAction, St
             _ => return Err("usage: shutdown DOMAIN [poweroff|reboot]".into()),
         },
         "sched-credit" => parse_sched_credit(args, domains, &domain)?,
+        "input" => {
+            const USAGE: &str = "usage: input DOMAIN TEXT (e.g. input echo hello\\n)";
+            let rest = text.trim_start().strip_prefix("input").unwrap_or("").trim_start();
+            let (name, typed) = rest.split_once(char::is_whitespace).ok_or(USAGE)?;
+            let bytes = parse_input_text(typed)?;
+            if bytes.is_empty() {
+                return Err(USAGE.into());
+            }
+            StepAction::Input { domain: domain(name)?, bytes }
+        }
         other => {
             return Err(format!(
-                "unknown action {} (expected pause, unpause, shutdown, reboot, destroy, sched-credit, console)",
+                "unknown action {} (expected pause, unpause, shutdown, reboot, destroy, sched-credit, console, input)",
                 quote(other)
             ))
         }
     })
+}
+
+/// The TEXT of `input D TEXT`: its bytes, with `\n`, `\r`, `\t`, `\\` and `\xNN` turned into
+/// the bytes they name (so a TOML literal string `'input echo hi\n'` types `hi` and Enter).
+pub fn parse_input_text(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex = text.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(hex.ok_or_else(|| format!("bad escape at byte {i}: \\x needs two hex digits"))?);
+                i += 2;
+            }
+            _ => return Err(format!("bad escape at byte {i} (expected \\n, \\r, \\t, \\\\ or \\xNN)")),
+        }
+        i += 2;
+    }
+    if out.len() > 4096 {
+        return Err(format!("input text of {} bytes is longer than 4096", out.len()));
+    }
+    Ok(out)
 }
 
 fn parse_sched_credit(

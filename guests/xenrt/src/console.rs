@@ -8,7 +8,7 @@
 use crate::abi::*;
 use core::fmt::{self, Write};
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
-use core::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Yields spent waiting for the backend to drain the ring before giving up.
 pub const DRAIN_YIELDS: u32 = 1000;
@@ -144,4 +144,65 @@ macro_rules! cio_println {
     ($($arg:tt)*) => {
         $crate::console::console_io_fmt(format_args!("{}\n", format_args!($($arg)*)))
     };
+}
+
+/// Reads what the backend has put in the console ring's `in` buffer (at most `buf.len()`
+/// bytes), as Linux's `domU_read_console` does (hvc_xen.c): copy from `in_cons` up to
+/// `in_prod`, publish `in_cons`, notify the backend. Returns 0 when there is nothing (or no ring).
+pub fn ring_read(buf: &mut [u8]) -> usize {
+    let ring = RING.load(Ordering::Acquire) as *mut XenconsInterface;
+    if ring.is_null() {
+        return 0;
+    }
+    let mut n = 0;
+    // SAFETY: as in `ring_write`; the backend writes `in` and `in_prod` concurrently.
+    unsafe {
+        let input = addr_of!((*ring).input) as *const u8;
+        let mut cons = read_volatile(addr_of!((*ring).in_cons));
+        let prod = read_volatile(addr_of!((*ring).in_prod));
+        fence(Ordering::Acquire); // rmb: index, then data
+        if prod.wrapping_sub(cons) > 1024 {
+            return 0; // a confused backend: Linux BUG()s here; we read nothing
+        }
+        while cons != prod && n < buf.len() {
+            buf[n] = read_volatile(input.add((cons & 1023) as usize));
+            cons = cons.wrapping_add(1);
+            n += 1;
+        }
+        fence(Ordering::SeqCst); // mb: data read before the slots are handed back
+        write_volatile(addr_of_mut!((*ring).in_cons), cons);
+    }
+    if n > 0 {
+        crate::hypercall::evtchn_send(EVTCHN.load(Ordering::Relaxed));
+    }
+    n
+}
+
+/// Waits for console input (or any console notification): clears the console port's pending
+/// bit if it was set (then returns at once: the caller looks at the ring again), else blocks in
+/// `SCHEDOP_poll` on the port. Needs shared_info mapped; without it (or without a ring) it yields.
+pub fn wait_input() {
+    let port = EVTCHN.load(Ordering::Relaxed);
+    let Some(shared) = crate::mm::shared_info() else {
+        crate::hypercall::sched_yield();
+        return;
+    };
+    if RING.load(Ordering::Acquire) == 0 {
+        crate::hypercall::sched_yield();
+        return;
+    }
+    let word = (port / 64) as usize;
+    let bit = 1u64 << (port % 64);
+    // SAFETY: shared_info is mapped; the pending word is shared with the hypervisor, so it is
+    // only touched with an atomic read-modify-write through a raw pointer.
+    let was = unsafe {
+        let p = addr_of_mut!((*shared).evtchn_pending[word]);
+        AtomicU64::from_ptr(p).fetch_and(!bit, Ordering::SeqCst) & bit != 0
+    };
+    if !was {
+        let ports = [port];
+        let poll = SchedPoll { ports: ports.as_ptr() as u64, nr_ports: 1, timeout: 0 };
+        // SAFETY: `poll` and `ports` are valid for the call.
+        unsafe { crate::hypercall::sched_op(SCHEDOP_POLL, addr_of!(poll).cast()) };
+    }
 }

@@ -92,3 +92,32 @@ pub fn drain_console_ring(mem: &mut MachineMemory<'_>, d: &Domain) -> (Vec<u8>, 
     let woke = if d.console.port != 0 { evtchn::raise(mem, d, d.console.port) } else { Vec::new() };
     (out, woke)
 }
+
+/// Produce `bytes` into the domain's console ring `in` buffer, as xenconsoled's
+/// `handle_tty_read` does (tools/console/daemon/io.c): only as many as fit
+/// (`in_prod - in_cons` never exceeds the 1024-byte `in`, xen-public/io/console.h), data
+/// written before the index (the simulator and the image run the guest only after this returns,
+/// so program order is the barrier), `in_prod` bumped, then the console event channel
+/// notified. Returns how many bytes were taken and the vCPUs the notification woke.
+pub fn fill_console_input(mem: &mut MachineMemory<'_>, d: &Domain, bytes: &[u8]) -> (usize, Vec<u32>) {
+    let ring = d.console.ring.maddr();
+    let (Some(cons), Some(prod)) = (mem.read_u32(ring.add(cons_ring::IN_CONS)), mem.read_u32(ring.add(cons_ring::IN_PROD))) else {
+        return (0, Vec::new());
+    };
+    // A guest that moved in_cons past in_prod (or more than a ring behind) is confused: like
+    // xenconsoled (`len = sizeof(intf->in) - (prod - cons)` clamped at 0) give it nothing.
+    let used = prod.wrapping_sub(cons) as u64;
+    let room = cons_ring::IN_SIZE.saturating_sub(used) as usize;
+    let n = room.min(bytes.len());
+    if n == 0 {
+        return (0, Vec::new());
+    }
+    for (i, &b) in bytes[..n].iter().enumerate() {
+        let idx = (prod as u64 + i as u64) & (cons_ring::IN_SIZE - 1);
+        mem.write_u8(ring.add(cons_ring::IN + idx), b);
+    }
+    core::sync::atomic::fence(core::sync::atomic::Ordering::Release); // xen_wmb(): data, then index
+    mem.write_u32(ring.add(cons_ring::IN_PROD), prod.wrapping_add(n as u32));
+    let woke = if d.console.port != 0 { evtchn::raise(mem, d, d.console.port) } else { Vec::new() };
+    (n, woke)
+}

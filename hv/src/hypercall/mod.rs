@@ -16,7 +16,7 @@ mod multicall;
 mod sched;
 mod version;
 
-pub use console::{console_output as console_output_pub, drain_console_ring};
+pub use console::{console_output as console_output_pub, drain_console_ring, fill_console_input};
 pub use cpu::deliver_nmi;
 pub use event::unbind_peers;
 
