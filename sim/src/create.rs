@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub trace: Option<PathBuf>,
     /// Wait for gdb on this address first (`--gdb`, see [`crate::gdb`]).
     pub gdb: Option<String>,
+    /// `-c`: stdin goes to the domain's console ring (see [`crate::console`]).
+    pub console_input: bool,
 }
 
 /// Reads an xl.cfg file as `xl create` does (unknown keys ignored with a warning on stderr) and
@@ -93,11 +95,51 @@ pub fn run_domain(c: DomainConfig, what: &Path, opts: &RunOptions) -> u8 {
         return code;
     }
     let max = opts.max_insns;
+    if opts.console_input {
+        return session(&mut hv, &name, opts);
+    }
     while hv.any_running() && hv.now < max {
         let next = (hv.now + 10_000_000).min(max);
         hv.run_until(next);
     }
     finish(&mut hv, &name, opts)
+}
+
+/// The run of `boot -c` / `create -c`: stdin to the console ring at the ends of
+/// [`crate::console::CHUNK_NS`] chunks of virtual time, idle time paced to real time, Ctrl-]
+/// ends it (see [`crate::console`]).
+fn session(hv: &mut hv::Hypervisor<crate::SimPlatform>, name: &str, opts: &RunOptions) -> u8 {
+    use crate::console::{Session, CHUNK_NS};
+    let max = opts.max_insns;
+    let mut s = Session::start();
+    let mut detached_at: Option<u64> = None;
+    while hv.any_running() && hv.now < max {
+        s.poll();
+        if !s.pending().is_empty() {
+            let bytes = s.pending().to_vec();
+            match hv.console_input(name, &bytes) {
+                Ok(n) => s.consumed(n),
+                Err(_) => break,
+            }
+        }
+        // After Ctrl-]: the guest gets DETACH_GRACE_NS of virtual time to read what was typed
+        // before it, then the session (and the domain) ends.
+        if s.detach && detached_at.get_or_insert(hv.now).saturating_add(crate::console::DETACH_GRACE_NS) <= hv.now {
+            s.end();
+            let _ = hv.destroy(name);
+            eprintln!("\r\nxenolith: {name}: console left with Ctrl-]: the domain is destroyed with the session");
+            break;
+        }
+        let (t0, cpu0) = (hv.now, hv.record(name).map_or(0, |r| r.cpu_ns));
+        hv.run_until((hv.now + CHUNK_NS).min(max));
+        let ran = hv.record(name).map_or(0, |r| r.cpu_ns) - cpu0;
+        let idle = (hv.now - t0).saturating_sub(ran);
+        if idle > 0 && hv.any_running() {
+            s.wait(std::time::Duration::from_nanos(idle.min(CHUNK_NS)));
+        }
+    }
+    s.end();
+    finish(hv, name, opts)
 }
 
 /// A fresh simulator for domain `c`, its consoles streamed to stdout; or the exit code.

@@ -127,11 +127,15 @@ enum Cmd {
         /// The initial ramdisk, loaded as the boot module (start_info's mod_start/mod_len).
         #[arg(long)]
         initrd: Option<PathBuf>,
-        /// Stop after this many guest instructions (virtual ns).
-        #[arg(long, default_value_t = 2_000_000_000)]
-        max_insns: u64,
+        /// Stop after this many guest instructions (virtual ns); default 2000000000, none with -c.
+        #[arg(long)]
+        max_insns: Option<u64>,
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Interactive console (like `xl create -c`): stdin goes to the guest's console ring;
+        /// Ctrl-] ends the session (and the domain). See the README's "Console input".
+        #[arg(short = 'c', long = "console", conflicts_with = "gdb")]
+        console: bool,
         /// Wait for gdb on this TCP address (default 127.0.0.1:1234; PORT or :PORT also do)
         /// before the guest's first instruction. See the README's "Debugging a guest with gdb".
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR)]
@@ -141,11 +145,15 @@ enum Cmd {
     /// (the kernel path is relative to the file's directory; same exit codes as `boot`).
     Create {
         config: PathBuf,
-        /// Stop after this many guest instructions (virtual ns).
-        #[arg(long, default_value_t = 2_000_000_000)]
-        max_insns: u64,
+        /// Stop after this many guest instructions (virtual ns); default 2000000000, none with -c.
+        #[arg(long)]
+        max_insns: Option<u64>,
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Interactive console (like `xl create -c`): stdin goes to the guest's console ring;
+        /// Ctrl-] ends the session (and the domain).
+        #[arg(short = 'c', long = "console", conflicts_with = "gdb")]
+        console: bool,
         /// Check the file and its kernel and print the domain (name, kernel, memory, vcpus,
         /// cmdline as key=value lines) without running it.
         #[arg(long)]
@@ -156,6 +164,9 @@ enum Cmd {
         gdb: Option<String>,
     },
 }
+
+/// `boot`'s and `create`'s instruction budget without `--max-insns` (and without `-c`).
+const DEFAULT_MAX_INSNS: u64 = 2_000_000_000;
 
 fn repo_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -172,13 +183,15 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet, timeline, perfetto } => run(&paths, trace, guests, quiet, timeline, perfetto),
-        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, gdb } => {
+        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, console, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
-            boot(&kernel, memory, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb })
+            let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
+            boot(&kernel, memory, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb, console_input: console })
         }
-        Cmd::Create { config, max_insns, trace, dry_run, gdb } => {
+        Cmd::Create { config, max_insns, trace, console, dry_run, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
-            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
+            let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
+            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb, console_input: console }, dry_run))
         }
         Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));

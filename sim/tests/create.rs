@@ -199,3 +199,57 @@ fn xtf_configs_are_accepted() {
     }
     assert!(n > 0, "no .cfg in {}", dir.display());
 }
+
+/// Runs xenolith with `input` written to its stdin through a pipe (then closed).
+fn xenolith_piped(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xenolith"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xenolith");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("xenolith output")
+}
+
+/// `boot -c` and `create -c`: stdin reaches the guest's console ring (the echo guest answers
+/// each line), the guest's poweroff ends the session with exit 0; Ctrl-] ends it at once (the
+/// bytes before it still delivered, the ones after it not), exit 4 (destroyed).
+#[test]
+fn dash_c_sends_stdin_to_the_console_ring_and_ctrl_bracket_detaches() {
+    let echo = common::guests().join("echo");
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let out = xenolith_piped(
+        &["boot", echo.to_str().unwrap(), "-c", "--trace", trace.path().to_str().unwrap()],
+        b"hello over a pipe\nsecond line\npoweroff\n",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("echo: hello over a pipe\necho: second line\necho: bye after 39 bytes"),
+        "{stdout}"
+    );
+    let t = std::fs::read_to_string(trace.path()).unwrap();
+    assert!(t.contains("d1 console input \"hello over a pipe\\n"), "{t}");
+
+    let out = xenolith_piped(&["boot", echo.to_str().unwrap(), "-c"], b"before\n\x1dafter\npoweroff\n");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("echo: before") && !stdout.contains("after") && !stdout.contains("bye"), "{stdout}");
+    assert!(stderr.contains("Ctrl-]"), "{stderr}");
+
+    // Without -c stdin is not read: the guest waits for input until the budget runs out (exit 3).
+    let out = xenolith_piped(&["boot", echo.to_str().unwrap(), "--max-insns", "50000000"], b"poweroff\n");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // create -c, from an xl.cfg.
+    let (_dir, path) = setup("echo", "name=\"echo\"\nmemory=16\nkernel=\"../kernels/echo\"\n");
+    let out = xenolith_piped(&["create", "-c", path.to_str().unwrap()], b"via create\npoweroff\n");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("echo: via create"), "{stdout}");
+}
