@@ -1,4 +1,4 @@
-//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once]`:
+//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]`:
 //! Debian's stock Linux kernel as a PV domU, with a busybox initramfs whose `/init` prints,
 //! computes and powers off.
 //!
@@ -68,10 +68,12 @@ struct Opts {
     memory: u64,
     max_insns: u64,
     timeout: u64,
+    /// `--shell`: also type commands into a shell on hvc0 (`linux_shell.rs`).
+    shell: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300 };
+    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300, shell: false };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -87,6 +89,7 @@ fn parse(args: &[String]) -> Result<Opts> {
                 }
             }
             "--once" => o.twice = false,
+            "--shell" => o.shell = true,
             "--memory" => o.memory = val()?.parse().map_err(|_| "--memory: expected MiB".to_string())?,
             "--max-insns" => o.max_insns = val()?.parse().map_err(|_| "--max-insns: expected a number".to_string())?,
             "--timeout" => o.timeout = val()?.parse().map_err(|_| "--timeout: expected seconds".to_string())?,
@@ -287,6 +290,11 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
                 eprintln!("  ! {l}");
             }
             failed.push(accel.clone());
+        }
+    }
+    if o.shell && o.accels.iter().any(|a| a == "sim") {
+        if let Err(e) = super::linux_shell::check(&xenolith, &dir, &vmlinuz, &busybox, o.memory, CMDLINE, o.max_insns) {
+            failed.push(format!("sim (shell: {e})"));
         }
     }
     if failed.is_empty() {

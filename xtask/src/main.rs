@@ -32,6 +32,7 @@ use std::time::Instant;
 
 mod fuzz;
 mod linux;
+mod linux_shell;
 mod xtf;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
@@ -54,7 +55,7 @@ commands:
   xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
                  run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
                  with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
-  linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S]
+  linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]
                  fetch Debian's kernel and busybox-static (apt-get download), build an initramfs,
                  boot the bzImage with it and check that /init ran and powered off
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
