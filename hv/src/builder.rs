@@ -305,7 +305,9 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     si.magic[..14].copy_from_slice(b"xen-3.0-x86_64");
     si.nr_pages = nr_pages;
     si.shared_info = shared.maddr().0;
-    si.flags = 0;
+    // xen-public/xen.h: SIF_PRIVILEGED, "Is the domain privileged?" (a control domain; not
+    // SIF_INITDOMAIN: it still has its console and store rings as a domU does).
+    si.flags = if config.privileged { abi::SIF_PRIVILEGED } else { 0 };
     si.store_mfn = va_maddr(l.store_va).mfn().0;
     si.store_evtchn = store_port;
     si.console_mfn = va_maddr(l.cons_va).mfn().0;

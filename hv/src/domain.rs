@@ -56,6 +56,9 @@ pub struct DomainConfig {
     pub on_crash: Action,
     pub weight: u16,
     pub cap: u16,
+    /// A control domain (Xen's `d->is_privileged`, `is_control_domain()`; in Xen that is dom0):
+    /// the XSM dummy policy's XSM_PRIV checks pass for it, and its start_info has SIF_PRIVILEGED.
+    pub privileged: bool,
 }
 
 impl DomainConfig {
@@ -74,6 +77,7 @@ impl DomainConfig {
             on_crash: Action::Destroy,
             weight: 256,
             cap: 0,
+            privileged: false,
         }
     }
 }

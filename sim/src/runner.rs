@@ -175,6 +175,7 @@ pub fn domain_config_at(spec: &DomainSpec, path: &Path) -> Result<DomainConfig, 
     if let Some(cap) = spec.cap {
         c.cap = cap;
     }
+    c.privileged = spec.privileged;
     Ok(c)
 }
 

@@ -15,6 +15,7 @@
 //! cmdline = "loglevel=3"          # default ""; `extra` is an alias (xl's name)
 //! on_poweroff = "destroy"         # default destroy; on_reboot default restart; on_crash default destroy
 //! weight = 256                    # credit weight 1..=65535 (alias cpu_weight); cap 0..=100*vcpus
+//! privileged = false              # true: a control domain (Xen's is_privileged, as dom0): domctl works
 //! disk = ["..."]                  # xl disk spec strings, stored verbatim; vif likewise
 //!
 //! [[domain]]
@@ -91,6 +92,9 @@ pub struct DomainSpec {
     pub on_crash: Action,
     pub weight: Option<u16>,
     pub cap: Option<u16>,
+    /// `privileged = true` (scenario files only): a control domain, as Xen's dom0 is (see the
+    /// README's "A privileged domain").
+    pub privileged: bool,
     pub disks: Vec<String>,
     pub vifs: Vec<String>,
     /// The file the domain came from: its xl.cfg file if it has one, else the scenario.
@@ -563,6 +567,7 @@ impl DomainBuilder {
             on_crash: self.on_crash.map_or(Action::Destroy, |(a, _)| a),
             weight: self.weight.map(|(w, _)| w),
             cap: self.cap.map(|(c, _)| c),
+            privileged: false,
             disks: self.disks.map(|(d, _)| d).unwrap_or_default(),
             vifs: self.vifs.map(|(v, _)| v).unwrap_or_default(),
             source,
@@ -685,6 +690,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 enum Tv {
     Str(String),
     Int(i64),
+    Bool(bool),
     Other(&'static str),
     Array(Vec<Sp>),
     Table(Vec<(String, Sp)>),
@@ -742,10 +748,10 @@ impl<'de> Visitor<'de> for TvVisitor {
             v: Tv::Other("a float"),
         })
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Sp, E> {
+    fn visit_bool<E>(self, b: bool) -> Result<Sp, E> {
         Ok(Sp {
             span: None,
-            v: Tv::Other("a boolean"),
+            v: Tv::Bool(b),
         })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sp, A::Error> {
@@ -838,6 +844,7 @@ impl Tv {
         match self {
             Tv::Str(_) => "a string",
             Tv::Int(_) => "an integer",
+            Tv::Bool(_) => "a boolean",
             Tv::Other(k) => k,
             Tv::Array(_) => "an array",
             Tv::Table(_) => "a table",
@@ -1063,9 +1070,19 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         source = cfg;
     }
     let mut seen = BTreeSet::new();
+    let mut privileged = false;
     for (k, v) in entries {
         let key = k.as_str();
         if key == "config" {
+            continue;
+        }
+        // Scenario-only (xl has no such key: in Xen the control domain is dom0).
+        if key == "privileged" {
+            let at = cx.at(v.span(), format!("{field}.{key}"));
+            privileged = match v.get_ref() {
+                Tv::Bool(b) => *b,
+                other => return Err(at.err(format!("expected true or false, found {}", other.kind()))),
+            };
             continue;
         }
         let at = cx.at(v.span(), format!("{field}.{key}"));
@@ -1088,7 +1105,9 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         };
         b.set(canon, value, at)?;
     }
-    b.finish(source, &cx.at(d.span(), field))
+    let mut spec = b.finish(source, &cx.at(d.span(), field))?;
+    spec.privileged = privileged;
+    Ok(spec)
 }
 
 fn parse_step(

@@ -12,6 +12,7 @@ pub const XENPF_INTERFACE_VERSION: u32 = 0x0300_0001; // xen-public/platform.h
 pub mod domctl {
     pub const CREATEDOMAIN: u32 = 1; // xen-public/domctl.h
     pub const SHADOW_OP: u32 = 10; // xen-public/domctl.h
+    pub const SCHEDULER_OP: u32 = 16; // xen-public/domctl.h
     pub const ASSIGN_DEVICE: u32 = 37; // xen-public/domctl.h
     pub const TEST_ASSIGN_DEVICE: u32 = 45; // xen-public/domctl.h
     pub const DEASSIGN_DEVICE: u32 = 47; // xen-public/domctl.h

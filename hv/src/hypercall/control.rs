@@ -43,7 +43,8 @@ pub fn sysctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 
 /// domctl (xen/common/domctl.c `do_domctl`): copy (-EFAULT), interface version (-EACCES), the
 /// target domain by id (DOMID_SELF is none: -ESRCH; createdomain has none), then
-/// `xsm_domctl(XSM_OTHER)`: XSM_PRIV, XSM_DM_PRIV or XSM_XS_PRIV, all -EPERM for a domU.
+/// `xsm_domctl(XSM_OTHER)`: XSM_PRIV, XSM_DM_PRIV or XSM_XS_PRIV, all -EPERM for a domU. A
+/// control domain gets `scheduler_op`; the other commands are not implemented (-ENOSYS).
 pub fn domctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     ctx.describe(|d| *d = "domctl".into());
     let h: DomctlHead = ctx.read_guest(a[0])?;
@@ -66,8 +67,47 @@ pub fn domctl(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     if !no_target && !ctx.doms.contains_key(&domain) {
         return Err(Errno::ESRCH);
     }
-    ctx.annotate(|n| n.push_str("not the control domain"));
-    Err(Errno::EPERM)
+    // xsm_domctl (xen/include/xsm/dummy.h): every command but a few device-model and xenstore
+    // ones is XSM_PRIV, and xsm_default_action lets XSM_PRIV through only for
+    // is_control_domain(src); those few are XSM_DM_PRIV/XSM_XS_PRIV, which a control domain
+    // passes too. So: the control domain (`privileged = true`) gets on, anyone else -EPERM.
+    if !ctx.domain_ref().config.privileged {
+        ctx.annotate(|n| n.push_str("not the control domain"));
+        return Err(Errno::EPERM);
+    }
+    match cmd {
+        domctl::SCHEDULER_OP => scheduler_op(ctx, a[0], h),
+        _ => {
+            ctx.annotate(|n| n.push_str("not implemented in xenolith (only scheduler_op is)"));
+            Err(Errno::ENOSYS)
+        }
+    }
+}
+
+/// XEN_DOMCTL_scheduler_op for the control domain (xen/common/domctl.c: `ret =
+/// sched_adjust(d, &op->u.scheduler_op); copyback = 1;`, then the whole `xen_domctl` copied
+/// back whatever `ret`): `sched::domctl_scheduler_op` is `sched_adjust` + `csched_dom_cntl`.
+fn scheduler_op(ctx: &mut Ctx<'_, '_>, va: u64, mut h: DomctlHead) -> Result<i64, Errno> {
+    use crate::sched::{DomctlSchedulerOp, XEN_DOMCTL_SCHEDOP_GETINFO, XEN_DOMCTL_SCHEDOP_PUTINFO};
+    let domain = h.domain;
+    let Some(mut op) = DomctlSchedulerOp::from_bytes(&h.u) else { return Err(Errno::EFAULT) };
+    let what = match op.cmd {
+        XEN_DOMCTL_SCHEDOP_GETINFO => "getinfo".into(),
+        XEN_DOMCTL_SCHEDOP_PUTINFO => alloc::format!("putinfo weight={} cap={}", op.weight, op.cap),
+        c => alloc::format!("cmd {c}"),
+    };
+    ctx.describe(|d| *d = alloc::format!("domctl(scheduler_op {what}, sched {}, dom {domain})", op.sched_id));
+    let r = match ctx.doms.get_mut(&domain) {
+        Some(d) => crate::sched::domctl_scheduler_op(d, &mut op),
+        None => Err(Errno::ESRCH),
+    };
+    op.write_out(&mut h.u);
+    ctx.write_guest(va, &h)?;
+    if r.is_ok() {
+        let (w, c) = ctx.doms.get(&domain).map_or((0, 0), |d| (d.config.weight, d.config.cap));
+        ctx.annotate(|n| *n = alloc::format!("d{domain} weight={w} cap={c}"));
+    }
+    r.map(|()| 0)
 }
 
 /// platform_op (xen/arch/x86/platform_hypercall.c `do_platform_op`): copy (-EFAULT), interface
