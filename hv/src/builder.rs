@@ -96,6 +96,8 @@ struct Layout {
     vb: u64,
     mod_va: u64,
     p2m_va: u64,
+    /// The P2M list outside the initial mapping (the kernel's INIT_P2M note), see [`P2mMap`].
+    p2m_map: Option<P2mMap>,
     si_va: u64,
     store_va: u64,
     cons_va: u64,
@@ -104,6 +106,40 @@ struct Layout {
     stack_va: u64,
     map_end: u64,
 }
+
+/// A P2M list placed where the kernel's INIT_P2M note asks, as libxenguest does
+/// (tools/libs/guest/xg_dom_core.c `xc_dom_build_image`: "Allocate p2m list if outside of
+/// initial kernel mapping", after everything the initial page tables map;
+/// xg_dom_x86.c `alloc_p2m_list_x86_64`: the list's frames, then the page tables that map it at
+/// `p2m_base`; `start_info_x86_64`: `mfn_list = p2m_base`, `first_p2m_pfn`/`nr_p2m_frames` cover
+/// both).
+#[derive(Clone, Copy)]
+struct P2mMap {
+    /// First pfn of the list (its page tables follow it).
+    pfn: u64,
+    /// Frames of the list.
+    list_frames: u64,
+    /// Page tables mapping it (L3s, L2s and L1s).
+    pt_frames: u64,
+}
+
+/// libxenguest honours INIT_P2M only below VIRT_BASE and page-aligned (`xc_dom_build_image`:
+/// otherwise `p2m_base = UNSET_ADDR`, the list goes in the initial mapping). xenolith also
+/// refuses (rather than building tables Xen's pin would reject) a list that is not canonical,
+/// reaches into the hypervisor's range or shares a top-level (L4) slot with the kernel's mapping.
+fn init_p2m(img: &KernelImage, vb: u64, list_bytes: u64) -> Result<Option<u64>, BuildError> {
+    let Some(p) = img.init_p2m.filter(|&p| p < vb && p & (PAGE_SIZE - 1) == 0) else { return Ok(None) };
+    let end = p.checked_add(list_bytes).filter(|&e| is_canonical(e - 1) && is_canonical(p));
+    match end {
+        Some(e) if !in_xen_range(p) && !in_xen_range(e - 1) && !(p..e).contains(&XEN_RANGE_START) && (e - 1) >> 39 < vb >> 39 => Ok(Some(p)),
+        _ => Err(BuildError::Layout(alloc::format!(
+            "INIT_P2M {p:#x}: a P2M list of {list_bytes:#x} bytes there is not canonical, reaches the hypervisor's range or shares an L4 slot with the kernel at {vb:#x}"
+        ))),
+    }
+}
+
+/// Start of the hypervisor's reserved virtual range (L4 slot 256).
+const XEN_RANGE_START: u64 = 0xffff_8000_0000_0000;
 
 fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, BuildError> {
     let vb = img.virt_base;
@@ -116,8 +152,13 @@ fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, Bu
     // Everything below is bounded by nr_pages (checked by the caller) and must stay canonical.
     // As libxenguest's xc_dom_build_image: the kernel, then the ramdisk, then the P2M list.
     let mod_va = kend;
-    let p2m_va = mod_va.checked_add(round_up(module_len, PAGE_SIZE)).ok_or_else(bad)?;
-    let si_va = p2m_va.checked_add(round_up(nr_pages * 8, PAGE_SIZE)).ok_or_else(bad)?;
+    let list_bytes = round_up(nr_pages * 8, PAGE_SIZE);
+    let outside = init_p2m(&img, vb, list_bytes)?;
+    let after_mod = mod_va.checked_add(round_up(module_len, PAGE_SIZE)).ok_or_else(bad)?;
+    let (p2m_va, si_va) = match outside {
+        Some(p) => (p, after_mod),
+        None => (after_mod, after_mod.checked_add(list_bytes).ok_or_else(bad)?),
+    };
     let store_va = si_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
     let cons_va = store_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
     let pt_va = cons_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
@@ -139,13 +180,22 @@ fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, Bu
     }
     let stack_va = pt_va + nr_pt * PAGE_SIZE;
     let mapped = (map_end - vb) / PAGE_SIZE;
-    if mapped > nr_pages {
+    let p2m_map = outside.map(|p| {
+        let e = p + list_bytes;
+        P2mMap {
+            pfn: mapped,
+            list_frames: list_bytes / PAGE_SIZE,
+            pt_frames: regions(p, e, 1 << 39) + regions(p, e, 1 << 30) + regions(p, e, 1 << 21),
+        }
+    });
+    let used = mapped + p2m_map.map_or(0, |m| m.list_frames + m.pt_frames);
+    if used > nr_pages {
         return Err(BuildError::TooSmall {
-            need_mib: (mapped * PAGE_SIZE).div_ceil(1 << 20),
+            need_mib: (used * PAGE_SIZE).div_ceil(1 << 20),
             have_mib: (nr_pages * PAGE_SIZE) >> 20,
         });
     }
-    Ok(Layout { img, vb, mod_va, p2m_va, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
+    Ok(Layout { img, vb, mod_va, p2m_va, p2m_map, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
 }
 
 /// Largest domain the builder accepts (MiB).
@@ -228,9 +278,13 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
             done += n;
         }
     }
-    // P2M list.
+    // P2M list: in the initial mapping, or (INIT_P2M) in the frames after it.
     for (pfn, m) in p2m.iter().enumerate() {
-        mem.write_u64(va_maddr(l.p2m_va + pfn as u64 * 8), m.0);
+        let at = match l.p2m_map {
+            Some(pm) => p2m[(pm.pfn + pfn as u64 / 512) as usize].maddr().add((pfn as u64 % 512) * 8),
+            None => va_maddr(l.p2m_va + pfn as u64 * 8),
+        };
+        mem.write_u64(at, m.0);
     }
     // Hypercall page.
     if let Some(hp) = l.img.hypercall_page {
@@ -278,6 +332,33 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
         mem.write_u64(table.maddr().add(table_index(va, 1) as u64 * 8), e);
         va += PAGE_SIZE;
     }
+    // INIT_P2M: map the list at its address with tables of its own (xg_dom_x86.c
+    // setup_pgtables_x86_64 maps every mapping of `domx86->maps`), writable, not executable.
+    if let Some(pm) = l.p2m_map {
+        let mut next = pm.pfn + pm.list_frames;
+        let last = next + pm.pt_frames;
+        for i in 0..pm.list_frames {
+            let va = l.p2m_va + i * PAGE_SIZE;
+            let mut table = l4;
+            for level in (2..=4u8).rev() {
+                let ea = table.maddr().add(table_index(va, level) as u64 * 8);
+                let e = mem.read_u64(ea).unwrap_or(0);
+                table = if e & PTE_P != 0 {
+                    pte_mfn(e)
+                } else {
+                    if next >= last {
+                        return Err(BuildError::Layout("INIT_P2M page-table estimate too small".into()));
+                    }
+                    let t = p2m[next as usize];
+                    next += 1;
+                    mem.write_u64(ea, t.maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A);
+                    t
+                };
+            }
+            let e = p2m[(pm.pfn + i) as usize].maddr().0 | PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D | PTE_NX;
+            mem.write_u64(table.maddr().add(table_index(va, 1) as u64 * 8), e);
+        }
+    }
     {
         let mut pt = PtCtx { frames: env.frames, mem, dom: id, xen_slots: env.xen_slots };
         pt.pin(l4, 4).map_err(|e| BuildError::Layout(alloc::format!("initial page tables rejected: {e}")))?;
@@ -315,6 +396,10 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     si.pt_base = l.pt_va;
     si.nr_pt_frames = l.nr_pt;
     si.mfn_list = l.p2m_va;
+    if let Some(pm) = l.p2m_map {
+        si.first_p2m_pfn = pm.pfn;
+        si.nr_p2m_frames = pm.list_frames + pm.pt_frames;
+    }
     if let Some(m) = &config.initrd {
         // A kernel with the MOD_START_PFN note takes mod_start as a PFN (xen-public/xen.h
         // SIF_MOD_START_PFN; libxenguest's xc_dom_x86 start_info setup); otherwise a virtual address.

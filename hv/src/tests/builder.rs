@@ -228,3 +228,55 @@ fn two_domains_get_disjoint_frames() {
     assert_eq!(fa.len() as u64, 16 * 256 + 1, "RAM plus shared_info");
     assert!(!fa.contains(&w.hv.xen.m2p));
 }
+
+/// INIT_P2M as libxenguest honours it (Linux's note asks for 0x8000000000, L4 slot 1): the list
+/// is not in the initial mapping but in the frames after it, mapped writable at the note's
+/// address by tables of its own that follow it; start_info says where (mfn_list,
+/// first_p2m_pfn, nr_p2m_frames). Misaligned or not below VIRT_BASE: ignored, as libxenguest
+/// does. Reaching the hypervisor's range: refused.
+#[test]
+fn init_p2m_places_the_list_where_the_kernel_asks() {
+    use super::image::{self, Spec};
+    use alloc::sync::Arc;
+    let kernel = |p: u64| Arc::from(image::build(&Spec { init_p2m: Some(p), ..Spec::default() }));
+    let mut w = World::new();
+    let d = w.try_create(crate::domain::DomainConfig::new("p2m", "test", kernel(0x80_0000_0000))).unwrap();
+    let si = w.start_info(d);
+    assert_eq!(si.mfn_list, 0x80_0000_0000);
+    // 16 MiB: 4096 entries, 8 frames; mapped by one L3, one L2 and one L1.
+    assert_eq!(si.nr_p2m_frames, 8 + 3);
+    let mapped = (4 << 20) / PAGE_SIZE;
+    assert_eq!(si.first_p2m_pfn, mapped, "right after what the initial page tables map");
+    let p2m = w.hv.doms[&d].p2m.clone();
+    let guest = w.read(d, si.mfn_list, si.nr_pages as usize * 8);
+    for pfn in 0..si.nr_pages as usize {
+        assert_eq!(u64::from_le_bytes(guest[pfn * 8..][..8].try_into().unwrap()), p2m[pfn].0, "P2M[{pfn}]");
+    }
+    for i in 0..8 {
+        let wk = w.walk(d, si.mfn_list + i * PAGE_SIZE).expect("P2M mapped");
+        assert!(wk.writable && wk.nx && wk.user);
+        assert_eq!(wk.maddr.mfn(), p2m[(si.first_p2m_pfn + i) as usize]);
+    }
+    assert!(w.walk(d, si.mfn_list + 8 * PAGE_SIZE).is_none(), "nothing mapped past the list");
+    for (i, level) in [(8, 3), (9, 2), (10, 1)] {
+        let f = w.hv.frames.get(p2m[(si.first_p2m_pfn + i) as usize]).unwrap();
+        assert_eq!(f.ty, PageType::PageTable(level), "table {i} of the P2M mapping");
+    }
+    // The initial mapping no longer holds the list: start_info follows the kernel directly.
+    assert!(w.hv.doms[&d].start_info_va < VB + (1 << 20));
+
+    // Misaligned, or not below VIRT_BASE: as if there were no note.
+    for p in [0x80_0000_0008, VB + (64 << 20)] {
+        let mut w = World::new();
+        let d = w.try_create(crate::domain::DomainConfig::new("p2m", "test", kernel(p))).unwrap();
+        let si = w.start_info(d);
+        assert!((VB..VB + (4 << 20)).contains(&si.mfn_list), "{p:#x}: {:#x}", si.mfn_list);
+        assert_eq!((si.first_p2m_pfn, si.nr_p2m_frames), (0, 0));
+    }
+    // In the hypervisor's range (L4 slot 256): refused, nothing leaked.
+    let mut w = World::new();
+    let free = w.hv.frames.free_frames();
+    let r = w.try_create(crate::domain::DomainConfig::new("p2m", "test", kernel(0xffff_8000_0000_0000)));
+    assert!(matches!(r, Err(ControlError::Build(BuildError::Layout(_)))), "{r:?}");
+    assert_eq!(w.hv.frames.free_frames(), free);
+}

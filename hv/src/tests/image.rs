@@ -42,6 +42,8 @@ pub struct Spec {
     pub features: &'static str,
     /// A MOD_START_PFN note with value 1.
     pub mod_start_pfn: bool,
+    /// An INIT_P2M note with this address.
+    pub init_p2m: Option<u64>,
 }
 
 impl Default for Spec {
@@ -60,6 +62,7 @@ impl Default for Spec {
             extra_vaddr_zero: false,
             features: "!writable_page_tables|pae_pgdir_above_4gb",
             mod_start_pfn: false,
+            init_p2m: None,
         }
     }
 }
@@ -99,6 +102,9 @@ fn xen_notes(s: &Spec) -> Vec<u8> {
     note(&mut n, b"Xen", elfnote::FEATURES, &f);
     if s.mod_start_pfn {
         note(&mut n, b"Xen", elfnote::MOD_START_PFN, &1u32.to_le_bytes());
+    }
+    if let Some(p) = s.init_p2m {
+        note(&mut n, b"Xen", elfnote::INIT_P2M, &p.to_le_bytes());
     }
     n
 }
