@@ -1219,7 +1219,10 @@ pub fn parse_input_text(text: &str) -> Result<Vec<u8>, String> {
             Some(b't') => out.push(b'\t'),
             Some(b'\\') => out.push(b'\\'),
             Some(b'x') => {
-                let hex = text.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = text
+                    .get(i + 2..i + 4)
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 out.push(hex.ok_or_else(|| format!("bad escape at byte {i}: \\x needs two hex digits"))?);
                 i += 2;
             }
@@ -1488,6 +1491,15 @@ cpu_percent.spin = [10, 200]
         assert_eq!(s.expect.cpu_percent["spin"], (10, 200));
     }
 
+    #[test]
+    fn input_text_escapes() {
+        assert_eq!(parse_input_text(r"ls -l\n").unwrap(), b"ls -l\n");
+        assert_eq!(parse_input_text(r"a\tb\r\\\x1d\x7F").unwrap(), b"a\tb\r\\\x1d\x7f");
+        assert!(parse_input_text(r"\x+1").is_err());
+        assert!(parse_input_text("\\").is_err());
+        assert!(parse_input_text(&"a".repeat(4097)).is_err());
+    }
+
     const DOM: &str = "run_for = \"1s\"\n[[domain]]\nname = \"a\"\nkernel = \"k\"\n"; // domain at lines 2-4
 
     #[test]
@@ -1510,6 +1522,11 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}extra = \"a\"\ncmdline = \"b\"\n"), "scenarios/x.toml:6: domain[0].cmdline: \"cmdline\" given twice"),
             (&format!("{DOM}disk = \"x\"\n"), "scenarios/x.toml:5: domain[0].disk: expected a list of strings"),
             (&format!("{DOM}flag = true\n"), "scenarios/x.toml:5: domain[0].flag: unknown key"),
+            (&format!("{DOM}privileged = \"yes\"\n"), "scenarios/x.toml:5: domain[0].privileged: expected true or false, found a string"),
+            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"input a\"\n"), "scenarios/x.toml:7: step[0].do: usage: input DOMAIN TEXT"),
+            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input a x\\q'\n"), "scenarios/x.toml:7: step[0].do: bad escape at byte 1"),
+            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input a \\x4'\n"), "scenarios/x.toml:7: step[0].do: bad escape at byte 0: \\x needs two hex digits"),
+            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input b hi'\n"), "scenarios/x.toml:7: step[0].do: no domain named \"b\""),
             (&format!("{DOM}type = \"hvm\"\n"), "scenarios/x.toml:5: domain[0].type: type \"hvm\" is not supported"),
             (&format!("{DOM}[[domain]]\nname = \"a\"\nkernel = \"k\"\n"), "scenarios/x.toml:6: domain[1].name: duplicate domain name \"a\""),
             ("run_for = \"1s\"\n[[domain]]\nname = \"a b\"\n", "scenarios/x.toml:3: domain[0].name: domain name \"a b\" has ' '"),
