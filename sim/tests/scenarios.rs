@@ -37,7 +37,7 @@ fn every_scenario_file_has_a_test() {
 /// The same scenario twice gives byte-identical traces (virtual time, no host state).
 #[test]
 fn traces_are_deterministic() {
-    for name in ["faults", "lifecycle"] {
+    for name in ["faults", "lifecycle", "console_input"] {
         let a = common::run_scenario(name).trace_text();
         let b = common::run_scenario(name).trace_text();
         assert_eq!(a, b, "scenario {name} is not deterministic");

@@ -5,7 +5,8 @@
 //!
 //! 1. getinfo on the target;
 //! 2. if that worked: the corner cases as Xen answers them (putinfo with weight 0 and cap
-//!    0xffff changes nothing, an unknown domain is -ESRCH, another scheduler's id and the
+//!    0xffff changes nothing, a cap above 100 x vCPUs is taken (the range checks are libxl's),
+//!    an unknown domain is -ESRCH, another scheduler's id and the
 //!    per-vCPU commands are -EINVAL), then putinfo with W and C, and getinfo again.
 //!
 //! An unprivileged domain gets -EPERM (-1) for the first call and stops there. It powers off at
@@ -80,6 +81,10 @@ fn main(si: &'static StartInfo) -> ! {
         let (rc, _, _) = sched_op(target, SCHEDULER_CREDIT, SCHEDOP_PUTINFO, 0, 0xffff);
         let (_, w, c) = sched_op(target, SCHEDULER_CREDIT, SCHEDOP_GETINFO, 0, 0);
         println!("schedctl: putinfo weight=0 cap=0xffff = {} (unchanged: weight={} cap={})", rc, w, c);
+        // No range check in the hypervisor (csched_dom_cntl): a cap above 100 x vCPUs is taken.
+        let (rc, _, _) = sched_op(target, SCHEDULER_CREDIT, SCHEDOP_PUTINFO, 0, 150);
+        let (_, w, c) = sched_op(target, SCHEDULER_CREDIT, SCHEDOP_GETINFO, 0, 0);
+        println!("schedctl: putinfo weight=0 cap=150 = {} (weight={} cap={})", rc, w, c);
         let (rc, _, _) = sched_op(0x7ff0, SCHEDULER_CREDIT, SCHEDOP_GETINFO, 0, 0);
         println!("schedctl: getinfo d32752 = {}", rc);
         let (rc, _, _) = sched_op(target, SCHEDULER_CREDIT2, SCHEDOP_GETINFO, 0, 0);
