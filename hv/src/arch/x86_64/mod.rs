@@ -7,6 +7,7 @@ pub mod entry;
 pub mod heap;
 pub mod platform;
 pub mod pvh;
+pub mod timer;
 
 use alloc::format;
 use alloc::string::String;
@@ -14,7 +15,7 @@ use alloc::vec::Vec;
 use core::ptr::addr_of_mut;
 
 use crate::hv::{Hypervisor, RecordState};
-use crate::mm::paging::{PTE_RW, PTE_US};
+use crate::mm::paging::{PTE_NX, PTE_PCD, PTE_PWT, PTE_RW, PTE_US};
 use crate::platform::Gate;
 use entry::{Frame, SYSCALL_VECTOR};
 use platform::BareMetal;
@@ -140,12 +141,20 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         _ if works => Gate::Syscall,
         _ => Gate::Int3,
     };
-    let timer = arg(&cmdline, "timer") != Some("0") && cpu::timer_init();
+    let choice = match arg(&cmdline, "timer") {
+        Some("0") => timer::Choice::Off,
+        Some("x2apic") => timer::Choice::X2apic,
+        Some("xapic") => timer::Choice::Xapic,
+        _ => timer::Choice::Auto,
+    };
+    let (tkind, cal) = timer::init(choice);
+    let timer = tkind != timer::Kind::None;
     say(&format!(
-        "# gate={} (probe: ring-3 syscall {}; exit vector {vec}) preemption={}",
+        "# gate={} (probe: ring-3 syscall {}; exit vector {vec}) preemption={}{}",
         gate.name(),
         if works { "reaches ring 0" } else { "does not reach ring 0" },
-        if timer { "x2apic-tsc-deadline" } else { "none" }
+        tkind.name(),
+        cal.map(|c| format!(" (calibrated: {} APIC ticks in {} TSC cycles)", c.ticks, c.tsc)).unwrap_or_default()
     ));
 
     let pack = bi.module.and_then(|(m, len)| {
@@ -193,6 +202,14 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
             cpu::exit(EXIT_FAIL);
         }
         a += 2 << 20;
+    }
+    if tkind == timer::Kind::XapicOneShot {
+        // The xAPIC's registers, uncached and supervisor-only, in every guest address space
+        // (the timer is armed and acknowledged while the hypervisor runs on a guest's tables).
+        if let Err(e) = hv.map_xen_page(timer::XAPIC_VA, crate::mm::Mfn(timer::XAPIC_PHYS >> 12), PTE_RW | PTE_PCD | PTE_PWT | PTE_NX) {
+            say(&format!("# error: xAPIC mapping: {e}"));
+            cpu::exit(EXIT_FAIL);
+        }
     }
     if arg(&cmdline, "trace") == Some("0") {
         // Benchmarks: no per-event trace over the (byte-at-a-time) debug console.

@@ -2,6 +2,7 @@
 //! control; time is the TSC (one cycle counted as one nanosecond of "virtual" time).
 
 use super::cpu;
+use super::timer;
 use super::entry::{self, Frame, SYSCALL_VECTOR};
 use crate::abi::{self, vector};
 use crate::mm::paging::walk_slice;
@@ -205,7 +206,7 @@ impl BareMetal {
         };
         let t0 = cpu::rdtsc();
         if self.timer {
-            cpu::timer_arm(t0.wrapping_add(budget_ns.max(1000)));
+            timer::arm(t0.wrapping_add(budget_ns.max(1000)));
         }
         // SAFETY: the frame describes a ring-3 context (CS/SS RPL 3, IOPL 0); the entry code
         // returns here on the guest's next trap or syscall.
@@ -214,7 +215,7 @@ impl BareMetal {
             *entry::XEN_EXIT_FRAME
         };
         if self.timer {
-            cpu::timer_arm(0);
+            timer::arm(0);
         }
         let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
         self.exits += 1;
@@ -306,8 +307,8 @@ impl BareMetal {
             Exit::Exception { vector: vec, error_code: ec, cr2 }
         } else {
             // The APIC timer (end of the budget) or another interrupt while the guest ran.
-            if v == cpu::TIMER_VECTOR && self.timer {
-                cpu::timer_eoi();
+            if v == timer::TIMER_VECTOR && self.timer {
+                timer::eoi();
             }
             Exit::Budget
         };
