@@ -222,10 +222,20 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         let _ = hv.create_domain(d);
     }
     let t_built = cpu::rdtsc();
-    let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
-    while hv.any_running() && hv.now < end {
-        let next = hv.now.saturating_add(10_000_000).min(end);
-        hv.run_until(next);
+    if pack.run_for_ns == 0 {
+        // No clock: until no domain is left running (QEMU's timeout bounds it).
+        while hv.any_running() {
+            let next = hv.now.saturating_add(10_000_000);
+            hv.run_until(next);
+        }
+    } else {
+        // The scenario's clock (TSC cycles as ns): its steps, by the core's driver as in the
+        // simulator, to run_for; then each domain's CPU share beside the credit target.
+        let params = hv.drive(&pack.steps, pack.run_for_ns, |i, e| say(&format!("# step {i} failed: {e}")));
+        for s in hv.shares(&names, pack.run_for_ns, &params) {
+            let target = s.target.map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into());
+            say(&format!("# share {} measured={:.2} target={target}", s.name, s.measured));
+        }
     }
     let mut summary = String::from("# done");
     for n in &names {
