@@ -255,6 +255,15 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         t_built.wrapping_sub(t_hv),
         t_end.wrapping_sub(t_built)
     ));
+    if hv.platform.timer_exits > 0 {
+        let p = &hv.platform;
+        say(&format!(
+            "# timer: {} expiries ended a run, overshooting the budget by {} TSC cycles on average, {} at most",
+            p.timer_exits,
+            p.late_sum / p.timer_exits,
+            p.late_max
+        ));
+    }
     say(&summary);
     cpu::exit(EXIT_PASS);
 }

@@ -42,6 +42,11 @@ pub struct BareMetal {
     pub raw_console: bool,
     /// The APIC timer preempts guests at the end of their budget.
     pub timer: bool,
+    /// Timer expiries that ended a guest's run, and by how much (TSC cycles) the run overshot its
+    /// budget on them, in all and at most: the timer's latency as the scheduler sees it.
+    pub timer_exits: u64,
+    pub late_sum: u64,
+    pub late_max: u64,
     /// Each vCPU's x87/SSE registers while another vCPU owns the CPU's (the hypervisor is
     /// soft-float and never touches them, so they are switched only between vCPUs).
     fpu: alloc::collections::BTreeMap<VcpuKey, alloc::boxed::Box<FxArea>>,
@@ -81,6 +86,9 @@ impl BareMetal {
             exits: 0,
             raw_console: false,
             timer: false,
+            timer_exits: 0,
+            late_sum: 0,
+            late_max: 0,
             fpu: alloc::collections::BTreeMap::new(),
             fpu_owner: None,
             bases_writable: true,
@@ -309,6 +317,10 @@ impl BareMetal {
             // The APIC timer (end of the budget) or another interrupt while the guest ran.
             if v == timer::TIMER_VECTOR && self.timer {
                 timer::eoi();
+                let late = ran.saturating_sub(budget_ns.max(1000));
+                self.timer_exits += 1;
+                self.late_sum += late;
+                self.late_max = self.late_max.max(late);
             }
             Exit::Budget
         };
