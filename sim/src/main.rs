@@ -538,7 +538,14 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                     let detail = if shares.is_empty() {
                         "same per-domain trace as the simulator".to_string()
                     } else {
-                        format!("same per-domain trace; shares {shares}")
+                        // Which timer preempted the guests (the image's boot line names it).
+                        let timer = run
+                            .output
+                            .lines()
+                            .find_map(|l| l.split(" preemption=").nth(1))
+                            .and_then(|t| t.split_whitespace().next())
+                            .unwrap_or("?");
+                        format!("same per-domain trace; {timer} timer; shares {shares}")
                     };
                     let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {detail}", sc.name, a.name(), gate, "pass", wall);
                 }
