@@ -20,6 +20,7 @@ pub mod builder;
 pub mod debug;
 pub mod desc;
 pub mod domain;
+pub mod driver;
 pub mod elf;
 pub mod emulate;
 pub mod evtchn;

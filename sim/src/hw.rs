@@ -35,16 +35,17 @@ pub fn write_pack_vcpus(
     guests: &Path,
     out: &Path,
 ) -> Result<(), String> {
-    let (run_for, domains) = match (sc, kernel) {
+    let (run_for, domains, steps) = match (sc, kernel) {
         (Some(p), _) => {
             let s = scenario::load(p).map_err(|e| e.to_string())?;
-            if !s.steps.is_empty() {
-                return Err(format!("{}: has timed steps; the image runs only scenarios without steps", p.display()));
-            }
             let d = s.domains.iter().map(|d| runner::domain_config(d, guests)).collect::<Result<Vec<_>, _>>()?;
-            // No time limit on the image: it runs until every domain is done, and QEMU's
-            // timeout bounds it (virtual and real time do not line up).
-            (0, d)
+            let steps: Vec<hv::driver::Step> =
+                s.steps.iter().map(|st| hv::driver::Step { at_ns: st.at_ns, action: runner::core_action(&st.action) }).collect();
+            // The image keeps the scenario's clock (virtual time = TSC cycles there) where the
+            // scenario needs it: timed steps, a domain that never ends, CPU shares. Otherwise it
+            // runs until every domain is done, and QEMU's timeout bounds it (virtual time on
+            // the image runs faster than the simulator's for the same guest work).
+            (if needs_clock(&s) { s.run_for_ns } else { 0 }, d, steps)
         }
         (None, Some(k)) => {
             let bytes = crate::kernel::read_kernel(k)?;
@@ -59,11 +60,11 @@ pub fn write_pack_vcpus(
             if let Some(r) = initrd {
                 c.initrd = Some(Arc::from(input::read_input(r, input::InputKind::Ramdisk).map_err(|e| e.to_string())?));
             }
-            (0, vec![c])
+            (0, vec![c], vec![])
         }
         (None, None) => return Err("pack: give --scenario or --kernel".into()),
     };
-    std::fs::write(out, hv::pack::write(run_for, &domains)).map_err(|e| format!("{}: {e}", out.display()))
+    std::fs::write(out, hv::pack::write(run_for, &domains, &steps)).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// Split trace lines by domain (`d1 …` and `d1v0 …` both belong to d1); other lines are dropped.
@@ -336,18 +337,82 @@ pub fn check_image_memory(domain_mib: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Does the scenario need its clock on the image (see [`write_pack`])?
+pub fn needs_clock(s: &scenario::Scenario) -> bool {
+    !s.steps.is_empty()
+        || s.expect.shutdown.values().any(|e| *e == scenario::DomainEnd::Running)
+        || !s.expect.share_within.is_empty()
+        || !s.expect.cpu_percent.is_empty()
+}
+
 /// Why a scenario cannot be cross-checked on the image, if it cannot.
 pub fn hw_skip_reason(s: &scenario::Scenario) -> Option<String> {
-    if !s.steps.is_empty() {
-        return Some("timed steps (interleavings differ on real time)".into());
-    }
-    if s.domains.iter().any(|d| d.privileged) {
-        return Some("a privileged domain (the boot pack does not carry the flag yet)".into());
-    }
-    if s.expect.shutdown.values().any(|e| *e == scenario::DomainEnd::Running) {
-        return Some("a domain is expected to be still running".into());
+    if s.pcpus > 1 {
+        return Some(format!("pcpus = {}: the image runs on its boot CPU only (application processors: not on this branch)", s.pcpus));
     }
     None
+}
+
+/// How far the image may be from the credit target: the simulator's tolerance plus 2 points
+/// (±1 there is ±3 here; real time and interrupt latency blur the image's accounting).
+pub const HW_SHARE_SLACK: f64 = 2.0;
+
+/// One domain's share as the image reported it (`# share NAME measured=M target=T|-`).
+pub fn parse_shares(output: &str) -> Vec<(String, f64, Option<f64>)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("# share ")?.split_whitespace();
+            let name = w.next()?.to_string();
+            let m = w.next()?.strip_prefix("measured=")?.parse().ok()?;
+            let t = w.next()?.strip_prefix("target=")?;
+            Some((name, m, t.parse().ok()))
+        })
+        .collect()
+}
+
+/// The scenario's expectations the image can check besides the per-domain trace: shutdown
+/// states (the `# done` line), shares within the tolerance + [`HW_SHARE_SLACK`], CPU % within
+/// the range widened by as much. Returns the failures and a summary of the shares.
+pub fn check_expectations(s: &scenario::Scenario, output: &str) -> (Vec<String>, String) {
+    let mut fails = Vec::new();
+    let done = output.lines().find(|l| l.starts_with("# done")).unwrap_or("");
+    for (name, want) in &s.expect.shutdown {
+        let key = format!("{name}=");
+        let got = done.split_whitespace().find_map(|w| w.strip_prefix(key.as_str())).unwrap_or("?");
+        let got = if got == "watchdog" { "crash" } else { got };
+        if got != want.as_str() {
+            fails.push(format!("shutdown.{name}: expected {want}, got {got}"));
+        }
+    }
+    let shares = parse_shares(output);
+    let mut summary = Vec::new();
+    for (name, m, t) in &shares {
+        if s.expect.share_within.contains_key(name) || s.expect.cpu_percent.contains_key(name) {
+            summary.push(match t {
+                Some(t) => format!("{name} {m:.1}% (target {t:.1})"),
+                None => format!("{name} {m:.1}%"),
+            });
+        }
+    }
+    for (name, tol) in &s.expect.share_within {
+        let tol = *tol as f64 + HW_SHARE_SLACK;
+        match shares.iter().find(|(n, _, _)| n == name) {
+            Some((_, m, Some(t))) if (m - t).abs() <= tol => {}
+            Some((_, m, Some(t))) => fails.push(format!("share_within.{name}: {m:.2}% is not within {tol} points of the target {t:.2}%")),
+            Some(_) => fails.push(format!("share_within.{name}: no target (the domain did not run to the end)")),
+            None => fails.push(format!("share_within.{name}: the image reported no share")),
+        }
+    }
+    for (name, (lo, hi)) in &s.expect.cpu_percent {
+        let (lo, hi) = (*lo as f64 - HW_SHARE_SLACK, *hi as f64 + HW_SHARE_SLACK);
+        match shares.iter().find(|(n, _, _)| n == name) {
+            Some((_, m, _)) if *m >= lo && *m <= hi => {}
+            Some((_, m, _)) => fails.push(format!("cpu_percent.{name}: {m:.2}% not in {lo}..={hi}")),
+            None => fails.push(format!("cpu_percent.{name}: the image reported no share")),
+        }
+    }
+    (fails, summary.join(", "))
 }
 
 /// Unescape the Rust-debug string of a `dN console "..."` trace line.
@@ -457,14 +522,40 @@ mod tests {
     }
 
     #[test]
-    fn scenarios_with_steps_are_not_cross_checked() {
+    fn steps_run_on_the_image_several_pcpus_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
-        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
-        let s = scenario::load(&p).unwrap();
-        assert!(hw_skip_reason(&s).is_some());
-        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
+        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 5\"\n").unwrap();
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
+        assert!(needs_clock(&s));
+        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert!(hw_skip_reason(&s).is_none());
+        std::fs::write(&p, "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert!(hw_skip_reason(&s).unwrap().contains("pcpus = 2"));
+        assert!(!needs_clock(&s));
+    }
+
+    #[test]
+    fn shares_are_checked_with_the_image_slack() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        let text = "run_for = \"3s\"\n[[domain]]\nname = \"a\"\nkernel = \"spin\"\n[[domain]]\nname = \"b\"\nkernel = \"spin\"\n\
+                    [expect]\nshutdown.a = \"running\"\nshare_within.a = 1\nshare_within.b = 1\ncpu_percent.b = [49, 51]\n";
+        std::fs::write(&p, text).unwrap();
+        let s = scenario::load(&p).unwrap();
+        let out = |a: f64, b: f64| format!("# share a measured={a:.2} target=50.00\n# share b measured={b:.2} target=50.00\n# done a=running b=running exits=1 hypercalls=2\n");
+        assert_eq!(check_expectations(&s, &out(52.9, 47.1)).0, Vec::<String>::new());
+        let (f, summary) = check_expectations(&s, &out(53.5, 46.5));
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert!(f[0].starts_with("share_within.a: 53.50% is not within 3 points"), "{f:?}");
+        assert!(f[2].starts_with("cpu_percent.b: 46.50% not in 47..=53"), "{f:?}");
+        assert_eq!(summary, "a 53.5% (target 50.0), b 46.5% (target 50.0)");
+        let (f, _) = check_expectations(&s, "# share a measured=50.00 target=-\n# done a=poweroff\n");
+        assert!(f.iter().any(|l| l == "shutdown.a: expected running, got poweroff"), "{f:?}");
+        assert!(f.iter().any(|l| l.starts_with("share_within.a: no target")), "{f:?}");
+        assert!(f.iter().any(|l| l == "share_within.b: the image reported no share"), "{f:?}");
     }
 }

@@ -536,17 +536,31 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                 .unwrap_or("?")
                 .to_string();
             let wall = format!("{:.2}s", run.wall.as_secs_f64());
+            let (expect_fails, shares) = sim::hw::check_expectations(&sc, &run.output);
             let verdict = match run.problem() {
                 Some(p) => Err(p),
                 None => match sim::hw::compare(&expected, &run.output) {
-                    None => Ok(()),
                     Some(diff) => Err(format!("per-domain trace differs from {}:\n{diff}", snap_path.display())),
+                    None if !expect_fails.is_empty() => Err(format!("same per-domain trace, but: {}", expect_fails.join("; "))),
+                    None => Ok(()),
                 },
             };
             match verdict {
                 Ok(()) => {
                     passed += 1;
-                    let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  same per-domain trace as the simulator", sc.name, a.name(), gate, "pass", wall);
+                    let detail = if shares.is_empty() {
+                        "same per-domain trace as the simulator".to_string()
+                    } else {
+                        // Which timer preempted the guests (the image's boot line names it).
+                        let timer = run
+                            .output
+                            .lines()
+                            .find_map(|l| l.split(" preemption=").nth(1))
+                            .and_then(|t| t.split_whitespace().next())
+                            .unwrap_or("?");
+                        format!("same per-domain trace; {timer} timer; shares {shares}")
+                    };
+                    let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {detail}", sc.name, a.name(), gate, "pass", wall);
                 }
                 Err(e) => {
                     failed += 1;

@@ -39,16 +39,7 @@ pub struct Outcome {
     pub spans: Vec<Span>,
 }
 
-/// One domain's CPU share over the run, in % of one pCPU (xentop's CPU(%)).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Share {
-    pub name: String,
-    pub measured: f64,
-    /// What the credit scheduler should give it if it and the other domains still running at
-    /// the end were CPU-bound all along (weights, caps and vCPUs as the steps set them); None
-    /// for a domain that did not run to the end.
-    pub target: Option<f64>,
-}
+pub use hv::driver::{target_shares, Share};
 
 /// A stretch of time a vCPU ran on a pCPU, with its domain's name.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,47 +56,6 @@ pub struct Span {
 pub struct Options {
     /// Record which vCPU ran on which pCPU when (timelines).
     pub spans: bool,
-}
-
-/// The credit scheduler's share targets (% of one pCPU) for CPU-bound domains
-/// `(weight, cap, running vCPUs)` on `pcpus` pCPUs: the pCPUs' time is shared in proportion to
-/// weight × vCPUs (Xen's weight is per active vCPU, credit.c: csched_acct), no domain getting
-/// more than its cap (0 = none) or 100 % per vCPU, what one cannot use going to the others.
-pub fn target_shares(pcpus: u32, doms: &[(u16, u16, u32)]) -> Vec<f64> {
-    let limit: Vec<f64> = doms
-        .iter()
-        .map(|&(_, cap, v)| {
-            let full = 100.0 * v as f64;
-            if cap == 0 { full } else { full.min(cap as f64) }
-        })
-        .collect();
-    let mut share = vec![0.0; doms.len()];
-    let mut fixed = vec![false; doms.len()];
-    let mut left = 100.0 * pcpus as f64;
-    loop {
-        let w: f64 = doms.iter().zip(&fixed).filter(|(_, f)| !**f).map(|(d, _)| d.0 as f64 * d.2 as f64).sum();
-        if w <= 0.0 || left <= 1e-9 {
-            break;
-        }
-        let mut capped = false;
-        for i in 0..doms.len() {
-            if !fixed[i] && left * doms[i].0 as f64 * doms[i].2 as f64 / w >= limit[i] {
-                share[i] = limit[i];
-                fixed[i] = true;
-                left -= limit[i];
-                capped = true;
-            }
-        }
-        if !capped {
-            for i in 0..doms.len() {
-                if !fixed[i] {
-                    share[i] = left * doms[i].0 as f64 * doms[i].2 as f64 / w;
-                }
-            }
-            break;
-        }
-    }
-    share
 }
 
 impl Outcome {
@@ -248,49 +198,16 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
         }
     }
     failures.extend(input_errors.iter().chain(&host_errors).cloned());
-    // Weight and cap of each domain from each time on, for the share targets.
-    let mut params: Vec<ParamsFrom> = vec![(0, current_params(&hv))];
-    for step in &sc.steps {
-        hv.run_until(step.at_ns);
-        let r = match &step.action {
-            StepAction::Pause(d) => hv.pause(d),
-            StepAction::Unpause(d) => hv.unpause(d),
-            StepAction::Shutdown { domain, reason } => hv.shutdown(
-                domain,
-                if *reason == ShutdownKind::Reboot { ShutdownReason::Reboot } else { ShutdownReason::Poweroff },
-            ),
-            StepAction::Reboot(d) => hv.shutdown(d, ShutdownReason::Reboot),
-            StepAction::Destroy(d) => hv.destroy(d),
-            StepAction::SchedCredit { domain, weight: None, cap: None } => hv.sched_credit_get(domain).map(|(w, c)| {
-                let id = hv.domid(domain).unwrap_or(0);
-                hv.trace(&format!("d{id} sched-credit weight={w} cap={c}"));
-            }),
-            StepAction::SchedCredit { domain, weight, cap } => hv.sched_credit(domain, *weight, *cap).map(|_| ()),
-            StepAction::Console(d) => {
-                hv.trace(&format!("console {d}"));
-                Ok(())
-            }
-            // The console ring's `in` holds 1024 bytes: what does not fit is a failed step (a
-            // scenario types no faster than its guest reads), never silently dropped.
-            StepAction::Input { domain, bytes } => hv.console_input(domain, bytes).and_then(|n| {
-                if n == bytes.len() {
-                    Ok(())
-                } else {
-                    Err(ControlError::Invalid(format!("console ring full: {n} of {} bytes taken", bytes.len())))
-                }
-            }),
-        };
-        if let Err(e) = r {
-            let msg = format!("{}:{}: step at {} ns: {e}", sc.path.display(), step.line, step.at_ns);
-            hv.trace(&format!("step failed: {e}"));
-            failures.push(msg);
-        }
-        params.push((hv.now.min(sc.run_for_ns), current_params(&hv)));
-    }
-    hv.run_until(sc.run_for_ns);
+    // The core's scenario driver, as on the image: each step at its time, then to run_for.
+    let steps: Vec<hv::driver::Step> = sc.steps.iter().map(|s| hv::driver::Step { at_ns: s.at_ns, action: core_action(&s.action) }).collect();
+    let params = hv.drive(&steps, sc.run_for_ns, |i, e| {
+        let step = &sc.steps[i];
+        failures.push(format!("{}:{}: step at {} ns: {e}", sc.path.display(), step.line, step.at_ns));
+    });
     let records = hv.records.clone();
     check(sc, &hv.platform.trace, &records, &mut failures);
-    let shares = shares(sc, &hv, &records, &params);
+    let names: Vec<String> = sc.domains.iter().map(|d| d.name.clone()).collect();
+    let shares = hv.shares(&names, sc.run_for_ns, &params);
     for (name, tol) in &sc.expect.share_within {
         match shares.iter().find(|s| s.name == *name) {
             Some(Share { measured, target: Some(t), .. }) if (measured - t).abs() <= *tol as f64 => {}
@@ -335,47 +252,22 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
     }
 }
 
-/// From this virtual time on, each domain's (weight, cap).
-type ParamsFrom = (u64, BTreeMap<String, (u16, u16)>);
-
-fn current_params(hv: &hv::Hypervisor<crate::platform::SimPlatform>) -> BTreeMap<String, (u16, u16)> {
-    hv.doms.values().map(|d| (d.config.name.clone(), (d.config.weight, d.config.cap))).collect()
-}
-
-/// Measured shares and targets (see [`Share`]): the target is the time-weighted mean of
-/// [`target_shares`] over the stretches between steps.
-fn shares(
-    sc: &Scenario,
-    hv: &hv::Hypervisor<crate::platform::SimPlatform>,
-    records: &BTreeMap<String, Record>,
-    params: &[ParamsFrom],
-) -> Vec<Share> {
-    let run = sc.run_for_ns.max(1) as f64;
-    // Domains still running at the end, with the vCPUs they brought up.
-    let alive: BTreeMap<String, u32> = hv
-        .doms
-        .values()
-        .filter(|d| records.get(&d.config.name).is_some_and(|r| r.state == RecordState::Running))
-        .map(|d| (d.config.name.clone(), d.vcpus.iter().filter(|v| v.state != hv::domain::VcpuState::Down).count() as u32))
-        .collect();
-    let mut target: BTreeMap<String, f64> = BTreeMap::new();
-    for (i, (from, p)) in params.iter().enumerate() {
-        let to = params.get(i + 1).map_or(sc.run_for_ns, |n| n.0);
-        let len = to.saturating_sub(*from) as f64;
-        let names: Vec<&String> = p.keys().filter(|n| alive.contains_key(*n)).collect();
-        let input: Vec<(u16, u16, u32)> = names.iter().map(|n| (p[*n].0, p[*n].1, alive[*n])).collect();
-        for (n, t) in names.iter().zip(target_shares(sc.pcpus, &input)) {
-            *target.entry((*n).clone()).or_default() += t * len / run;
-        }
+/// A scenario step's command as the core's driver takes it.
+pub fn core_action(a: &StepAction) -> hv::driver::StepAction {
+    use hv::driver::StepAction as C;
+    match a {
+        StepAction::Pause(d) => C::Pause(d.clone()),
+        StepAction::Unpause(d) => C::Unpause(d.clone()),
+        StepAction::Shutdown { domain, reason } => C::Shutdown {
+            domain: domain.clone(),
+            reason: if *reason == ShutdownKind::Reboot { ShutdownReason::Reboot } else { ShutdownReason::Poweroff },
+        },
+        StepAction::Reboot(d) => C::Shutdown { domain: d.clone(), reason: ShutdownReason::Reboot },
+        StepAction::Destroy(d) => C::Destroy(d.clone()),
+        StepAction::SchedCredit { domain, weight, cap } => C::SchedCredit { domain: domain.clone(), weight: *weight, cap: *cap },
+        StepAction::Console(d) => C::Console(d.clone()),
+        StepAction::Input { domain, bytes } => C::Input { domain: domain.clone(), bytes: bytes.clone() },
     }
-    sc.domains
-        .iter()
-        .map(|d| Share {
-            name: d.name.clone(),
-            measured: records.get(&d.name).map_or(0.0, |r| r.cpu_ns as f64 * 100.0 / run),
-            target: target.get(&d.name).copied(),
-        })
-        .collect()
 }
 
 /// `expect.store`: each PATH=VALUE against the store as the run left it.

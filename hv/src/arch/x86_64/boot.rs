@@ -1,6 +1,7 @@
 //! PVH entry: 32-bit protected mode, paging off, `ebx` = hvm_start_info. Static boot page
 //! tables (building them at run time is slow under an emulated ring 0) identity-map the first
-//! GiB and alias it at the direct map (L4 slot 262, 0xFFFF830000000000), where the image runs.
+//! GiB and alias it at the direct map (L4 slot 262, 0xFFFF830000000000), where the image runs;
+//! the xAPIC page is mapped (uncached) at its own address in both.
 
 core::arch::global_asm!(
     r#"
@@ -73,7 +74,15 @@ boot_pml4:
     .global boot_pdpt
 boot_pdpt:
     .quad boot_pd + 0x3
-    .fill 511, 8, 0
+    .fill 2, 8, 0
+    .quad boot_pd_apic + 0x3
+    .fill 508, 8, 0
+    // The xAPIC's MMIO page (timer.rs: XAPIC_PHYS), one uncached 2 MiB page
+    // (P|RW|PWT|PCD|PS = 0x9b) at 0xFEE00000 and its direct-map alias.
+boot_pd_apic:
+    .fill 0x1f7, 8, 0
+    .quad 0xfee00000 + 0x9b
+    .fill 8, 8, 0
     .global boot_pd
 boot_pd:
     .set i, 0

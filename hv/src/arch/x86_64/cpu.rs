@@ -201,42 +201,6 @@ pub fn set_cr4_fsgsbase(on: bool) {
     }
 }
 
-/// Vector of the local APIC timer.
-pub const TIMER_VECTOR: u64 = 0x20;
-const MSR_APIC_BASE: u32 = 0x1b;
-const MSR_TSC_DEADLINE: u32 = 0x6e0;
-const X2APIC_EOI: u32 = 0x80b;
-const X2APIC_SVR: u32 = 0x80f;
-const X2APIC_LVT_TIMER: u32 = 0x832;
-
-/// Enable the x2APIC with its timer in TSC-deadline mode, if the CPU has both; the image then
-/// preempts guests at the end of their time budget. Returns whether it did.
-pub fn timer_init() -> bool {
-    let (_, _, ecx, _) = cpuid(1);
-    if ecx & (1 << 21) == 0 || ecx & (1 << 24) == 0 {
-        return false;
-    }
-    // SAFETY: x2APIC and TSC-deadline are present (CPUID above); interrupts stay masked in ring 0.
-    unsafe {
-        wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10));
-        wrmsr(X2APIC_SVR, 0x1ff);
-        wrmsr(X2APIC_LVT_TIMER, TIMER_VECTOR | (0b10 << 17));
-    }
-    true
-}
-
-/// Arm the timer to fire at TSC value `deadline` (0 disarms).
-pub fn timer_arm(deadline: u64) {
-    // SAFETY: only called after `timer_init` succeeded.
-    unsafe { wrmsr(MSR_TSC_DEADLINE, deadline) }
-}
-
-/// Acknowledge the timer interrupt.
-pub fn timer_eoi() {
-    // SAFETY: only called after `timer_init` succeeded.
-    unsafe { wrmsr(X2APIC_EOI, 0) }
-}
-
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc has no side effects.
