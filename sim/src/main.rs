@@ -91,6 +91,9 @@ enum Cmd {
         /// vCPUs of the `--kernel` domain (an xl.cfg's `vcpus`).
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
+        /// With --kernel: physical CPUs of the machine (QEMU's `-smp`, and `cpus=` for the image).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        pcpus: u32,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -180,10 +183,10 @@ fn dispatch(cli: Cli) -> ExitCode {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, gate, timeout, guests, verbose, gdb } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, pcpus, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
-            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb };
+            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb, pcpus };
             match kernel {
                 Some(k) => boot_hw_kernel(&o, &k, memory, vcpus, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
@@ -363,6 +366,8 @@ struct HwArgs {
     verbose: bool,
     /// QEMU's gdbstub address (`--gdb`).
     gdb: Option<String>,
+    /// Physical CPUs for `--kernel` runs (`--pcpus`).
+    pcpus: u32,
 }
 
 /// This process's scratch directory (removed when `main` returns).
@@ -378,6 +383,16 @@ fn scratch(name: &str) -> PathBuf {
 
 fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
+}
+
+/// QEMU's `-smp M` and the image's `cpus=M` (appended to `append`) for M physical CPUs; nothing
+/// extra for one.
+fn smp(pcpus: u32, append: String) -> (Vec<String>, String) {
+    if pcpus <= 1 {
+        return (Vec::new(), append);
+    }
+    let a = if append.is_empty() { format!("cpus={pcpus}") } else { format!("{append} cpus={pcpus}") };
+    (vec!["-smp".to_string(), pcpus.to_string()], a)
 }
 
 fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
@@ -415,7 +430,9 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &
         // The image copies the pack into its heap: QEMU needs room for the module and that copy.
         let pack_mib = std::fs::metadata(&pack).map(|m| m.len().div_ceil(1 << 20)).unwrap_or(0);
         let mem = sim::hw::qemu_memory(memory) + 2 * pack_mib;
-        let run = match sim::hw::qemu_with(&o.image, &pack, a, mem, &append(&o.gate), timeout, &extra) {
+        let (smp_extra, app) = smp(o.pcpus, append(&o.gate));
+        let extra: Vec<String> = extra.into_iter().chain(smp_extra).collect();
+        let run = match sim::hw::qemu_with(&o.image, &pack, a, mem, &app, timeout, &extra) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");
@@ -508,7 +525,8 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                 skipped += 1;
                 continue;
             }
-            let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(mem), &append(&o.gate), o.timeout) {
+            let (extra, app) = smp(sc.pcpus, append(&o.gate));
+            let run = match sim::hw::qemu_with(&o.image, &pack, a, sim::hw::qemu_memory(mem), &app, o.timeout, &extra) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("xenolith: {e}");

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod heap;
 pub mod platform;
 pub mod pvh;
+pub mod smp;
 
 use alloc::format;
 use alloc::string::String;
@@ -162,6 +163,21 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         // owner used): the module's copy is in the heap now, clear the original.
         // SAFETY: the module lies in RAM inside the direct map and nothing refers to it anymore.
         unsafe { core::ptr::write_bytes((DIRECTMAP + m) as *mut u8, 0, len as usize) };
+    }
+
+    // Application processors (smp.rs): as many CPUs as `cpus=M` says (boot-hw passes QEMU's -smp).
+    let wanted = arg(&cmdline, "cpus").and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
+    let started = smp::start_aps(wanted);
+    say(&format!(
+        "# cpus: {} of {wanted} online ({}, apic ids {:?}, {} cycles); APs parked",
+        started.online,
+        if started.x2apic { "x2apic" } else { "xapic" },
+        started.apic_ids,
+        started.cycles
+    ));
+    if started.online < wanted.min(smp::MAX_CPUS) {
+        say("# error: not every CPU came up");
+        cpu::exit(EXIT_FAIL);
     }
 
     // SAFETY: machine memory [0, ram_top) is direct-mapped; frames below heap_end (image, heap,
