@@ -80,8 +80,7 @@ fn probe_user(code: &[u8], rax: u64) -> u64 {
         *pd.add(slot) |= PTE_US;
         cpu::write_cr3(cpu::read_cr3());
         let f = Frame { rip: pa, cs: 0xe033, ss: 0xe02b, rflags: 0x2, rsp: pa + 4096, rax, ..Frame::default() };
-        entry::xen_enter_guest(&f);
-        let e = *entry::XEN_EXIT_FRAME;
+        let e = *entry::xen_enter_guest(&f);
         *pd.add(slot) &= !PTE_US;
         *pdpt &= !PTE_US;
         *pml4 &= !PTE_US;
@@ -101,6 +100,7 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     let com1 = cpu::com1_init();
     say(if com1 { "# xenolith image (output on port 0xe9 and COM1)" } else { "# xenolith image" });
     cpu::init();
+    smp::init_bsp();
     // SAFETY: the PVH loader passed this address in ebx.
     let Some(bi) = (unsafe { pvh::parse(start_info) }) else {
         say("# error: no PVH start info");
@@ -169,7 +169,7 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     let wanted = arg(&cmdline, "cpus").and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
     let started = smp::start_aps(wanted);
     say(&format!(
-        "# cpus: {} of {wanted} online ({}, apic ids {:?}, {} cycles); APs parked",
+        "# cpus: {} of {wanted} online ({}, apic ids {:?}, {} cycles)",
         started.online,
         if started.x2apic { "x2apic" } else { "xapic" },
         started.apic_ids,
@@ -186,6 +186,8 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     // SAFETY: see above.
     let mut plat = unsafe { BareMetal::new(mem, gate) };
     plat.timer = timer;
+    // Several CPUs: each loads its vCPU's state itself (smp.rs).
+    plat.smp = smp::online() > 1;
     // Can a guest change its FS/GS base in ring 3? With `wrfsbase` where CR4.FSGSBASE is on (the
     // guest's view, or the host's under kvm_pvm), and without it too: loading a null selector into %gs
     // (Linux's loadsegment(gs, 0)) zeroes the base on QEMU TCG and on AMD. Read them back after
@@ -201,6 +203,9 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
             cpu::exit(EXIT_FAIL);
         }
     };
+    if smp::online() > 1 {
+        hv.set_pcpus(smp::online());
+    }
     // The direct map, supervisor-only, in every guest address space (slot 262).
     let mut a = 0;
     while a < ram_top {
@@ -222,6 +227,10 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     }
     let t_built = cpu::rdtsc();
     let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
+    if smp::online() > 1 {
+        // Every CPU runs the core's loop under one lock (smp.rs).
+        hv = smp::run(hv, end);
+    }
     while hv.any_running() && hv.now < end {
         let next = hv.now.saturating_add(10_000_000).min(end);
         hv.run_until(next);

@@ -60,20 +60,50 @@ struct Tss {
     iomap: u16,
 }
 
-/// One CPU's own state. GS base and KERNEL_GS_BASE point at it.
+/// One CPU's own state. KERNEL_GS_BASE (and, on APs before any guest, GS base) points at it;
+/// the entry code (entry.rs) reaches the first fields with `swapgs` at fixed offsets.
 #[repr(C, align(16))]
 pub struct PerCpu {
-    /// Its own address (offset 0: `mov %gs:0, reg` gives the block).
+    /// Its own address (offset 0).
     pub self_ptr: u64,
-    /// CPU number: 0 is the boot CPU.
+    /// CPU number: 0 is the boot CPU (offset 8).
     pub index: u64,
+    /// The hypervisor stack pointer while a guest runs (offset 16, `xen_enter_guest`).
+    host_rsp: u64,
+    /// The guest's stack pointer at a `syscall` (offset 24).
+    scratch: u64,
+    /// The stack the syscall entry switches to: the TSS's rsp0 (offset 32).
+    syscall_stack: u64,
     /// Local APIC ID.
     pub apic_id: u32,
     gdt: [u64; GDT_ENTRIES],
     tss: Tss,
+    /// Trap stack (TSS rsp0).
     stack: [u8; STACK_BYTES],
+    /// The AP's own hypervisor stack (the trampoline's), apart from its trap stack.
+    hv_stack: [u8; STACK_BYTES],
     ist: [u8; IST_BYTES],
     db: [u8; IST_BYTES],
+}
+const _: () = assert!(core::mem::offset_of!(PerCpu, host_rsp) == 16);
+const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == 24);
+const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_stack) == 32);
+
+/// The boot CPU's block (its GDT, TSS and stacks stay cpu.rs's and entry.rs's).
+// SAFETY: all-zero bytes are a valid PerCpu (integers and arrays).
+static mut BSP_BLOCK: PerCpu = unsafe { core::mem::zeroed() };
+
+/// Give the boot CPU its per-CPU block (KERNEL_GS_BASE), before its first guest entry.
+pub fn init_bsp() {
+    // SAFETY: boot time, one CPU; the block is a static used only by the boot CPU.
+    unsafe {
+        let b = core::ptr::addr_of_mut!(BSP_BLOCK);
+        (*b).self_ptr = b as u64;
+        (*b).index = 0;
+        (*b).syscall_stack = &super::entry::xen_trap_stack_top as *const u8 as u64;
+        cpu::wrmsr(MSR_KERNEL_GS_BASE, b as u64);
+        CPUS[0].store(b, Ordering::Release);
+    }
 }
 
 /// Per-CPU blocks by CPU number (null: not started).
@@ -304,6 +334,7 @@ unsafe fn load_cpu_state(pc: &mut PerCpu) {
     pc.gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff; // FLAT_RING3_CS64
     pc.tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 };
     pc.tss.rsp[0] = pc.stack.as_ptr() as u64 + STACK_BYTES as u64;
+    pc.syscall_stack = pc.tss.rsp[0];
     pc.tss.ist[0] = pc.ist.as_ptr() as u64 + IST_BYTES as u64;
     pc.tss.ist[1] = pc.db.as_ptr() as u64 + IST_BYTES as u64;
     let base = core::ptr::addr_of!(pc.tss) as u64;
@@ -354,17 +385,27 @@ unsafe fn load_cpu_state(pc: &mut PerCpu) {
 #[unsafe(no_mangle)]
 extern "C" fn xenolith_ap_entry(index: u64) -> ! {
     let p = CPUS.get(index as usize).map_or(core::ptr::null_mut(), |c| c.load(Ordering::Acquire));
-    if !p.is_null() {
-        // SAFETY: the boot CPU allocated this block for CPU `index` alone and published the
-        // IDT and MSR values before the SIPIs.
-        unsafe {
-            let pc = &mut *p;
-            load_cpu_state(pc);
-            apic_enable();
-            pc.apic_id = apic_id();
-        }
-        ONLINE.fetch_add(1, Ordering::AcqRel);
+    if p.is_null() {
+        park();
     }
+    // SAFETY: the boot CPU allocated this block for CPU `index` alone and published the IDT
+    // and MSR values before the SIPIs.
+    unsafe {
+        let pc = &mut *p;
+        load_cpu_state(pc);
+        apic_enable();
+        pc.apic_id = apic_id();
+    }
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    // Wait for the boot CPU to hand the hypervisor over (`run`): halted, woken by its IPI.
+    while !GO.load(Ordering::Acquire) {
+        idle_halt();
+    }
+    if TIMER.load(Ordering::Acquire) {
+        cpu::timer_init();
+    }
+    cpu_loop(index as usize);
+    PARKED.fetch_add(1, Ordering::AcqRel);
     park()
 }
 
@@ -405,15 +446,8 @@ pub fn start_aps(wanted: usize) -> Started {
     let wanted = wanted.clamp(1, MAX_CPUS);
     let xa = x2apic();
     X2APIC.store(xa as u32, Ordering::Relaxed);
-    // The boot CPU keeps its tables (cpu::init); its block goes in KERNEL_GS_BASE.
-    let bsp = new_block();
-    // SAFETY: a fresh zeroed block; KERNEL_GS_BASE is the hypervisor's (see the module doc).
-    unsafe {
-        (*bsp).self_ptr = bsp as u64;
-        cpu::wrmsr(MSR_KERNEL_GS_BASE, bsp as u64);
-    }
-    CPUS[0].store(bsp, Ordering::Release);
-    if wanted == 1 {
+    let bsp = CPUS[0].load(Ordering::Acquire);
+    if wanted == 1 || bsp.is_null() {
         // One CPU: the local APIC stays as the timer code left it.
         return Started { online: 1, apic_ids: alloc::vec![0], x2apic: xa, cycles: 0 };
     }
@@ -447,9 +481,7 @@ pub fn start_aps(wanted: usize) -> Started {
             core::ptr::addr_of_mut!((*pc).index).write(i as u64);
             core::ptr::addr_of_mut!((*pc).apic_id).write(u32::MAX);
             CPUS[i].store(pc, Ordering::Release);
-            // The AP runs on its ring-0 stack until it loads its TSS (then traps use it too;
-            // nothing of the AP's start-up is live on it by then).
-            stacks.add(i).write((*pc).stack.as_ptr() as u64 + STACK_BYTES as u64);
+            stacks.add(i).write((*pc).hv_stack.as_ptr() as u64 + STACK_BYTES as u64);
         }
         let counter = dst.add(&ap_tramp_counter as *const u8 as usize - start as usize) as *mut u32;
         counter.write_volatile(0);
@@ -481,4 +513,498 @@ pub fn start_aps(wanted: usize) -> Started {
 /// CPUs online (the boot CPU included).
 pub fn online() -> usize {
     ONLINE.load(Ordering::Acquire) as usize + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the core on every CPU: one big hypervisor lock.
+//
+// Each CPU loops: take the lock; `Hypervisor::smp_enter` (time, timers, the credit scheduler's
+// decision for this pCPU, the vCPU's context copied out); load the vCPU's CPU state (x87/SSE,
+// debug registers, CR4.FSGSBASE, its GDT entries into this CPU's GDT, CR3, FS/GS bases); mark
+// the CPU as in that domain's guest; release the lock; run the guest; save its x87/SSE and
+// FS/GS, return to the boot page tables, mark the CPU out of the guest; take the lock;
+// `Hypervisor::smp_exit` (the exit handled). So guests run in parallel and the hypervisor is
+// serialised.
+//
+// Memory safety across CPUs rests on two rules. (1) Out of a guest, a CPU is on the boot page
+// tables: no guest table can be freed under it. (2) Before the hypervisor handles an exit of
+// domain D, every other CPU running a vCPU of D is kicked out of its guest (an IPI) and waited
+// for; before a vCPU is destroyed, every CPU in a guest is. So no CPU runs guest code on
+// mappings the hypervisor is changing, and every entry reloads CR3 (a full TLB flush: the
+// image uses no global pages), so no stale translation survives a change.
+//
+// An idle pCPU halts with its TSC-deadline timer armed for the next event (`sti; hlt`, the
+// entry code returns after the `hlt` with interrupts off) and is woken by an IPI when the
+// scheduler asks it to decide (credit's tickle) or a runnable vCPU waits on no pCPU. Without a
+// timer (QEMU TCG has no x2APIC) it polls the clock instead, in stretches of at most 1 ms.
+
+use crate::hv::{Hypervisor, SmpStep};
+use crate::platform::{CpuState, DebugRegs, Exit, GuestGdt, VcpuKey};
+use super::entry::{self, Frame, SYSCALL_VECTOR};
+use super::platform::{BareMetal, FxArea};
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicBool;
+
+/// The vector of the hypervisor's own IPIs (kick out of a guest, wake from idle).
+pub const IPI_VECTOR: u32 = 0xf0;
+const XAPIC_EOI: u64 = 0xb0;
+const X2APIC_EOI: u32 = 0x80b;
+
+struct HvCell(UnsafeCell<Option<Hypervisor<BareMetal>>>);
+// SAFETY: the hypervisor is only reached through `locked`, under LOCK.
+unsafe impl Sync for HvCell {}
+static HV: HvCell = HvCell(UnsafeCell::new(None));
+static LOCK: AtomicBool = AtomicBool::new(false);
+static GO: AtomicBool = AtomicBool::new(false);
+static DONE: AtomicBool = AtomicBool::new(false);
+static PARKED: AtomicU32 = AtomicU32::new(0);
+static TIMER: AtomicBool = AtomicBool::new(false);
+static END: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Per CPU: the domain whose guest it runs (+1; 0: none).
+static IN_GUEST: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per CPU: idle (halted or polling).
+static HALTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: an IPI was sent since it last took the lock.
+static KICKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU statistics: guest entries, entries while another CPU ran the same domain, guest time.
+static ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static PARALLEL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static GUEST_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+fn lock() {
+    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while LOCK.load(Ordering::Relaxed) {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+fn unlock() {
+    LOCK.store(false, Ordering::Release);
+}
+
+/// The hypervisor, for the lock holder.
+///
+/// # Safety
+/// The caller holds LOCK and drops the reference before releasing it.
+#[allow(clippy::mut_from_ref)]
+unsafe fn hv_locked() -> &'static mut Hypervisor<BareMetal> {
+    // SAFETY: per the contract; `run` stored it before any CPU looks.
+    match unsafe { &mut *HV.0.get() } {
+        Some(h) => h,
+        None => park(),
+    }
+}
+
+fn eoi() {
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC mode is on; EOI takes 0.
+        unsafe { cpu::wrmsr(X2APIC_EOI, 0) };
+    } else {
+        xapic_write(XAPIC_EOI, 0);
+    }
+}
+
+/// Send the hypervisor's IPI to CPU `q` (fixed delivery, physical destination). Called on the
+/// boot page tables (the xAPIC page is mapped there).
+fn send_ipi(q: usize) {
+    let p = CPUS.get(q).map_or(core::ptr::null_mut(), |c| c.load(Ordering::Acquire));
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: blocks are never freed; apic_id was written before the CPU counted itself online.
+    let dest = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).apic_id)) };
+    KICKED[q].store(true, Ordering::Release);
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC ICR: destination in bits 63:32, fixed delivery of IPI_VECTOR.
+        unsafe { cpu::wrmsr(X2APIC_ICR, ((dest as u64) << 32) | (IPI_VECTOR | ICR_ASSERT) as u64) };
+    } else {
+        xapic_write(XAPIC_ICR_HI, dest << 24);
+        xapic_write(XAPIC_ICR_LO, IPI_VECTOR | ICR_ASSERT);
+        let mut spins = 0;
+        while xapic_read(XAPIC_ICR_LO) & ICR_PENDING != 0 && spins < 1_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// `sti; hlt` until an interrupt, then acknowledge it.
+fn idle_halt() {
+    // SAFETY: the entry code returns from an interrupt taken at this `hlt` with interrupts off.
+    unsafe { entry::xen_idle_halt() };
+    eoi();
+}
+
+/// Kick every other CPU running a guest of domain `dom` out of it and wait until it is out
+/// (under the lock; they wait for the lock after leaving the guest).
+fn pause_domain(me: usize, dom: u32) {
+    let n = online();
+    for q in (0..n).filter(|&q| q != me) {
+        if IN_GUEST[q].load(Ordering::Acquire) == dom + 1 {
+            send_ipi(q);
+        }
+    }
+    for q in (0..n).filter(|&q| q != me) {
+        while IN_GUEST[q].load(Ordering::Acquire) == dom + 1 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Kick every CPU in a guest out of it and wait (BareMetal::vcpu_destroy, under the lock).
+pub fn kick_guests_and_wait() {
+    let n = online();
+    for q in 0..n {
+        if IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            send_ipi(q);
+        }
+    }
+    for q in 0..n {
+        while IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Under the lock: IPI the CPUs the scheduler asked to decide again, and the idle ones when a
+/// runnable vCPU is on no pCPU.
+fn wake_others(hv: &Hypervisor<BareMetal>, me: usize) {
+    let n = online();
+    let mut want = [false; MAX_CPUS];
+    for q in hv.smp_resched().filter(|&q| q != me && q < n) {
+        want[q] = HALTED[q].load(Ordering::Acquire) || IN_GUEST[q].load(Ordering::Acquire) != 0;
+    }
+    if (0..n).any(|q| q != me && HALTED[q].load(Ordering::Acquire)) && hv.smp_work_waiting() {
+        for q in (0..n).filter(|&q| q != me) {
+            want[q] |= HALTED[q].load(Ordering::Acquire);
+        }
+    }
+    for q in 0..n {
+        if want[q] && !KICKED[q].load(Ordering::Acquire) {
+            send_ipi(q);
+        }
+    }
+}
+
+/// What one CPU keeps loaded for the vCPUs it runs.
+struct CpuCtx {
+    on_cpu: Option<(crate::DomId, u32)>,
+    debug_loaded: DebugRegs,
+    cr4_fsgsbase: bool,
+    gdt_loaded: Option<(VcpuKey, GuestGdt)>,
+    gdt_written: usize,
+}
+
+/// Copy a vCPU's guest GDT entries into this CPU's GDT (as cpu::load_guest_gdt does for the
+/// boot CPU's), found with `sgdt`.
+fn load_guest_gdt_here(mem: &[u8], g: &GuestGdt, written: usize) -> usize {
+    #[repr(C, packed)]
+    struct Pointer {
+        _limit: u16,
+        base: u64,
+    }
+    let mut gdtr = Pointer { _limit: 0, base: 0 };
+    // SAFETY: sgdt stores 10 bytes into our local.
+    unsafe { asm!("sgdt [{}]", in(reg) &mut gdtr, options(nostack)) };
+    let n = (g.entries as usize).min(crate::abi::FIRST_RESERVED_GDT_ENTRY);
+    // SAFETY: this CPU's GDT (cpu.rs's static on the boot CPU, its PerCpu block's on an AP)
+    // has GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY entries; only entries below Xen's reserved
+    // area are written, and no guest selector is loaded in this CPU while it runs here.
+    let gdt = unsafe { core::slice::from_raw_parts_mut(gdtr.base as *mut u64, GDT_ENTRIES) };
+    for (i, slot) in gdt.iter_mut().enumerate().take(n) {
+        *slot = g
+            .desc_maddr(i)
+            .and_then(|a| mem.get(a as usize..a as usize + 8))
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+    }
+    for slot in gdt.iter_mut().take(written.min(crate::abi::FIRST_RESERVED_GDT_ENTRY)).skip(n) {
+        *slot = 0;
+    }
+    n
+}
+
+const MSR_FS_BASE: u32 = 0xC000_0100;
+
+/// Under the lock: load `key`'s state into this CPU; returns its x87/SSE save area.
+fn load_vcpu(plat: &mut BareMetal, ctx: &mut CpuCtx, key: VcpuKey, c: &CpuState) -> *mut FxArea {
+    let area: *mut FxArea = &mut **plat.fpu.entry(key).or_insert_with(FxArea::initial);
+    // SAFETY: a 512-byte, 16-aligned area fxsave64 wrote or the architectural initial state.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) (*area).0.as_ptr(), options(nostack)) };
+    let want = plat.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
+    if want != ctx.debug_loaded {
+        let mut dr7 = want.dr7;
+        for n in 0..4 {
+            if !crate::privop::dr::enabled(dr7, n) {
+                dr7 &= !(0xf << (16 + 4 * n));
+            }
+        }
+        cpu::load_debug_regs(&want.addr, dr7);
+        ctx.debug_loaded = want;
+    }
+    let fsgs = plat.fsgsbase_ok && plat.fsgsbase_on.contains(&key);
+    if fsgs != ctx.cr4_fsgsbase {
+        cpu::set_cr4_fsgsbase(fsgs);
+        ctx.cr4_fsgsbase = fsgs;
+    }
+    if ctx.gdt_loaded != Some((key, c.gdt)) {
+        ctx.gdt_written = load_guest_gdt_here(plat.mem, &c.gdt, ctx.gdt_written);
+        ctx.gdt_loaded = Some((key, c.gdt));
+    }
+    area
+}
+
+fn frame_of(c: &CpuState) -> Frame {
+    Frame {
+        r15: c.r15,
+        r14: c.r14,
+        r13: c.r13,
+        r12: c.r12,
+        r11: c.r11,
+        r10: c.r10,
+        r9: c.r9,
+        r8: c.r8,
+        rbp: c.rbp,
+        rdi: c.rdi,
+        rsi: c.rsi,
+        rdx: c.rdx,
+        rcx: c.rcx,
+        rbx: c.rbx,
+        rax: c.rax,
+        vector: 0,
+        error: 0,
+        rip: c.rip,
+        cs: (c.cs | 3) as u64,
+        rflags: (c.rflags & !0x3000) | 0x202,
+        rsp: c.rsp,
+        ss: (c.ss | 3) as u64,
+    }
+}
+
+/// Under the lock: the exit `e` into `c` and what it was (as BareMetal::run_once decodes it).
+fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame, fs: u64, gs: u64) -> Exit {
+    use crate::abi::{self, vector};
+    plat.exits += 1;
+    if e.cs & 3 == 0 {
+        return Exit::Fatal("the CPU refused to enter the guest's context");
+    }
+    c.r15 = e.r15;
+    c.r14 = e.r14;
+    c.r13 = e.r13;
+    c.r12 = e.r12;
+    c.r11 = e.r11;
+    c.r10 = e.r10;
+    c.r9 = e.r9;
+    c.r8 = e.r8;
+    c.rbp = e.rbp;
+    c.rdi = e.rdi;
+    c.rsi = e.rsi;
+    c.rdx = e.rdx;
+    c.rcx = e.rcx;
+    c.rbx = e.rbx;
+    c.rax = e.rax;
+    c.rip = e.rip;
+    c.rflags = e.rflags;
+    c.rsp = e.rsp;
+    c.cs = e.cs as u16;
+    c.ss = e.ss as u16;
+    c.fs_base = fs;
+    c.gs_base = gs;
+    let mut v = e.vector;
+    if v == vector::PF as u64 && e.cs & 3 == 3 {
+        let lstar = entry::xen_syscall_entry as *const () as u64;
+        let cstar = entry::xen_syscall32_entry as *const () as u64;
+        if e.rip == lstar || e.rip == cstar {
+            c.rip = e.rcx;
+            c.rflags = e.r11;
+            c.cs = if e.rip == lstar { abi::FLAT_RING3_CS64 } else { abi::FLAT_RING3_CS32 };
+            c.ss = abi::FLAT_RING3_SS64;
+            v = SYSCALL_VECTOR;
+        }
+    }
+    if v == SYSCALL_VECTOR {
+        Exit::Gate
+    } else if v == vector::DB as u64 {
+        Exit::Debug { dr6: cpu::take_dr6() }
+    } else if v == vector::BP as u64 {
+        Exit::SoftInt { vector: 3, len: 1 }
+    } else if v == vector::GP as u64 && e.error & 2 != 0 {
+        match plat.soft_int_at(c) {
+            Some(n) => {
+                c.rip = c.rip.wrapping_add(2);
+                Exit::SoftInt { vector: n, len: 2 }
+            }
+            None => Exit::Exception { vector: 13, error_code: Some(e.error as u32), cr2: 0 },
+        }
+    } else if v == vector::UD as u64 && plat.soft_int_at(c).is_some() {
+        let n = plat.soft_int_at(c).unwrap_or(0);
+        c.rip = c.rip.wrapping_add(2);
+        Exit::SoftInt { vector: n, len: 2 }
+    } else if v < 32 {
+        let mut vec = v as u8;
+        if vec == vector::GP && e.error == 0 && plat.stack_fault_at(c) {
+            vec = vector::SS;
+        }
+        let cr2 = if vec == vector::PF { cpu::read_cr2() } else { 0 };
+        let ec = vector::has_error_code(vec).then_some(e.error as u32);
+        Exit::Exception { vector: vec, error_code: ec, cr2 }
+    } else {
+        // The timer (end of the budget), our IPI, or another interrupt.
+        eoi();
+        Exit::Budget
+    }
+}
+
+/// Idle until `until` (TSC) or an IPI.
+fn idle(me: usize, until: u64) {
+    let now = cpu::rdtsc();
+    if TIMER.load(Ordering::Relaxed) {
+        if !KICKED[me].load(Ordering::Acquire) && until > now {
+            cpu::timer_arm(until.min(now + 50_000_000));
+            idle_halt();
+            cpu::timer_arm(0);
+        }
+    } else {
+        let stop = until.min(now + 1_000_000);
+        while cpu::rdtsc() < stop && !KICKED[me].load(Ordering::Acquire) && !DONE.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// One CPU's share of the loop, until the machine is done.
+fn cpu_loop(me: usize) {
+    let mut ctx = CpuCtx { on_cpu: None, debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 }, cr4_fsgsbase: false, gdt_loaded: None, gdt_written: 0 };
+    loop {
+        if DONE.load(Ordering::Acquire) {
+            return;
+        }
+        lock();
+        KICKED[me].store(false, Ordering::Release);
+        // SAFETY: under the lock; the reference is not used after the unlock below.
+        let hv = unsafe { hv_locked() };
+        let now = cpu::rdtsc();
+        if DONE.load(Ordering::Acquire) {
+            unlock();
+            return;
+        }
+        if !hv.any_running() || now >= END.load(Ordering::Relaxed) {
+            DONE.store(true, Ordering::Release);
+            for q in (0..online()).filter(|&q| q != me) {
+                send_ipi(q);
+            }
+            unlock();
+            return;
+        }
+        match hv.smp_enter(me, now, &mut ctx.on_cpu) {
+            SmpStep::Idle { until } => {
+                HALTED[me].store(true, Ordering::Release);
+                wake_others(hv, me);
+                unlock();
+                idle(me, until);
+                HALTED[me].store(false, Ordering::Release);
+            }
+            SmpStep::Run(e) => {
+                let area = load_vcpu(&mut hv.platform, &mut ctx, e.key, &e.cpu);
+                let f = frame_of(&e.cpu);
+                let dom = e.dom as u32;
+                if (0..online()).any(|q| q != me && IN_GUEST[q].load(Ordering::Acquire) == dom + 1) {
+                    PARALLEL[me].fetch_add(1, Ordering::Relaxed);
+                }
+                ENTRIES[me].fetch_add(1, Ordering::Relaxed);
+                IN_GUEST[me].store(dom + 1, Ordering::Release);
+                wake_others(hv, me);
+                let boot_cr3 = hv.platform.boot_cr3;
+                // The vCPU's tables and bases last, still under the lock (rule 1).
+                // SAFETY: every guest L4 carries the hypervisor slots; FS/GS bases are
+                // canonical (the core checks them).
+                unsafe {
+                    cpu::write_cr3(e.cpu.cr3);
+                    cpu::wrmsr(MSR_FS_BASE, e.cpu.fs_base);
+                    cpu::wrmsr(MSR_GS_BASE, e.cpu.gs_base);
+                }
+                let timer = TIMER.load(Ordering::Relaxed);
+                unlock();
+                let t0 = cpu::rdtsc();
+                if timer {
+                    cpu::timer_arm(t0.wrapping_add(e.budget.max(1000)));
+                }
+                // SAFETY: the frame is a ring-3 context (RPL 3, IOPL 0); the entry code
+                // returns here at the guest's next trap or syscall.
+                let fr: Frame = unsafe { *entry::xen_enter_guest(&f) };
+                if timer {
+                    cpu::timer_arm(0);
+                }
+                let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
+                // SAFETY: the vCPU's own save area: it cannot be freed before this CPU says
+                // it left the guest (kick_guests_and_wait); the boot tables map the hypervisor.
+                let (fs, gs) = unsafe {
+                    asm!("fxsave64 [{}]", in(reg) (*area).0.as_mut_ptr(), options(nostack));
+                    let b = (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE));
+                    cpu::write_cr3(boot_cr3);
+                    b
+                };
+                GUEST_CYCLES[me].fetch_add(ran, Ordering::Relaxed);
+                IN_GUEST[me].store(0, Ordering::Release);
+                lock();
+                KICKED[me].store(false, Ordering::Release);
+                // SAFETY: under the lock again.
+                let hv = unsafe { hv_locked() };
+                pause_domain(me, dom);
+                let mut c = e.cpu;
+                let exit = decode(&mut hv.platform, &mut c, &fr, fs, gs);
+                hv.smp_exit(me, e, c, exit, ran, cpu::rdtsc(), &mut ctx.on_cpu);
+                wake_others(hv, me);
+                unlock();
+            }
+        }
+    }
+}
+
+/// Run the machine on every online CPU until no domain runs or the TSC passes `end`; returns
+/// the hypervisor to the boot CPU for the summary.
+pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
+    let n = online();
+    TIMER.store(hv.platform.timer, Ordering::Release);
+    END.store(end, Ordering::Release);
+    lock();
+    // SAFETY: under the lock, before any AP looks (GO is still false).
+    unsafe { *HV.0.get() = Some(hv) };
+    unlock();
+    GO.store(true, Ordering::Release);
+    for q in 1..n {
+        send_ipi(q);
+    }
+    let t0 = cpu::rdtsc();
+    cpu_loop(0);
+    let wall = cpu::rdtsc().wrapping_sub(t0);
+    while (PARKED.load(Ordering::Acquire) as usize) + 1 < n && cpu::rdtsc().wrapping_sub(t0) < wall + 2_000_000_000 {
+        for q in 1..n {
+            if !KICKED[q].load(Ordering::Acquire) {
+                send_ipi(q);
+            }
+        }
+        core::hint::spin_loop();
+    }
+    lock();
+    // SAFETY: under the lock; every AP has left the loop (or timed out, halted in the idle
+    // path or spinning on DONE, never reaching the hypervisor again).
+    let hv = unsafe { (*HV.0.get()).take() };
+    unlock();
+    let mut line = alloc::format!("# smp: {n} pCPUs, {wall} cycles;");
+    for q in 0..n {
+        line.push_str(&alloc::format!(
+            " cpu{q}: entries={} parallel={} guest={}",
+            ENTRIES[q].load(Ordering::Relaxed),
+            PARALLEL[q].load(Ordering::Relaxed),
+            GUEST_CYCLES[q].load(Ordering::Relaxed)
+        ));
+    }
+    cpu::debugcon(line.as_bytes());
+    cpu::debugcon(b"\n");
+    match hv {
+        Some(h) => h,
+        None => cpu::exit(super::EXIT_FAIL),
+    }
 }
