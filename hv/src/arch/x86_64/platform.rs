@@ -116,7 +116,7 @@ impl BareMetal {
         self.fpu_owner = Some(key);
     }
 
-    fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
+    pub(super) fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
         for (i, b) in out.iter_mut().enumerate() {
             match walk_slice(self.mem, Mfn(cr3 >> 12), va.wrapping_add(i as u64)) {
                 Ok(w) if w.user => *b = self.mem[w.maddr.0 as usize],

@@ -783,7 +783,7 @@ fn frame_of(c: &CpuState) -> Frame {
 }
 
 /// Under the lock: the exit `e` into `c` and what it was (as BareMetal::run_once decodes it).
-fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame, fs: u64, gs: u64) -> Exit {
+fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame) -> Exit {
     use crate::abi::{self, vector};
     plat.exits += 1;
     if e.cs & 3 == 0 {
@@ -809,8 +809,6 @@ fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame, fs: u64, gs: u64) -
     c.rsp = e.rsp;
     c.cs = e.cs as u16;
     c.ss = e.ss as u16;
-    c.fs_base = fs;
-    c.gs_base = gs;
     let mut v = e.vector;
     if v == vector::PF as u64 && e.cs & 3 == 3 {
         let lstar = entry::xen_syscall_entry as *const () as u64;
@@ -907,56 +905,122 @@ fn cpu_loop(me: usize) {
             }
             SmpStep::Run(e) => {
                 let area = load_vcpu(&mut hv.platform, &mut ctx, e.key, &e.cpu);
-                let f = frame_of(&e.cpu);
                 let dom = e.dom as u32;
                 if (0..online()).any(|q| q != me && IN_GUEST[q].load(Ordering::Acquire) == dom + 1) {
                     PARALLEL[me].fetch_add(1, Ordering::Relaxed);
                 }
-                ENTRIES[me].fetch_add(1, Ordering::Relaxed);
-                IN_GUEST[me].store(dom + 1, Ordering::Release);
                 wake_others(hv, me);
                 let boot_cr3 = hv.platform.boot_cr3;
-                // The vCPU's tables and bases last, still under the lock (rule 1).
-                // SAFETY: every guest L4 carries the hypervisor slots; FS/GS bases are
-                // canonical (the core checks them).
-                unsafe {
-                    cpu::write_cr3(e.cpu.cr3);
-                    cpu::wrmsr(MSR_FS_BASE, e.cpu.fs_base);
-                    cpu::wrmsr(MSR_GS_BASE, e.cpu.gs_base);
-                }
-                let timer = TIMER.load(Ordering::Relaxed);
-                unlock();
-                let t0 = cpu::rdtsc();
-                if timer {
-                    cpu::timer_arm(t0.wrapping_add(e.budget.max(1000)));
-                }
-                // SAFETY: the frame is a ring-3 context (RPL 3, IOPL 0); the entry code
-                // returns here at the guest's next trap or syscall.
-                let fr: Frame = unsafe { *entry::xen_enter_guest(&f) };
-                if timer {
-                    cpu::timer_arm(0);
-                }
-                let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
-                // SAFETY: the vCPU's own save area: it cannot be freed before this CPU says
-                // it left the guest (kick_guests_and_wait); the boot tables map the hypervisor.
-                let (fs, gs) = unsafe {
-                    asm!("fxsave64 [{}]", in(reg) (*area).0.as_mut_ptr(), options(nostack));
-                    let b = (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE));
-                    cpu::write_cr3(boot_cr3);
-                    b
-                };
-                GUEST_CYCLES[me].fetch_add(ran, Ordering::Relaxed);
-                IN_GUEST[me].store(0, Ordering::Release);
-                lock();
-                KICKED[me].store(false, Ordering::Release);
-                // SAFETY: under the lock again.
-                let hv = unsafe { hv_locked() };
-                pause_domain(me, dom);
                 let mut c = e.cpu;
-                let exit = decode(&mut hv.platform, &mut c, &fr, fs, gs);
+                let (fr, mut ran) = run_guest(me, dom, area, &mut c, e.budget, boot_cr3);
+                // SAFETY: run_guest returns with the lock held again.
+                let hv = unsafe { hv_locked() };
+                let mut exit = decode(&mut hv.platform, &mut c, &fr);
+                if let Exit::Debug { dr6 } = exit {
+                    if dr6 & 0xf != 0 && movss_early(&hv.platform, &ctx, &c, dr6) {
+                        exit = movss_step(me, dom, area, &mut c, e.budget, boot_cr3, dr6, &mut ran);
+                    }
+                }
+                // SAFETY: under the lock (movss_step returns with it held too).
+                let hv = unsafe { hv_locked() };
                 hv.smp_exit(me, e, c, exit, ran, cpu::rdtsc(), &mut ctx.on_cpu);
                 wake_others(hv, me);
                 unlock();
+            }
+        }
+    }
+}
+
+/// Called with the lock held and the vCPU's state loaded: mark this CPU in `dom`'s guest, load
+/// the vCPU's tables and FS/GS bases, release the lock, run the guest until its next exit, save
+/// its x87/SSE registers and bases into `area` and `c`, return to the boot tables, mark the CPU
+/// out of the guest, and take the lock back, with `dom`'s other CPUs out of their guests
+/// (rule 2). Returns the exit frame and the guest's run time.
+fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u64, boot_cr3: u64) -> (Frame, u64) {
+    let f = frame_of(c);
+    ENTRIES[me].fetch_add(1, Ordering::Relaxed);
+    IN_GUEST[me].store(dom + 1, Ordering::Release);
+    // The vCPU's tables and bases last, still under the lock (rule 1).
+    // SAFETY: every guest L4 carries the hypervisor slots; FS/GS bases are canonical (the core
+    // checks them).
+    unsafe {
+        cpu::write_cr3(c.cr3);
+        cpu::wrmsr(MSR_FS_BASE, c.fs_base);
+        cpu::wrmsr(MSR_GS_BASE, c.gs_base);
+    }
+    let timer = TIMER.load(Ordering::Relaxed);
+    unlock();
+    let t0 = cpu::rdtsc();
+    if timer {
+        cpu::timer_arm(t0.wrapping_add(budget.max(1000)));
+    }
+    // SAFETY: the frame is a ring-3 context (RPL 3, IOPL 0); the entry code returns here at
+    // the guest's next trap or syscall.
+    let fr: Frame = unsafe { *entry::xen_enter_guest(&f) };
+    if timer {
+        cpu::timer_arm(0);
+    }
+    let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
+    // SAFETY: the vCPU's own save area: it cannot be freed before this CPU says it left the
+    // guest (kick_guests_and_wait); the boot tables map the hypervisor.
+    unsafe {
+        asm!("fxsave64 [{}]", in(reg) (*area).0.as_mut_ptr(), options(nostack));
+        c.fs_base = cpu::rdmsr(MSR_FS_BASE);
+        c.gs_base = cpu::rdmsr(MSR_GS_BASE);
+        cpu::write_cr3(boot_cr3);
+    }
+    GUEST_CYCLES[me].fetch_add(ran, Ordering::Relaxed);
+    IN_GUEST[me].store(0, Ordering::Release);
+    lock();
+    KICKED[me].store(false, Ordering::Release);
+    pause_domain(me, dom);
+    (fr, ran)
+}
+
+/// Is this data-breakpoint #DB one QEMU TCG raised right after a `mov ss`/`pop ss` instead of
+/// after the next instruction (BareMetal::movss_early, with this CPU's debug registers)?
+fn movss_early(plat: &BareMetal, ctx: &CpuCtx, c: &CpuState, dr6: u64) -> bool {
+    let mut b = [0u8; 15];
+    let mut n = 15;
+    while n > 0 && !plat.read_guest(c.cr3, c.rip.wrapping_sub(n as u64), &mut b[15 - n..]) {
+        n -= 1;
+    }
+    crate::emulate::movss_breakpoint(&b[15 - n..], c, &ctx.debug_loaded, dr6)
+}
+
+/// Under the lock: do what the CPU should have for an early `mov ss` #DB (BareMetal::run): run
+/// the one instruction the shadow covers with TF, then report the #DB after it, or drop it if
+/// the instruction left the guest. Returns with the lock held.
+#[allow(clippy::too_many_arguments)]
+fn movss_step(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u64, boot_cr3: u64, dr6: u64, ran: &mut u64) -> Exit {
+    use crate::privop::dr::DR6_BS;
+    const TF: u64 = 1 << 8;
+    let guest_tf = c.rflags & TF;
+    let at = c.rip;
+    c.rflags |= TF;
+    let mut tries = 0;
+    loop {
+        let (fr, r) = run_guest(me, dom, area, c, budget, boot_cr3);
+        *ran += r;
+        tries += 1;
+        // SAFETY: run_guest returns with the lock held.
+        let hv = unsafe { hv_locked() };
+        let e = decode(&mut hv.platform, c, &fr);
+        c.rflags = (c.rflags & !TF) | guest_tf;
+        match e {
+            Exit::Debug { dr6: d } if d & DR6_BS != 0 => {
+                let bs = if guest_tf != 0 { DR6_BS } else { 0 };
+                return Exit::Debug { dr6: (d & !DR6_BS) | (dr6 & 0xf) | bs };
+            }
+            Exit::Budget if c.rip == at && tries < 8 => c.rflags |= TF,
+            Exit::Gate => {
+                c.r11 = (c.r11 & !TF) | guest_tf;
+                hv.platform.db_dropped += 1;
+                return e;
+            }
+            _ => {
+                hv.platform.db_dropped += 1;
+                return e;
             }
         }
     }
