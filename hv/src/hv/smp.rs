@@ -175,4 +175,12 @@ impl<P: Platform> Hypervisor<P> {
     pub fn smp_resched(&self) -> impl Iterator<Item = usize> + '_ {
         self.sched.pcpus.iter().enumerate().filter(|(_, p)| p.resched).map(|(i, _)| i)
     }
+
+    /// Would vCPU `vcpu` of `dom` take an event upcall at its next entry (a callback set and an
+    /// unmasked pending upcall)? A CPU running it is then kicked, as Xen's `vcpu_kick`.
+    pub fn smp_upcall_waiting(&mut self, dom: DomId, vcpu: u32) -> bool {
+        let Some(vc) = self.doms.get(&dom).and_then(|d| d.vcpus.get(vcpu as usize)) else { return false };
+        let (cb, vi) = (vc.callbacks.event, vc.vcpu_info);
+        cb != 0 && evtchn::upcall_deliverable(&MachineMemory::new(self.platform.memory()), vi)
+    }
 }

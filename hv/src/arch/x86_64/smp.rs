@@ -29,9 +29,9 @@
 //! address in GS base and KERNEL_GS_BASE (for `swapgs`, which a PV guest cannot execute, so the
 //! MSR is the hypervisor's).
 //!
-//! What runs where today: the boot CPU runs the core's loop; the APs are brought up, counted and
-//! reported, then parked (`cli; hlt`). Running vCPUs on them (one hypervisor lock, guests in
-//! parallel) is not done yet: see the README.
+//! **Running.** Every CPU then runs the core's loop under one big hypervisor lock (see the
+//! second half of this file and `hv/src/hv/smp.rs`): guests run in parallel, the hypervisor is
+//! serialised. One CPU (`cpus=1`, the default) keeps the boot CPU's single-threaded loop.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -562,6 +562,8 @@ static TIMER: AtomicBool = AtomicBool::new(false);
 static END: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Per CPU: the domain whose guest it runs (+1; 0: none).
 static IN_GUEST: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per CPU: the vCPU it runs in a guest (vcpu in bits 31:16, domain in 15:0).
+static IN_VCPU: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Per CPU: idle (halted or polling).
 static HALTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Per CPU: an IPI was sent since it last took the lock.
@@ -669,7 +671,7 @@ pub fn kick_guests_and_wait() {
 
 /// Under the lock: IPI the CPUs the scheduler asked to decide again, and the idle ones when a
 /// runnable vCPU is on no pCPU.
-fn wake_others(hv: &Hypervisor<BareMetal>, me: usize) {
+fn wake_others(hv: &mut Hypervisor<BareMetal>, me: usize) {
     let n = online();
     let mut want = [false; MAX_CPUS];
     for q in hv.smp_resched().filter(|&q| q != me && q < n) {
@@ -678,6 +680,13 @@ fn wake_others(hv: &Hypervisor<BareMetal>, me: usize) {
     if (0..n).any(|q| q != me && HALTED[q].load(Ordering::Acquire)) && hv.smp_work_waiting() {
         for q in (0..n).filter(|&q| q != me) {
             want[q] |= HALTED[q].load(Ordering::Acquire);
+        }
+    }
+    // A vCPU running elsewhere with an upcall now due sees it only at its next entry.
+    for q in 0..n {
+        if q != me && !want[q] && IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            let v = IN_VCPU[q].load(Ordering::Acquire);
+            want[q] = hv.smp_upcall_waiting((v & 0xffff) as crate::DomId, v >> 16);
         }
     }
     for q in 0..n {
@@ -912,6 +921,7 @@ fn cpu_loop(me: usize) {
                 wake_others(hv, me);
                 let boot_cr3 = hv.platform.boot_cr3;
                 let mut c = e.cpu;
+                IN_VCPU[me].store((e.vcpu << 16) | (e.dom as u32 & 0xffff), Ordering::Release);
                 let (fr, mut ran) = run_guest(me, dom, area, &mut c, e.budget, boot_cr3);
                 // SAFETY: run_guest returns with the lock held again.
                 let hv = unsafe { hv_locked() };
