@@ -530,7 +530,8 @@ pub fn online() -> usize {
 // tables: no guest table can be freed under it. (2) Before the hypervisor handles an exit of
 // domain D, every other CPU running a vCPU of D is kicked out of its guest (an IPI) and waited
 // for; before a vCPU is destroyed, every CPU in a guest is. So no CPU runs guest code on
-// mappings the hypervisor is changing, and every entry reloads CR3 (a full TLB flush: the
+// mappings the hypervisor is changing (an exit that is only an interrupt changes none and
+// pauses nobody), and every entry reloads CR3 (a full TLB flush: the
 // image uses no global pages), so no stale translation survives a change.
 //
 // An idle pCPU halts with its TSC-deadline timer armed for the next event (`sti; hlt`, the
@@ -560,6 +561,8 @@ static DONE: AtomicBool = AtomicBool::new(false);
 static PARKED: AtomicU32 = AtomicU32::new(0);
 static TIMER: AtomicBool = AtomicBool::new(false);
 static END: AtomicU64 = AtomicU64::new(u64::MAX);
+/// TSC value at which the core's clock read 0 (`clock`).
+static BASE: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: the domain whose guest it runs (+1; 0: none).
 static IN_GUEST: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// Per CPU: the vCPU it runs in a guest (vcpu in bits 31:16, domain in 15:0).
@@ -863,18 +866,28 @@ fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame) -> Exit {
     }
 }
 
-/// Idle until `until` (TSC) or an IPI.
+/// The core's clock on several CPUs: the TSC (one cycle counted as one ns, as on one CPU),
+/// counted from where the core's clock stood when `run` started.
+fn clock() -> u64 {
+    cpu::rdtsc().wrapping_sub(BASE.load(Ordering::Relaxed))
+}
+
+/// Idle until `until` (the core's clock) or an IPI.
 fn idle(me: usize, until: u64) {
-    let now = cpu::rdtsc();
+    let now = clock();
+    if until <= now {
+        return;
+    }
+    let base = BASE.load(Ordering::Relaxed);
     if TIMER.load(Ordering::Relaxed) {
-        if !KICKED[me].load(Ordering::Acquire) && until > now {
-            cpu::timer_arm(until.min(now + 50_000_000));
+        if !KICKED[me].load(Ordering::Acquire) {
+            cpu::timer_arm(until.min(now + 50_000_000).wrapping_add(base));
             idle_halt();
             cpu::timer_arm(0);
         }
     } else {
         let stop = until.min(now + 1_000_000);
-        while cpu::rdtsc() < stop && !KICKED[me].load(Ordering::Acquire) && !DONE.load(Ordering::Acquire) {
+        while clock() < stop && !KICKED[me].load(Ordering::Acquire) && !DONE.load(Ordering::Acquire) {
             core::hint::spin_loop();
         }
     }
@@ -891,7 +904,7 @@ fn cpu_loop(me: usize) {
         KICKED[me].store(false, Ordering::Release);
         // SAFETY: under the lock; the reference is not used after the unlock below.
         let hv = unsafe { hv_locked() };
-        let now = cpu::rdtsc();
+        let now = clock();
         if DONE.load(Ordering::Acquire) {
             unlock();
             return;
@@ -926,6 +939,7 @@ fn cpu_loop(me: usize) {
                 // SAFETY: run_guest returns with the lock held again.
                 let hv = unsafe { hv_locked() };
                 let mut exit = decode(&mut hv.platform, &mut c, &fr);
+                pause_for(me, dom, &exit);
                 if let Exit::Debug { dr6 } = exit {
                     if dr6 & 0xf != 0 && movss_early(&hv.platform, &ctx, &c, dr6) {
                         exit = movss_step(me, dom, area, &mut c, e.budget, boot_cr3, dr6, &mut ran);
@@ -933,7 +947,7 @@ fn cpu_loop(me: usize) {
                 }
                 // SAFETY: under the lock (movss_step returns with it held too).
                 let hv = unsafe { hv_locked() };
-                hv.smp_exit(me, e, c, exit, ran, cpu::rdtsc(), &mut ctx.on_cpu);
+                hv.smp_exit(me, e, c, exit, ran, clock(), &mut ctx.on_cpu);
                 wake_others(hv, me);
                 unlock();
             }
@@ -944,8 +958,8 @@ fn cpu_loop(me: usize) {
 /// Called with the lock held and the vCPU's state loaded: mark this CPU in `dom`'s guest, load
 /// the vCPU's tables and FS/GS bases, release the lock, run the guest until its next exit, save
 /// its x87/SSE registers and bases into `area` and `c`, return to the boot tables, mark the CPU
-/// out of the guest, and take the lock back, with `dom`'s other CPUs out of their guests
-/// (rule 2). Returns the exit frame and the guest's run time.
+/// out of the guest, and take the lock back (the caller then applies rule 2, `pause_for`).
+/// Returns the exit frame and the guest's run time.
 fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u64, boot_cr3: u64) -> (Frame, u64) {
     let f = frame_of(c);
     ENTRIES[me].fetch_add(1, Ordering::Relaxed);
@@ -983,8 +997,17 @@ fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u
     IN_GUEST[me].store(0, Ordering::Release);
     lock();
     KICKED[me].store(false, Ordering::Release);
-    pause_domain(me, dom);
     (fr, ran)
+}
+
+/// Rule 2 for an exit about to be handled: the domain's other CPUs leave their guests first,
+/// unless the exit was only an interrupt (the end of the budget, a kick or a wake-up), whose
+/// handling changes no mapping. Not pausing for those also keeps a kick that arrives after its
+/// target already left (it then fires at that CPU's next entry) from kicking on and on.
+fn pause_for(me: usize, dom: u32, exit: &Exit) {
+    if !matches!(exit, Exit::Budget) {
+        pause_domain(me, dom);
+    }
 }
 
 /// Is this data-breakpoint #DB one QEMU TCG raised right after a `mov ss`/`pop ss` instead of
@@ -1016,6 +1039,7 @@ fn movss_step(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: 
         // SAFETY: run_guest returns with the lock held.
         let hv = unsafe { hv_locked() };
         let e = decode(&mut hv.platform, c, &fr);
+        pause_for(me, dom, &e);
         c.rflags = (c.rflags & !TF) | guest_tf;
         match e {
             Exit::Debug { dr6: d } if d & DR6_BS != 0 => {
@@ -1036,12 +1060,14 @@ fn movss_step(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: 
     }
 }
 
-/// Run the machine on every online CPU until no domain runs or the TSC passes `end`; returns
+/// Run the machine on every online CPU until no domain runs or the core's clock (`hv.now`,
+/// going on with the TSC) passes `end`; returns
 /// the hypervisor to the boot CPU for the summary.
 pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
     let n = online();
     TIMER.store(hv.platform.timer, Ordering::Release);
     END.store(end, Ordering::Release);
+    BASE.store(cpu::rdtsc().wrapping_sub(hv.now), Ordering::Release);
     lock();
     // SAFETY: under the lock, before any AP looks (GO is still false).
     unsafe { *HV.0.get() = Some(hv) };
