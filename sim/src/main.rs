@@ -657,3 +657,17 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     println!("  real Xen 4.17 under this QEMU's TCG: hello launch-to-poweroff 1.32 s median, XTF example ~1.2 s");
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::smp;
+
+    /// `pcpus = M` reaches QEMU as `-smp M` and the image as `cpus=M`; one pCPU adds nothing.
+    #[test]
+    fn pcpus_become_smp_and_cpus() {
+        assert_eq!(smp(1, String::new()), (Vec::<String>::new(), String::new()));
+        assert_eq!(smp(1, "gate=int3".into()), (Vec::<String>::new(), "gate=int3".to_string()));
+        assert_eq!(smp(2, String::new()), (vec!["-smp".to_string(), "2".to_string()], "cpus=2".to_string()));
+        assert_eq!(smp(4, "gate=int3".into()), (vec!["-smp".to_string(), "4".to_string()], "gate=int3 cpus=4".to_string()));
+    }
+}
