@@ -20,6 +20,9 @@ use crate::sched::{credit, Credit, UnitId};
 use crate::traps;
 use crate::DomId;
 
+mod smp;
+pub use smp::{SmpEntry, SmpStep};
+
 /// With several pCPUs, the longest stretch of virtual time one pCPU runs before the pCPU that is
 /// furthest behind gets its turn (ns): it bounds how far their clocks drift apart.
 pub const SLICE_NS: u64 = 1_000_000;

@@ -91,6 +91,9 @@ enum Cmd {
         /// vCPUs of the `--kernel` domain (an xl.cfg's `vcpus`).
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
+        /// With --kernel: physical CPUs of the machine (QEMU's `-smp`, and `cpus=` for the image).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+        pcpus: u32,
         /// Force the hypercall gate (syscall | int3) instead of the image's probe.
         #[arg(long)]
         gate: Option<String>,
@@ -193,10 +196,10 @@ fn dispatch(cli: Cli) -> ExitCode {
             let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
             ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb, console_input: console }, dry_run))
         }
-        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, gate, timeout, guests, verbose, gdb } => {
+        Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, pcpus, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
-            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb };
+            let o = HwArgs { image, accel, gate, timeout: std::time::Duration::from_secs(timeout), guests, verbose, gdb, pcpus };
             match kernel {
                 Some(k) => boot_hw_kernel(&o, &k, memory, vcpus, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
@@ -376,6 +379,8 @@ struct HwArgs {
     verbose: bool,
     /// QEMU's gdbstub address (`--gdb`).
     gdb: Option<String>,
+    /// Physical CPUs for `--kernel` runs (`--pcpus`).
+    pcpus: u32,
 }
 
 /// This process's scratch directory (removed when `main` returns).
@@ -391,6 +396,16 @@ fn scratch(name: &str) -> PathBuf {
 
 fn append(gate: &Option<String>) -> String {
     gate.as_ref().map(|g| format!("gate={g}")).unwrap_or_default()
+}
+
+/// QEMU's `-smp M` and the image's `cpus=M` (appended to `append`) for M physical CPUs; nothing
+/// extra for one.
+fn smp(pcpus: u32, append: String) -> (Vec<String>, String) {
+    if pcpus <= 1 {
+        return (Vec::new(), append);
+    }
+    let a = if append.is_empty() { format!("cpus={pcpus}") } else { format!("{append} cpus={pcpus}") };
+    (vec!["-smp".to_string(), pcpus.to_string()], a)
 }
 
 fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &str, initrd: Option<&Path>) -> ExitCode {
@@ -428,7 +443,9 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &
         // The image copies the pack into its heap: QEMU needs room for the module and that copy.
         let pack_mib = std::fs::metadata(&pack).map(|m| m.len().div_ceil(1 << 20)).unwrap_or(0);
         let mem = sim::hw::qemu_memory(memory) + 2 * pack_mib;
-        let run = match sim::hw::qemu_with(&o.image, &pack, a, mem, &append(&o.gate), timeout, &extra) {
+        let (smp_extra, app) = smp(o.pcpus, append(&o.gate));
+        let extra: Vec<String> = extra.into_iter().chain(smp_extra).collect();
+        let run = match sim::hw::qemu_with(&o.image, &pack, a, mem, &app, timeout, &extra) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("xenolith: {e}");
@@ -521,7 +538,8 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                 skipped += 1;
                 continue;
             }
-            let run = match sim::hw::qemu(&o.image, &pack, a, sim::hw::qemu_memory(mem), &append(&o.gate), o.timeout) {
+            let (extra, app) = smp(sc.pcpus, append(&o.gate));
+            let run = match sim::hw::qemu_with(&o.image, &pack, a, sim::hw::qemu_memory(mem), &app, o.timeout, &extra) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("xenolith: {e}");
@@ -665,4 +683,18 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
     println!("  microvm launch-to-exit of a trivial kernel: KVM 66-90 ms, TCG 35-60 ms;");
     println!("  real Xen 4.17 under this QEMU's TCG: hello launch-to-poweroff 1.32 s median, XTF example ~1.2 s");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smp;
+
+    /// `pcpus = M` reaches QEMU as `-smp M` and the image as `cpus=M`; one pCPU adds nothing.
+    #[test]
+    fn pcpus_become_smp_and_cpus() {
+        assert_eq!(smp(1, String::new()), (Vec::<String>::new(), String::new()));
+        assert_eq!(smp(1, "gate=int3".into()), (Vec::<String>::new(), "gate=int3".to_string()));
+        assert_eq!(smp(2, String::new()), (vec!["-smp".to_string(), "2".to_string()], "cpus=2".to_string()));
+        assert_eq!(smp(4, "gate=int3".into()), (vec!["-smp".to_string(), "4".to_string()], "gate=int3 cpus=4".to_string()));
+    }
 }

@@ -19,6 +19,7 @@ mod mmu;
 mod pointers;
 mod privop;
 mod ptwr;
+mod smp;
 mod store;
 mod traps;
 

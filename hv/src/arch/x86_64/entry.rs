@@ -3,7 +3,8 @@
 //! `enter_guest` saves the hypervisor's callee-saved registers and stack pointer, loads the
 //! guest's registers and `iretq`s to ring 3. Any trap or `syscall` from ring 3 lands on the trap
 //! stack (TSS.rsp0), pushes a [`Frame`], and jumps back to the saved hypervisor stack, so
-//! `enter_guest` returns with the exit frame in `XEN_EXIT_FRAME`. A trap taken in ring 0 is a
+//! `enter_guest` returns the exit frame. The hypervisor stack pointer and the syscall entry's
+//! scratch slot are per CPU, reached through KERNEL_GS_BASE with `swapgs` (smp.rs: `PerCpu`). A trap taken in ring 0 is a
 //! hypervisor bug: it is reported and the machine stops, with one exception: a fault on the
 //! `iretq` that enters the guest (the CPU refused the guest's selectors or rip) returns from
 //! `enter_guest` like an exit, with a ring-0 `cs` in the frame, so the platform can crash that
@@ -84,8 +85,12 @@ xen_trap_common:
     lea xen_guest_iretq(%rip), %rax
     cmp %rax, 136(%rsp)
     jne 1f
-3:  mov %rsp, XEN_EXIT_FRAME(%rip)
-    mov XEN_HOST_RSP(%rip), %rsp
+    // Back to enter_guest's caller on this CPU's stack (per-CPU block, smp.rs, through
+    // KERNEL_GS_BASE: the GS base is still the guest's), with the frame's address in rax.
+3:  mov %rsp, %rax
+    swapgs
+    mov %gs:16, %rsp
+    swapgs
     pop %r15
     pop %r14
     pop %r13
@@ -95,6 +100,35 @@ xen_trap_common:
     ret
 1:  cmpq $1, 120(%rsp)
     je 4f
+    // An interrupt that woke an idle CPU halted in xen_idle_halt (smp.rs): return after the
+    // `hlt` with interrupts off again; the caller acknowledges it.
+    lea xen_idle_wake(%rip), %rax
+    cmp %rax, 136(%rsp)
+    je 5f
+    lea xen_idle_hlt(%rip), %rax
+    cmp %rax, 136(%rsp)
+    jne 6f
+5:  cmpq $32, 120(%rsp)
+    jb 6f
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    andq $~0x200, 16(%rsp)
+    iretq
+6:
     mov %rsp, %rdi
     call xenolith_ring0_trap
 2:  hlt
@@ -130,10 +164,12 @@ xen_trap_common:
 
     .global xen_syscall_entry
 xen_syscall_entry:
-    mov %rsp, XEN_SYSCALL_SCRATCH(%rip)
-    lea xen_trap_stack_top(%rip), %rsp
+    swapgs
+    mov %rsp, %gs:24
+    mov %gs:32, %rsp
     pushq $0xe02b
-    pushq XEN_SYSCALL_SCRATCH(%rip)
+    pushq %gs:24
+    swapgs
     pushq %r11
     pushq $0xe033
     pushq %rcx
@@ -145,16 +181,28 @@ xen_syscall_entry:
     // FLAT_USER_CS32 / FLAT_USER_SS32, so the core bounces to the syscall32 callback.
     .global xen_syscall32_entry
 xen_syscall32_entry:
-    mov %rsp, XEN_SYSCALL_SCRATCH(%rip)
-    lea xen_trap_stack_top(%rip), %rsp
+    swapgs
+    mov %rsp, %gs:24
+    mov %gs:32, %rsp
     pushq $0xe02b
-    pushq XEN_SYSCALL_SCRATCH(%rip)
+    pushq %gs:24
+    swapgs
     pushq %r11
     pushq $0xe023
     pushq %rcx
     pushq $0
     pushq $256
     jmp xen_trap_common
+
+    // Halt until an interrupt (smp.rs idle); returns with interrupts off.
+    .global xen_idle_halt
+xen_idle_halt:
+    sti
+xen_idle_hlt:
+    hlt
+xen_idle_wake:
+    cli
+    ret
 
     .global xen_enter_guest
 xen_enter_guest:
@@ -164,7 +212,9 @@ xen_enter_guest:
     push %r13
     push %r14
     push %r15
-    mov %rsp, XEN_HOST_RSP(%rip)
+    swapgs
+    mov %rsp, %gs:16
+    swapgs
     pushq 168(%rdi)
     pushq 160(%rdi)
     pushq 152(%rdi)
@@ -192,11 +242,6 @@ xen_guest_iretq:
 
     .pushsection .data.xen_entry, "aw"
     .balign 8
-    .global XEN_HOST_RSP
-XEN_HOST_RSP: .quad 0
-    .global XEN_EXIT_FRAME
-XEN_EXIT_FRAME: .quad 0
-XEN_SYSCALL_SCRATCH: .quad 0
     .global XEN_DB_IN_XEN
 XEN_DB_IN_XEN: .quad 0
     .popsection
@@ -218,8 +263,11 @@ xen_db_stack_top:
 );
 
 unsafe extern "C" {
-    pub fn xen_enter_guest(frame: *const Frame);
+    /// Enter the guest; returns the exit frame (on this CPU's trap stack).
+    pub fn xen_enter_guest(frame: *const Frame) -> *const Frame;
     pub fn xen_syscall_entry();
+    /// `sti; hlt; cli`: an interrupt taken at the `hlt` returns after it with interrupts off.
+    pub fn xen_idle_halt();
     pub fn xen_syscall32_entry();
     pub static xen_isr_table: u8;
     pub static xen_trap_stack_top: u8;
@@ -227,5 +275,4 @@ unsafe extern "C" {
     pub static xen_db_stack_top: u8;
     /// #DBs taken (and dropped) in hypervisor context.
     pub static XEN_DB_IN_XEN: u64;
-    pub static XEN_EXIT_FRAME: *const Frame;
 }

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod heap;
 pub mod platform;
 pub mod pvh;
+pub mod smp;
 pub mod timer;
 
 use alloc::format;
@@ -80,8 +81,7 @@ fn probe_user(code: &[u8], rax: u64) -> u64 {
         *pd.add(slot) |= PTE_US;
         cpu::write_cr3(cpu::read_cr3());
         let f = Frame { rip: pa, cs: 0xe033, ss: 0xe02b, rflags: 0x2, rsp: pa + 4096, rax, ..Frame::default() };
-        entry::xen_enter_guest(&f);
-        let e = *entry::XEN_EXIT_FRAME;
+        let e = *entry::xen_enter_guest(&f);
         *pd.add(slot) &= !PTE_US;
         *pdpt &= !PTE_US;
         *pml4 &= !PTE_US;
@@ -101,6 +101,7 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     let com1 = cpu::com1_init();
     say(if com1 { "# xenolith image (output on port 0xe9 and COM1)" } else { "# xenolith image" });
     cpu::init();
+    smp::init_bsp();
     // SAFETY: the PVH loader passed this address in ebx.
     let Some(bi) = (unsafe { pvh::parse(start_info) }) else {
         say("# error: no PVH start info");
@@ -173,12 +174,29 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         unsafe { core::ptr::write_bytes((DIRECTMAP + m) as *mut u8, 0, len as usize) };
     }
 
+    // Application processors (smp.rs): as many CPUs as `cpus=M` says (boot-hw passes QEMU's -smp).
+    let wanted = arg(&cmdline, "cpus").and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
+    let started = smp::start_aps(wanted);
+    say(&format!(
+        "# cpus: {} of {wanted} online ({}, apic ids {:?}, {} cycles)",
+        started.online,
+        if started.x2apic { "x2apic" } else { "xapic" },
+        started.apic_ids,
+        started.cycles
+    ));
+    if started.online < wanted.min(smp::MAX_CPUS) {
+        say("# error: not every CPU came up");
+        cpu::exit(EXIT_FAIL);
+    }
+
     // SAFETY: machine memory [0, ram_top) is direct-mapped; frames below heap_end (image, heap,
     // boot data) are reserved and never given to domains.
     let mem = unsafe { core::slice::from_raw_parts_mut(DIRECTMAP as *mut u8, ram_top as usize) };
     // SAFETY: see above.
     let mut plat = unsafe { BareMetal::new(mem, gate) };
     plat.timer = timer;
+    // Several CPUs: each loads its vCPU's state itself (smp.rs).
+    plat.smp = smp::online() > 1;
     // Can a guest change its FS/GS base in ring 3? With `wrfsbase` where CR4.FSGSBASE is on (the
     // guest's view, or the host's under kvm_pvm), and without it too: loading a null selector into %gs
     // (Linux's loadsegment(gs, 0)) zeroes the base on QEMU TCG and on AMD. Read them back after
@@ -194,6 +212,9 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
             cpu::exit(EXIT_FAIL);
         }
     };
+    if smp::online() > 1 {
+        hv.set_pcpus(smp::online());
+    }
     // The direct map, supervisor-only, in every guest address space (slot 262).
     let mut a = 0;
     while a < ram_top {
@@ -222,6 +243,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         let _ = hv.create_domain(d);
     }
     let t_built = cpu::rdtsc();
+    let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
+    if smp::online() > 1 {
+        // Every CPU runs the core's loop under one lock (smp.rs), to run_for. The scenario's
+        // timed steps are not driven across several CPUs (boot-hw skips such scenarios).
+        hv = smp::run(hv, end);
+    }
     if pack.run_for_ns == 0 {
         // No clock: until no domain is left running (QEMU's timeout bounds it).
         while hv.any_running() {

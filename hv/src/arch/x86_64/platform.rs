@@ -20,12 +20,12 @@ const STEAL_LATE: u64 = 2_600_000;
 
 /// A vCPU's x87/SSE state, as `fxsave64` writes it.
 #[repr(C, align(16))]
-struct FxArea([u8; 512]);
+pub(super) struct FxArea(pub(super) [u8; 512]);
 
 impl FxArea {
     /// The state after reset/`fninit`: FCW 0x37f, MXCSR 0x1f80 (masked exceptions), all
     /// registers zero (Intel SDM vol. 1, 10.5.1, FXSAVE area layout).
-    fn initial() -> alloc::boxed::Box<FxArea> {
+    pub(super) fn initial() -> alloc::boxed::Box<FxArea> {
         let mut a = alloc::boxed::Box::new(FxArea([0; 512]));
         a.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
         a.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
@@ -35,9 +35,9 @@ impl FxArea {
 
 /// The bare-metal platform.
 pub struct BareMetal {
-    mem: &'static mut [u8],
+    pub(super) mem: &'static mut [u8],
     pub gate: Gate,
-    boot_cr3: u64,
+    pub(super) boot_cr3: u64,
     cur_cr3: u64,
     fs: u64,
     gs: u64,
@@ -58,25 +58,28 @@ pub struct BareMetal {
     pub late_samples: alloc::vec::Vec<u64>,
     /// Each vCPU's x87/SSE registers while another vCPU owns the CPU's (the hypervisor is
     /// soft-float and never touches them, so they are switched only between vCPUs).
-    fpu: alloc::collections::BTreeMap<VcpuKey, alloc::boxed::Box<FxArea>>,
+    pub(super) fpu: alloc::collections::BTreeMap<VcpuKey, alloc::boxed::Box<FxArea>>,
     fpu_owner: Option<VcpuKey>,
     /// Ring 3 may change its own FS/GS base (`wrfsbase` works): read them back after each exit.
     /// True unless our CR4.FSGSBASE is clear and ring 3 runs on our CR4 (not under kvm_pvm,
     /// where it runs on the host's; `new` decides).
     pub bases_writable: bool,
     /// Each vCPU's breakpoints (set_debug_regs), and what the CPU's DR0..3/DR7 hold now.
-    debug: alloc::collections::BTreeMap<VcpuKey, DebugRegs>,
+    pub(super) debug: alloc::collections::BTreeMap<VcpuKey, DebugRegs>,
     debug_loaded: DebugRegs,
     /// Guests may have FSGSBASE (see `Platform::fsgsbase`); the vCPUs whose CR4 view has it,
     /// and whether the CPU's CR4.FSGSBASE is set now.
     pub fsgsbase_ok: bool,
-    fsgsbase_on: alloc::collections::BTreeSet<VcpuKey>,
+    pub(super) fsgsbase_on: alloc::collections::BTreeSet<VcpuKey>,
     cr4_fsgsbase: bool,
     /// #DBs that QEMU TCG raised early after a `mov ss` and that belonged to hypervisor context.
     pub db_dropped: u64,
     /// Whose guest GDT the CPU's GDT holds below Xen's reserved entries, and how many entries.
     gdt_loaded: Option<(VcpuKey, crate::platform::GuestGdt)>,
     gdt_written: usize,
+    /// Several CPUs run guests (smp.rs): each CPU loads its vCPU's state itself and returns to
+    /// the boot page tables after every exit.
+    pub smp: bool,
 }
 
 impl BareMetal {
@@ -111,6 +114,7 @@ impl BareMetal {
             cr4_fsgsbase: false,
             gdt_loaded: None,
             gdt_written: 0,
+            smp: false,
         }
     }
 
@@ -132,7 +136,7 @@ impl BareMetal {
         self.fpu_owner = Some(key);
     }
 
-    fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
+    pub(super) fn read_guest(&self, cr3: u64, va: u64, out: &mut [u8]) -> bool {
         for (i, b) in out.iter_mut().enumerate() {
             match walk_slice(self.mem, Mfn(cr3 >> 12), va.wrapping_add(i as u64)) {
                 Ok(w) if w.user => *b = self.mem[w.maddr.0 as usize],
@@ -144,7 +148,7 @@ impl BareMetal {
 
     /// Is the instruction at rip a non-canonical stack-segment access (see
     /// `emulate::is_stack_fault`)?
-    fn stack_fault_at(&self, cpu: &CpuState) -> bool {
+    pub(super) fn stack_fault_at(&self, cpu: &CpuState) -> bool {
         let n = (4096 - (cpu.rip & 4095)).min(15) as usize;
         let mut b = [0u8; 15];
         self.read_guest(cpu.cr3, cpu.rip, &mut b[..n]) && crate::emulate::is_stack_fault(&b[..n], cpu)
@@ -152,7 +156,7 @@ impl BareMetal {
 
     /// An `int n` that the CPU turned into #GP (gate DPL 0) or, under kvm_pvm, #UD: decode the
     /// instruction instead of trusting the error code (QEMU 7.2 TCG reports n*16+2).
-    fn soft_int_at(&self, cpu: &CpuState) -> Option<u8> {
+    pub(super) fn soft_int_at(&self, cpu: &CpuState) -> Option<u8> {
         let mut b = [0u8; 2];
         (self.read_guest(cpu.cr3, cpu.rip, &mut b) && b[0] == 0xcd).then_some(b[1])
     }
@@ -229,10 +233,7 @@ impl BareMetal {
         }
         // SAFETY: the frame describes a ring-3 context (CS/SS RPL 3, IOPL 0); the entry code
         // returns here on the guest's next trap or syscall.
-        let e: Frame = unsafe {
-            entry::xen_enter_guest(&f);
-            *entry::XEN_EXIT_FRAME
-        };
+        let e: Frame = unsafe { *entry::xen_enter_guest(&f) };
         if self.timer {
             timer::arm(0);
         }
@@ -436,6 +437,10 @@ impl Platform for BareMetal {
     }
 
     fn vcpu_destroy(&mut self, key: VcpuKey) {
+        if self.smp {
+            // No CPU may still run a guest whose tables and frames are about to be freed.
+            super::smp::kick_guests_and_wait();
+        }
         self.fpu.remove(&key);
         self.debug.remove(&key);
         self.fsgsbase_on.remove(&key);
@@ -457,8 +462,9 @@ impl Platform for BareMetal {
 
     fn switch_tables(&mut self, _key: VcpuKey, cr3: u64) {
         // The hypervisor runs on the guest's tables (its slots are in every validated L4): move
-        // to the vCPU's new base now, before the core may devalidate the one we are on.
-        if self.cur_cr3 != cr3 {
+        // to the vCPU's new base now, before the core may devalidate the one we are on. With
+        // several CPUs the hypervisor stays on the boot tables (smp.rs).
+        if self.cur_cr3 != cr3 && !self.smp {
             // SAFETY: `cr3` is the vCPU's base pointer, a validated L4 holding a type reference,
             // so it carries the hypervisor slots (the core writes them on validation).
             unsafe { cpu::write_cr3(cr3) };

@@ -1,0 +1,1089 @@
+//! Several physical CPUs on the image: finding the application processors (APs), starting them,
+//! and giving each its own CPU state.
+//!
+//! **Finding the APs.** The image boots on QEMU's `microvm` with `acpi=off`, so there is no MADT;
+//! `cargo xtask boot-hw` passes `-smp M` and the same count on the command line (`cpus=M`), and
+//! the image starts that many CPUs. The start-up IPIs are broadcast ("all excluding self"
+//! shorthand, Intel SDM vol. 3A 10.6.1 and the MP initialisation example of 8.4.4.1), so no APIC
+//! ID has to be known in advance: each AP takes the next CPU number from a counter in the
+//! trampoline and reports its APIC ID once in long mode. An AP beyond `cpus=M` (QEMU given more
+//! CPUs than the command line says) finds no per-CPU block and stays halted.
+//!
+//! **INIT-SIPI-SIPI.** Through the x2APIC (ICR = MSR 0x830) where the boot CPU switched to it
+//! (timer.rs, KVM), else through the xAPIC's MMIO page at 0xFEE00000 (QEMU 7.2's TCG
+//! has no x2APIC), mapped uncached in the boot page tables for the bring-up. INIT, 10 ms, SIPI,
+//! 200 µs, SIPI (SDM 8.4.4.1), then up to ~1 s (TSC cycles) for the APs to check in.
+//!
+//! **Trampoline.** A real-mode stub copied to [`TRAMP`] (0x8000, below 1 MiB, 4 KiB aligned:
+//! SIPI vector 0x08) loads its own GDT, enters protected mode, turns on PAE, EFER.LME/NXE/SCE
+//! and paging on the static boot page tables (`boot.rs`, which identity-map the first GiB and
+//! alias it at the direct map), far-jumps to 64-bit code, takes a CPU number with `lock xadd`,
+//! loads that CPU's stack (filled in by the boot CPU) and calls [`xenolith_ap_entry`]. Frames
+//! below the heap are never given to domains, so the stub's page stays the hypervisor's.
+//!
+//! **Per-CPU state.** Each CPU has a [`PerCpu`] block (allocated by the boot CPU before the
+//! SIPIs, so APs never allocate concurrently): its own GDT (the hypervisor and flat ring-3
+//! selectors as on the boot CPU, and its own TSS descriptor — a busy TSS cannot be shared), its
+//! own TSS with its own ring-0, NMI/#DF/#MC (IST 1) and #DB (IST 2) stacks, the shared
+//! read-only IDT, the syscall MSRs (STAR, LSTAR, CSTAR, FMASK as the boot CPU's), and the block's
+//! address in GS base and KERNEL_GS_BASE (for `swapgs`, which a PV guest cannot execute, so the
+//! MSR is the hypervisor's).
+//!
+//! **Running.** Every CPU then runs the core's loop under one big hypervisor lock (see the
+//! second half of this file and `hv/src/hv/smp.rs`): guests run in parallel, the hypervisor is
+//! serialised. One CPU (`cpus=1`, the default) keeps the boot CPU's single-threaded loop.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use super::cpu;
+use super::pvh::DIRECTMAP;
+
+/// Most CPUs the image starts (the boot CPU included).
+pub const MAX_CPUS: usize = 16;
+/// Physical address of the real-mode trampoline (SIPI vector `TRAMP >> 12`).
+pub const TRAMP: u64 = 0x8000;
+const STACK_BYTES: usize = 64 * 1024;
+const IST_BYTES: usize = 8 * 1024;
+
+const GDT_ENTRIES: usize = (0xe050 >> 3) as usize;
+
+/// The 64-bit TSS (SDM vol. 3A 7.7).
+#[repr(C, packed)]
+struct Tss {
+    _r0: u32,
+    rsp: [u64; 3],
+    _r1: u64,
+    ist: [u64; 7],
+    _r2: u64,
+    _r3: u16,
+    iomap: u16,
+}
+
+/// One CPU's own state. KERNEL_GS_BASE (and, on APs before any guest, GS base) points at it;
+/// the entry code (entry.rs) reaches the first fields with `swapgs` at fixed offsets.
+#[repr(C, align(16))]
+pub struct PerCpu {
+    /// Its own address (offset 0).
+    pub self_ptr: u64,
+    /// CPU number: 0 is the boot CPU (offset 8).
+    pub index: u64,
+    /// The hypervisor stack pointer while a guest runs (offset 16, `xen_enter_guest`).
+    host_rsp: u64,
+    /// The guest's stack pointer at a `syscall` (offset 24).
+    scratch: u64,
+    /// The stack the syscall entry switches to: the TSS's rsp0 (offset 32).
+    syscall_stack: u64,
+    /// Local APIC ID.
+    pub apic_id: u32,
+    gdt: [u64; GDT_ENTRIES],
+    tss: Tss,
+    /// Trap stack (TSS rsp0).
+    stack: [u8; STACK_BYTES],
+    /// The AP's own hypervisor stack (the trampoline's), apart from its trap stack.
+    hv_stack: [u8; STACK_BYTES],
+    ist: [u8; IST_BYTES],
+    db: [u8; IST_BYTES],
+}
+const _: () = assert!(core::mem::offset_of!(PerCpu, host_rsp) == 16);
+const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == 24);
+const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_stack) == 32);
+
+/// The boot CPU's block (its GDT, TSS and stacks stay cpu.rs's and entry.rs's).
+// SAFETY: all-zero bytes are a valid PerCpu (integers and arrays).
+static mut BSP_BLOCK: PerCpu = unsafe { core::mem::zeroed() };
+
+/// Give the boot CPU its per-CPU block (KERNEL_GS_BASE), before its first guest entry.
+pub fn init_bsp() {
+    // SAFETY: boot time, one CPU; the block is a static used only by the boot CPU.
+    unsafe {
+        let b = core::ptr::addr_of_mut!(BSP_BLOCK);
+        (*b).self_ptr = b as u64;
+        (*b).index = 0;
+        (*b).syscall_stack = &super::entry::xen_trap_stack_top as *const u8 as u64;
+        cpu::wrmsr(MSR_KERNEL_GS_BASE, b as u64);
+        CPUS[0].store(b, Ordering::Release);
+    }
+}
+
+/// Per-CPU blocks by CPU number (null: not started).
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+/// APs that reached long mode and loaded their own state.
+static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// The boot CPU's IDTR base and syscall MSRs, copied by every AP.
+static IDT_BASE: AtomicU64 = AtomicU64::new(0);
+static X2APIC: AtomicU32 = AtomicU32::new(0);
+
+const MSR_APIC_BASE: u32 = 0x1b;
+const MSR_GS_BASE: u32 = 0xC000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
+const SYSCALL_MSRS: [u32; 4] = [0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084];
+static SYSCALL_VALUES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// xAPIC MMIO page (SDM vol. 3A 10.4.1, the default IA32_APIC_BASE).
+const XAPIC_BASE: u64 = 0xFEE0_0000;
+const XAPIC_ID: u64 = 0x20;
+const XAPIC_SVR: u64 = 0xf0;
+const XAPIC_ICR_LO: u64 = 0x300;
+const XAPIC_ICR_HI: u64 = 0x310;
+const X2APIC_ID: u32 = 0x802;
+const X2APIC_SVR: u32 = 0x80f;
+const X2APIC_ICR: u32 = 0x830;
+/// ICR: destination shorthand "all excluding self" (bits 19:18 = 11), level assert (bit 14),
+/// delivery mode INIT (101b) / start-up (110b) in bits 10:8 (SDM vol. 3A 10.6.1).
+const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
+const ICR_ASSERT: u32 = 1 << 14;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_PENDING: u32 = 1 << 12;
+
+core::arch::global_asm!(
+    r#"
+    .set TRAMP, 0x8000
+    .pushsection .rodata.ap_tramp, "a"
+    .balign 16
+    .global ap_tramp_start
+ap_tramp_start:
+    .code16
+    cli
+    cld
+    mov %cs, %ax
+    mov %ax, %ds
+    // lgdtl ap_tramp_gdtr (66 0f 01 16 disp16; DS = CS = TRAMP >> 4)
+    .byte 0x66, 0x0f, 0x01, 0x16
+    .word ap_tramp_gdtr - ap_tramp_start
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    // ljmpl $0x08, $(TRAMP + ap_tramp_pm32)
+    .byte 0x66, 0xea
+    .long TRAMP + (ap_tramp_pm32 - ap_tramp_start)
+    .word 0x08
+    .code32
+ap_tramp_pm32:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %cr4, %eax
+    or $0x620, %eax
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx
+    rdmsr
+    or $0x901, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80010023, %eax
+    mov %eax, %cr0
+    // ljmp $0x18, $(TRAMP + ap_tramp_lm64)
+    .byte 0xea
+    .long TRAMP + (ap_tramp_lm64 - ap_tramp_start)
+    .word 0x18
+    .code64
+ap_tramp_lm64:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov $1, %eax
+    lock xaddl %eax, TRAMP + (ap_tramp_counter - ap_tramp_start)
+    // CPU number = 1 + the APs before this one.
+    inc %eax
+    cmp ${max}, %eax
+    jae 2f
+    mov %eax, %edi
+    mov TRAMP + (ap_tramp_stacks - ap_tramp_start)(,%rdi,8), %rsp
+    test %rsp, %rsp
+    jz 2f
+    movabs $xenolith_ap_entry, %rax
+    call *%rax
+2:  cli
+    hlt
+    jmp 2b
+    .balign 8
+ap_tramp_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00af9a000000ffff
+ap_tramp_gdtr:
+    .word 31
+    .long TRAMP + (ap_tramp_gdt - ap_tramp_start)
+    .balign 4
+    .global ap_tramp_counter
+ap_tramp_counter:
+    .long 0
+    .balign 8
+    .global ap_tramp_stacks
+ap_tramp_stacks:
+    .fill {max}, 8, 0
+    .global ap_tramp_end
+ap_tramp_end:
+    .popsection
+"#,
+    max = const MAX_CPUS,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static ap_tramp_start: u8;
+    static ap_tramp_counter: u8;
+    static ap_tramp_stacks: u8;
+    static ap_tramp_end: u8;
+}
+
+/// Is the local APIC in x2APIC mode (IA32_APIC_BASE.EXTD)?
+fn x2apic() -> bool {
+    // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC (all x86_64 ones).
+    unsafe { cpu::rdmsr(MSR_APIC_BASE) & (1 << 10) != 0 }
+}
+
+fn xapic_write(reg: u64, v: u32) {
+    // SAFETY: the xAPIC page is mapped uncached at DIRECTMAP + XAPIC_BASE while the boot page
+    // tables are in use (boot.rs maps it, uncached); `reg` is an architectural register offset.
+    unsafe { core::ptr::write_volatile((DIRECTMAP + XAPIC_BASE + reg) as *mut u32, v) }
+}
+
+fn xapic_read(reg: u64) -> u32 {
+    // SAFETY: as for `xapic_write`.
+    unsafe { core::ptr::read_volatile((DIRECTMAP + XAPIC_BASE + reg) as *const u32) }
+}
+
+fn wait_cycles(n: u64) {
+    let t0 = cpu::rdtsc();
+    while cpu::rdtsc().wrapping_sub(t0) < n {
+        core::hint::spin_loop();
+    }
+}
+
+/// Send an IPI with the "all excluding self" shorthand.
+fn ipi_all_but_self(low: u32) {
+    let v = low | ICR_ALL_BUT_SELF | ICR_ASSERT;
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC mode is on (checked at start_aps); the ICR is written as one MSR.
+        unsafe { cpu::wrmsr(X2APIC_ICR, v as u64) };
+    } else {
+        xapic_write(XAPIC_ICR_HI, 0);
+        xapic_write(XAPIC_ICR_LO, v);
+        let mut spins = 0;
+        while xapic_read(XAPIC_ICR_LO) & ICR_PENDING != 0 && spins < 1_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// This CPU's APIC ID.
+fn apic_id() -> u32 {
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC mode is on.
+        unsafe { cpu::rdmsr(X2APIC_ID) as u32 }
+    } else {
+        xapic_read(XAPIC_ID) >> 24
+    }
+}
+
+/// Software-enable the local APIC (SVR bit 8, spurious vector 0xff), in the mode the boot CPU
+/// uses.
+fn apic_enable() {
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: the CPU has x2APIC (the boot CPU, the same model, switched to it); enabling
+        // it and its SVR touches no memory.
+        unsafe {
+            cpu::wrmsr(MSR_APIC_BASE, cpu::rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10));
+            cpu::wrmsr(X2APIC_SVR, 0x1ff);
+        }
+    } else {
+        xapic_write(XAPIC_SVR, 0x1ff);
+    }
+}
+
+/// Fill a CPU's GDT and TSS, then load GDT, TSS, IDT, syscall MSRs and GS bases.
+///
+/// # Safety
+/// `pc` is this CPU's block, never freed and never used by another CPU; the IDT base and
+/// syscall MSR values were published by the boot CPU.
+unsafe fn load_cpu_state(pc: &mut PerCpu) {
+    let me = pc as *mut PerCpu as u64;
+    pc.self_ptr = me;
+    pc.gdt = [0; GDT_ENTRIES];
+    pc.gdt[(cpu::HV_CS >> 3) as usize] = 0x00af_9a00_0000_ffff;
+    pc.gdt[(cpu::HV_DS >> 3) as usize] = 0x00cf_9200_0000_ffff;
+    pc.gdt[0xe020 >> 3] = 0x00cf_fa00_0000_ffff; // FLAT_RING3_CS32
+    pc.gdt[0xe028 >> 3] = 0x00cf_f200_0000_ffff; // FLAT_RING3_DS32 / SS
+    pc.gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff; // FLAT_RING3_CS64
+    pc.tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 };
+    pc.tss.rsp[0] = pc.stack.as_ptr() as u64 + STACK_BYTES as u64;
+    pc.syscall_stack = pc.tss.rsp[0];
+    pc.tss.ist[0] = pc.ist.as_ptr() as u64 + IST_BYTES as u64;
+    pc.tss.ist[1] = pc.db.as_ptr() as u64 + IST_BYTES as u64;
+    let base = core::ptr::addr_of!(pc.tss) as u64;
+    let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+    let t = (cpu::TSS_SEL >> 3) as usize;
+    pc.gdt[t] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+    pc.gdt[t + 1] = base >> 32;
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let gdtr = Pointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: pc.gdt.as_ptr() as u64 };
+    let idtr = Pointer { limit: (256 * 16 - 1) as u16, base: IDT_BASE.load(Ordering::Acquire) };
+    // SAFETY: per the contract; the selectors loaded match the descriptors written above.
+    unsafe {
+        asm!(
+            "lgdt [{g}]",
+            "push {cs}",
+            "lea {t}, [rip + 2f]",
+            "push {t}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "xor {t:e}, {t:e}",
+            "mov fs, {t:x}",
+            "mov gs, {t:x}",
+            "ltr {tss:x}",
+            "lidt [{i}]",
+            g = in(reg) &gdtr,
+            i = in(reg) &idtr,
+            cs = in(reg) cpu::HV_CS as u64,
+            ds = in(reg) cpu::HV_DS as u64,
+            tss = in(reg) cpu::TSS_SEL as u64,
+            t = out(reg) _,
+        );
+        for (m, v) in SYSCALL_MSRS.iter().zip(&SYSCALL_VALUES) {
+            cpu::wrmsr(*m, v.load(Ordering::Acquire));
+        }
+        cpu::wrmsr(MSR_GS_BASE, me);
+        cpu::wrmsr(MSR_KERNEL_GS_BASE, me);
+    }
+}
+
+/// The first Rust code an AP runs (from the trampoline, on its own stack, boot page tables).
+#[unsafe(no_mangle)]
+extern "C" fn xenolith_ap_entry(index: u64) -> ! {
+    let p = CPUS.get(index as usize).map_or(core::ptr::null_mut(), |c| c.load(Ordering::Acquire));
+    if p.is_null() {
+        park();
+    }
+    // SAFETY: the boot CPU allocated this block for CPU `index` alone and published the IDT
+    // and MSR values before the SIPIs.
+    unsafe {
+        let pc = &mut *p;
+        load_cpu_state(pc);
+        apic_enable();
+        pc.apic_id = apic_id();
+    }
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    // Wait for the boot CPU to hand the hypervisor over (`run`): halted, woken by its IPI.
+    while !GO.load(Ordering::Acquire) {
+        idle_halt();
+    }
+    if TIMER.load(Ordering::Acquire) {
+        super::timer::init_local();
+    }
+    cpu_loop(index as usize);
+    PARKED.fetch_add(1, Ordering::AcqRel);
+    park()
+}
+
+/// Stop this CPU: interrupts off, halted.
+fn park() -> ! {
+    loop {
+        // SAFETY: halting with interrupts off; only an INIT (or NMI) gets the CPU out.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}
+
+/// A zeroed per-CPU block that lives for ever.
+fn new_block() -> *mut PerCpu {
+    let layout = core::alloc::Layout::new::<PerCpu>();
+    // SAFETY: a non-zero-sized layout; all-zero bytes are a valid PerCpu (integers and arrays).
+    let p = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut PerCpu;
+    if p.is_null() {
+        alloc::alloc::handle_alloc_error(layout);
+    }
+    p
+}
+
+/// What the bring-up found.
+pub struct Started {
+    /// CPUs online, the boot CPU included.
+    pub online: usize,
+    /// APIC IDs by CPU number.
+    pub apic_ids: alloc::vec::Vec<u32>,
+    pub x2apic: bool,
+    /// TSC cycles from the INIT to the last AP checking in (or the timeout).
+    pub cycles: u64,
+}
+
+/// Give the boot CPU its per-CPU block and start APs until `wanted` CPUs are online in all
+/// (the boot CPU is CPU 0). Call on the boot page tables, after the boot information has been
+/// read (the trampoline overwrites low memory) and before any guest exists.
+pub fn start_aps(wanted: usize) -> Started {
+    let wanted = wanted.clamp(1, MAX_CPUS);
+    let xa = x2apic();
+    X2APIC.store(xa as u32, Ordering::Relaxed);
+    let bsp = CPUS[0].load(Ordering::Acquire);
+    if wanted == 1 || bsp.is_null() {
+        // One CPU: the local APIC stays as the timer code left it.
+        return Started { online: 1, apic_ids: alloc::vec![0], x2apic: xa, cycles: 0 };
+    }
+    apic_enable();
+    // SAFETY: the block is ours; APs read only their own.
+    unsafe { (*bsp).apic_id = apic_id() };
+    // SAFETY: IDTR and MSRs are readable in ring 0; the trampoline's bytes are copied to a page
+    // below the heap that no domain ever gets; its stack table is filled before the SIPIs.
+    unsafe {
+        #[repr(C, packed)]
+        struct Pointer {
+            _limit: u16,
+            base: u64,
+        }
+        let mut idtr = Pointer { _limit: 0, base: 0 };
+        asm!("sidt [{}]", in(reg) &mut idtr, options(nostack));
+        IDT_BASE.store(idtr.base, Ordering::Release);
+        for (m, v) in SYSCALL_MSRS.iter().zip(&SYSCALL_VALUES) {
+            v.store(cpu::rdmsr(*m), Ordering::Release);
+        }
+        let start = &ap_tramp_start as *const u8;
+        let len = &ap_tramp_end as *const u8 as usize - start as usize;
+        let dst = (DIRECTMAP + TRAMP) as *mut u8;
+        core::ptr::copy_nonoverlapping(start, dst, len);
+        let stacks = dst.add(&ap_tramp_stacks as *const u8 as usize - start as usize) as *mut u64;
+        for i in 1..wanted {
+            let pc = new_block();
+            core::ptr::addr_of_mut!((*pc).index).write(i as u64);
+            core::ptr::addr_of_mut!((*pc).apic_id).write(u32::MAX);
+            CPUS[i].store(pc, Ordering::Release);
+            stacks.add(i).write((*pc).hv_stack.as_ptr() as u64 + STACK_BYTES as u64);
+        }
+        let counter = dst.add(&ap_tramp_counter as *const u8 as usize - start as usize) as *mut u32;
+        counter.write_volatile(0);
+    }
+    let t0 = cpu::rdtsc();
+    ipi_all_but_self(ICR_INIT);
+    wait_cycles(10_000_000);
+    ipi_all_but_self(ICR_STARTUP | (TRAMP >> 12) as u32);
+    wait_cycles(200_000);
+    if ONLINE.load(Ordering::Acquire) as usize + 1 < wanted {
+        ipi_all_but_self(ICR_STARTUP | (TRAMP >> 12) as u32);
+    }
+    while (ONLINE.load(Ordering::Acquire) as usize) + 1 < wanted && cpu::rdtsc().wrapping_sub(t0) < 2_000_000_000 {
+        core::hint::spin_loop();
+    }
+    let cycles = cpu::rdtsc().wrapping_sub(t0);
+    let mut apic_ids = alloc::vec::Vec::new();
+    for c in CPUS.iter().take(wanted) {
+        let p = c.load(Ordering::Acquire);
+        // SAFETY: blocks are never freed; an AP wrote its apic_id before counting itself online.
+        let id = if p.is_null() { u32::MAX } else { unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).apic_id)) } };
+        if id != u32::MAX {
+            apic_ids.push(id);
+        }
+    }
+    Started { online: ONLINE.load(Ordering::Acquire) as usize + 1, apic_ids, x2apic: xa, cycles }
+}
+
+/// CPUs online (the boot CPU included).
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire) as usize + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the core on every CPU: one big hypervisor lock.
+//
+// Each CPU loops: take the lock; `Hypervisor::smp_enter` (time, timers, the credit scheduler's
+// decision for this pCPU, the vCPU's context copied out); load the vCPU's CPU state (x87/SSE,
+// debug registers, CR4.FSGSBASE, its GDT entries into this CPU's GDT, CR3, FS/GS bases); mark
+// the CPU as in that domain's guest; release the lock; run the guest; save its x87/SSE and
+// FS/GS, return to the boot page tables, mark the CPU out of the guest; take the lock;
+// `Hypervisor::smp_exit` (the exit handled). So guests run in parallel and the hypervisor is
+// serialised.
+//
+// Memory safety across CPUs rests on two rules. (1) Out of a guest, a CPU is on the boot page
+// tables: no guest table can be freed under it. (2) Before the hypervisor handles an exit of
+// domain D, every other CPU running a vCPU of D is kicked out of its guest (an IPI) and waited
+// for; before a vCPU is destroyed, every CPU in a guest is. So no CPU runs guest code on
+// mappings the hypervisor is changing (an exit that is only an interrupt changes none and
+// pauses nobody), and every entry reloads CR3 (a full TLB flush: the
+// image uses no global pages), so no stale translation survives a change.
+//
+// An idle pCPU halts with its TSC-deadline timer armed for the next event (`sti; hlt`, the
+// entry code returns after the `hlt` with interrupts off) and is woken by an IPI when the
+// scheduler asks it to decide (credit's tickle) or a runnable vCPU waits on no pCPU. Without a
+// timer (QEMU TCG has no x2APIC) it polls the clock instead, in stretches of at most 1 ms.
+
+use crate::hv::{Hypervisor, SmpStep};
+use crate::platform::{CpuState, DebugRegs, Exit, GuestGdt, VcpuKey};
+use super::entry::{self, Frame, SYSCALL_VECTOR};
+use super::platform::{BareMetal, FxArea};
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicBool;
+
+/// The vector of the hypervisor's own IPIs (kick out of a guest, wake from idle).
+pub const IPI_VECTOR: u32 = 0xf0;
+const XAPIC_EOI: u64 = 0xb0;
+const X2APIC_EOI: u32 = 0x80b;
+
+struct HvCell(UnsafeCell<Option<Hypervisor<BareMetal>>>);
+// SAFETY: the hypervisor is only reached through `locked`, under LOCK.
+unsafe impl Sync for HvCell {}
+static HV: HvCell = HvCell(UnsafeCell::new(None));
+static LOCK: AtomicBool = AtomicBool::new(false);
+static GO: AtomicBool = AtomicBool::new(false);
+static DONE: AtomicBool = AtomicBool::new(false);
+static PARKED: AtomicU32 = AtomicU32::new(0);
+static TIMER: AtomicBool = AtomicBool::new(false);
+static END: AtomicU64 = AtomicU64::new(u64::MAX);
+/// TSC value at which the core's clock read 0 (`clock`).
+static BASE: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the domain whose guest it runs (+1; 0: none).
+static IN_GUEST: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per CPU: the vCPU it runs in a guest (vcpu in bits 31:16, domain in 15:0).
+static IN_VCPU: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Per CPU: idle (halted or polling).
+static HALTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: an IPI was sent since it last took the lock.
+static KICKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU statistics: guest entries, entries while another CPU ran the same domain, guest time.
+static ENTRIES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static PARALLEL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static GUEST_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+fn lock() {
+    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while LOCK.load(Ordering::Relaxed) {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+fn unlock() {
+    LOCK.store(false, Ordering::Release);
+}
+
+/// The hypervisor, for the lock holder.
+///
+/// # Safety
+/// The caller holds LOCK and drops the reference before releasing it.
+#[allow(clippy::mut_from_ref)]
+unsafe fn hv_locked() -> &'static mut Hypervisor<BareMetal> {
+    // SAFETY: per the contract; `run` stored it before any CPU looks.
+    match unsafe { &mut *HV.0.get() } {
+        Some(h) => h,
+        None => park(),
+    }
+}
+
+fn eoi() {
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC mode is on; EOI takes 0.
+        unsafe { cpu::wrmsr(X2APIC_EOI, 0) };
+    } else {
+        xapic_write(XAPIC_EOI, 0);
+    }
+}
+
+/// Send the hypervisor's IPI to CPU `q` (fixed delivery, physical destination). Called on the
+/// boot page tables (the xAPIC page is mapped there).
+fn send_ipi(q: usize) {
+    let p = CPUS.get(q).map_or(core::ptr::null_mut(), |c| c.load(Ordering::Acquire));
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: blocks are never freed; apic_id was written before the CPU counted itself online.
+    let dest = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).apic_id)) };
+    KICKED[q].store(true, Ordering::Release);
+    if X2APIC.load(Ordering::Relaxed) != 0 {
+        // SAFETY: x2APIC ICR: destination in bits 63:32, fixed delivery of IPI_VECTOR.
+        unsafe { cpu::wrmsr(X2APIC_ICR, ((dest as u64) << 32) | (IPI_VECTOR | ICR_ASSERT) as u64) };
+    } else {
+        xapic_write(XAPIC_ICR_HI, dest << 24);
+        xapic_write(XAPIC_ICR_LO, IPI_VECTOR | ICR_ASSERT);
+        let mut spins = 0;
+        while xapic_read(XAPIC_ICR_LO) & ICR_PENDING != 0 && spins < 1_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// `sti; hlt` until an interrupt, then acknowledge it.
+fn idle_halt() {
+    // SAFETY: the entry code returns from an interrupt taken at this `hlt` with interrupts off.
+    unsafe { entry::xen_idle_halt() };
+    eoi();
+}
+
+/// Kick every other CPU running a guest of domain `dom` out of it and wait until it is out
+/// (under the lock; they wait for the lock after leaving the guest).
+fn pause_domain(me: usize, dom: u32) {
+    let n = online();
+    for q in (0..n).filter(|&q| q != me) {
+        if IN_GUEST[q].load(Ordering::Acquire) == dom + 1 {
+            send_ipi(q);
+        }
+    }
+    for q in (0..n).filter(|&q| q != me) {
+        while IN_GUEST[q].load(Ordering::Acquire) == dom + 1 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Kick every CPU in a guest out of it and wait (BareMetal::vcpu_destroy, under the lock).
+pub fn kick_guests_and_wait() {
+    let n = online();
+    for q in 0..n {
+        if IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            send_ipi(q);
+        }
+    }
+    for q in 0..n {
+        while IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Under the lock: IPI the CPUs the scheduler asked to decide again, and the idle ones when a
+/// runnable vCPU is on no pCPU.
+fn wake_others(hv: &mut Hypervisor<BareMetal>, me: usize) {
+    let n = online();
+    let mut want = [false; MAX_CPUS];
+    for q in hv.smp_resched().filter(|&q| q != me && q < n) {
+        want[q] = HALTED[q].load(Ordering::Acquire) || IN_GUEST[q].load(Ordering::Acquire) != 0;
+    }
+    if (0..n).any(|q| q != me && HALTED[q].load(Ordering::Acquire)) && hv.smp_work_waiting() {
+        for q in (0..n).filter(|&q| q != me) {
+            want[q] |= HALTED[q].load(Ordering::Acquire);
+        }
+    }
+    // A vCPU running elsewhere with an upcall now due sees it only at its next entry.
+    for q in 0..n {
+        if q != me && !want[q] && IN_GUEST[q].load(Ordering::Acquire) != 0 {
+            let v = IN_VCPU[q].load(Ordering::Acquire);
+            want[q] = hv.smp_upcall_waiting((v & 0xffff) as crate::DomId, v >> 16);
+        }
+    }
+    for q in 0..n {
+        if want[q] && !KICKED[q].load(Ordering::Acquire) {
+            send_ipi(q);
+        }
+    }
+}
+
+/// What one CPU keeps loaded for the vCPUs it runs.
+struct CpuCtx {
+    on_cpu: Option<(crate::DomId, u32)>,
+    debug_loaded: DebugRegs,
+    cr4_fsgsbase: bool,
+    gdt_loaded: Option<(VcpuKey, GuestGdt)>,
+    gdt_written: usize,
+}
+
+/// Copy a vCPU's guest GDT entries into this CPU's GDT (as cpu::load_guest_gdt does for the
+/// boot CPU's), found with `sgdt`.
+fn load_guest_gdt_here(mem: &[u8], g: &GuestGdt, written: usize) -> usize {
+    #[repr(C, packed)]
+    struct Pointer {
+        _limit: u16,
+        base: u64,
+    }
+    let mut gdtr = Pointer { _limit: 0, base: 0 };
+    // SAFETY: sgdt stores 10 bytes into our local.
+    unsafe { asm!("sgdt [{}]", in(reg) &mut gdtr, options(nostack)) };
+    let n = (g.entries as usize).min(crate::abi::FIRST_RESERVED_GDT_ENTRY);
+    // SAFETY: this CPU's GDT (cpu.rs's static on the boot CPU, its PerCpu block's on an AP)
+    // has GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY entries; only entries below Xen's reserved
+    // area are written, and no guest selector is loaded in this CPU while it runs here.
+    let gdt = unsafe { core::slice::from_raw_parts_mut(gdtr.base as *mut u64, GDT_ENTRIES) };
+    for (i, slot) in gdt.iter_mut().enumerate().take(n) {
+        *slot = g
+            .desc_maddr(i)
+            .and_then(|a| mem.get(a as usize..a as usize + 8))
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+    }
+    for slot in gdt.iter_mut().take(written.min(crate::abi::FIRST_RESERVED_GDT_ENTRY)).skip(n) {
+        *slot = 0;
+    }
+    n
+}
+
+const MSR_FS_BASE: u32 = 0xC000_0100;
+
+/// Under the lock: load `key`'s state into this CPU; returns its x87/SSE save area.
+fn load_vcpu(plat: &mut BareMetal, ctx: &mut CpuCtx, key: VcpuKey, c: &CpuState) -> *mut FxArea {
+    let area: *mut FxArea = &mut **plat.fpu.entry(key).or_insert_with(FxArea::initial);
+    // SAFETY: a 512-byte, 16-aligned area fxsave64 wrote or the architectural initial state.
+    unsafe { asm!("fxrstor64 [{}]", in(reg) (*area).0.as_ptr(), options(nostack)) };
+    let want = plat.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
+    if want != ctx.debug_loaded {
+        let mut dr7 = want.dr7;
+        for n in 0..4 {
+            if !crate::privop::dr::enabled(dr7, n) {
+                dr7 &= !(0xf << (16 + 4 * n));
+            }
+        }
+        cpu::load_debug_regs(&want.addr, dr7);
+        ctx.debug_loaded = want;
+    }
+    let fsgs = plat.fsgsbase_ok && plat.fsgsbase_on.contains(&key);
+    if fsgs != ctx.cr4_fsgsbase {
+        cpu::set_cr4_fsgsbase(fsgs);
+        ctx.cr4_fsgsbase = fsgs;
+    }
+    if ctx.gdt_loaded != Some((key, c.gdt)) {
+        ctx.gdt_written = load_guest_gdt_here(plat.mem, &c.gdt, ctx.gdt_written);
+        ctx.gdt_loaded = Some((key, c.gdt));
+    }
+    area
+}
+
+fn frame_of(c: &CpuState) -> Frame {
+    Frame {
+        r15: c.r15,
+        r14: c.r14,
+        r13: c.r13,
+        r12: c.r12,
+        r11: c.r11,
+        r10: c.r10,
+        r9: c.r9,
+        r8: c.r8,
+        rbp: c.rbp,
+        rdi: c.rdi,
+        rsi: c.rsi,
+        rdx: c.rdx,
+        rcx: c.rcx,
+        rbx: c.rbx,
+        rax: c.rax,
+        vector: 0,
+        error: 0,
+        rip: c.rip,
+        cs: (c.cs | 3) as u64,
+        rflags: (c.rflags & !0x3000) | 0x202,
+        rsp: c.rsp,
+        ss: (c.ss | 3) as u64,
+    }
+}
+
+/// Under the lock: the exit `e` into `c` and what it was (as BareMetal::run_once decodes it).
+fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame) -> Exit {
+    use crate::abi::{self, vector};
+    plat.exits += 1;
+    if e.cs & 3 == 0 {
+        return Exit::Fatal("the CPU refused to enter the guest's context");
+    }
+    c.r15 = e.r15;
+    c.r14 = e.r14;
+    c.r13 = e.r13;
+    c.r12 = e.r12;
+    c.r11 = e.r11;
+    c.r10 = e.r10;
+    c.r9 = e.r9;
+    c.r8 = e.r8;
+    c.rbp = e.rbp;
+    c.rdi = e.rdi;
+    c.rsi = e.rsi;
+    c.rdx = e.rdx;
+    c.rcx = e.rcx;
+    c.rbx = e.rbx;
+    c.rax = e.rax;
+    c.rip = e.rip;
+    c.rflags = e.rflags;
+    c.rsp = e.rsp;
+    c.cs = e.cs as u16;
+    c.ss = e.ss as u16;
+    let mut v = e.vector;
+    if v == vector::PF as u64 && e.cs & 3 == 3 {
+        let lstar = entry::xen_syscall_entry as *const () as u64;
+        let cstar = entry::xen_syscall32_entry as *const () as u64;
+        if e.rip == lstar || e.rip == cstar {
+            c.rip = e.rcx;
+            c.rflags = e.r11;
+            c.cs = if e.rip == lstar { abi::FLAT_RING3_CS64 } else { abi::FLAT_RING3_CS32 };
+            c.ss = abi::FLAT_RING3_SS64;
+            v = SYSCALL_VECTOR;
+        }
+    }
+    if v == SYSCALL_VECTOR {
+        Exit::Gate
+    } else if v == vector::DB as u64 {
+        Exit::Debug { dr6: cpu::take_dr6() }
+    } else if v == vector::BP as u64 {
+        Exit::SoftInt { vector: 3, len: 1 }
+    } else if v == vector::GP as u64 && e.error & 2 != 0 {
+        match plat.soft_int_at(c) {
+            Some(n) => {
+                c.rip = c.rip.wrapping_add(2);
+                Exit::SoftInt { vector: n, len: 2 }
+            }
+            None => Exit::Exception { vector: 13, error_code: Some(e.error as u32), cr2: 0 },
+        }
+    } else if v == vector::UD as u64 && plat.soft_int_at(c).is_some() {
+        let n = plat.soft_int_at(c).unwrap_or(0);
+        c.rip = c.rip.wrapping_add(2);
+        Exit::SoftInt { vector: n, len: 2 }
+    } else if v < 32 {
+        let mut vec = v as u8;
+        if vec == vector::GP && e.error == 0 && plat.stack_fault_at(c) {
+            vec = vector::SS;
+        }
+        let cr2 = if vec == vector::PF { cpu::read_cr2() } else { 0 };
+        let ec = vector::has_error_code(vec).then_some(e.error as u32);
+        Exit::Exception { vector: vec, error_code: ec, cr2 }
+    } else {
+        // The timer (end of the budget), our IPI, or another interrupt.
+        eoi();
+        Exit::Budget
+    }
+}
+
+/// The core's clock on several CPUs: the TSC (one cycle counted as one ns, as on one CPU),
+/// counted from where the core's clock stood when `run` started.
+fn clock() -> u64 {
+    cpu::rdtsc().wrapping_sub(BASE.load(Ordering::Relaxed))
+}
+
+/// Idle until `until` (the core's clock) or an IPI.
+fn idle(me: usize, until: u64) {
+    let now = clock();
+    if until <= now {
+        return;
+    }
+    let base = BASE.load(Ordering::Relaxed);
+    if TIMER.load(Ordering::Relaxed) {
+        if !KICKED[me].load(Ordering::Acquire) {
+            super::timer::arm(until.min(now + 50_000_000).wrapping_add(base));
+            idle_halt();
+            super::timer::arm(0);
+        }
+    } else {
+        let stop = until.min(now + 1_000_000);
+        while clock() < stop && !KICKED[me].load(Ordering::Acquire) && !DONE.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// One CPU's share of the loop, until the machine is done.
+fn cpu_loop(me: usize) {
+    let mut ctx = CpuCtx { on_cpu: None, debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 }, cr4_fsgsbase: false, gdt_loaded: None, gdt_written: 0 };
+    loop {
+        if DONE.load(Ordering::Acquire) {
+            return;
+        }
+        lock();
+        KICKED[me].store(false, Ordering::Release);
+        // SAFETY: under the lock; the reference is not used after the unlock below.
+        let hv = unsafe { hv_locked() };
+        let now = clock();
+        if DONE.load(Ordering::Acquire) {
+            unlock();
+            return;
+        }
+        if !hv.any_running() || now >= END.load(Ordering::Relaxed) {
+            DONE.store(true, Ordering::Release);
+            for q in (0..online()).filter(|&q| q != me) {
+                send_ipi(q);
+            }
+            unlock();
+            return;
+        }
+        match hv.smp_enter(me, now, &mut ctx.on_cpu) {
+            SmpStep::Idle { until } => {
+                HALTED[me].store(true, Ordering::Release);
+                wake_others(hv, me);
+                unlock();
+                idle(me, until);
+                HALTED[me].store(false, Ordering::Release);
+            }
+            SmpStep::Run(e) => {
+                let area = load_vcpu(&mut hv.platform, &mut ctx, e.key, &e.cpu);
+                let dom = e.dom as u32;
+                if (0..online()).any(|q| q != me && IN_GUEST[q].load(Ordering::Acquire) == dom + 1) {
+                    PARALLEL[me].fetch_add(1, Ordering::Relaxed);
+                }
+                wake_others(hv, me);
+                let boot_cr3 = hv.platform.boot_cr3;
+                let mut c = e.cpu;
+                IN_VCPU[me].store((e.vcpu << 16) | (e.dom as u32 & 0xffff), Ordering::Release);
+                let (fr, mut ran) = run_guest(me, dom, area, &mut c, e.budget, boot_cr3);
+                // SAFETY: run_guest returns with the lock held again.
+                let hv = unsafe { hv_locked() };
+                let mut exit = decode(&mut hv.platform, &mut c, &fr);
+                pause_for(me, dom, &exit);
+                if let Exit::Debug { dr6 } = exit {
+                    if dr6 & 0xf != 0 && movss_early(&hv.platform, &ctx, &c, dr6) {
+                        exit = movss_step(me, dom, area, &mut c, e.budget, boot_cr3, dr6, &mut ran);
+                    }
+                }
+                // SAFETY: under the lock (movss_step returns with it held too).
+                let hv = unsafe { hv_locked() };
+                hv.smp_exit(me, e, c, exit, ran, clock(), &mut ctx.on_cpu);
+                wake_others(hv, me);
+                unlock();
+            }
+        }
+    }
+}
+
+/// Called with the lock held and the vCPU's state loaded: mark this CPU in `dom`'s guest, load
+/// the vCPU's tables and FS/GS bases, release the lock, run the guest until its next exit, save
+/// its x87/SSE registers and bases into `area` and `c`, return to the boot tables, mark the CPU
+/// out of the guest, and take the lock back (the caller then applies rule 2, `pause_for`).
+/// Returns the exit frame and the guest's run time.
+fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u64, boot_cr3: u64) -> (Frame, u64) {
+    let f = frame_of(c);
+    ENTRIES[me].fetch_add(1, Ordering::Relaxed);
+    IN_GUEST[me].store(dom + 1, Ordering::Release);
+    // The vCPU's tables and bases last, still under the lock (rule 1).
+    // SAFETY: every guest L4 carries the hypervisor slots; FS/GS bases are canonical (the core
+    // checks them).
+    unsafe {
+        cpu::write_cr3(c.cr3);
+        cpu::wrmsr(MSR_FS_BASE, c.fs_base);
+        cpu::wrmsr(MSR_GS_BASE, c.gs_base);
+    }
+    let timer = TIMER.load(Ordering::Relaxed);
+    unlock();
+    let t0 = cpu::rdtsc();
+    if timer {
+        super::timer::arm(t0.wrapping_add(budget.max(1000)));
+    }
+    // SAFETY: the frame is a ring-3 context (RPL 3, IOPL 0); the entry code returns here at
+    // the guest's next trap or syscall.
+    let fr: Frame = unsafe { *entry::xen_enter_guest(&f) };
+    if timer {
+        super::timer::arm(0);
+    }
+    let ran = cpu::rdtsc().wrapping_sub(t0).max(1);
+    // SAFETY: the vCPU's own save area: it cannot be freed before this CPU says it left the
+    // guest (kick_guests_and_wait); the boot tables map the hypervisor.
+    unsafe {
+        asm!("fxsave64 [{}]", in(reg) (*area).0.as_mut_ptr(), options(nostack));
+        c.fs_base = cpu::rdmsr(MSR_FS_BASE);
+        c.gs_base = cpu::rdmsr(MSR_GS_BASE);
+        cpu::write_cr3(boot_cr3);
+    }
+    GUEST_CYCLES[me].fetch_add(ran, Ordering::Relaxed);
+    IN_GUEST[me].store(0, Ordering::Release);
+    lock();
+    KICKED[me].store(false, Ordering::Release);
+    (fr, ran)
+}
+
+/// Rule 2 for an exit about to be handled: the domain's other CPUs leave their guests first,
+/// unless the exit was only an interrupt (the end of the budget, a kick or a wake-up), whose
+/// handling changes no mapping. Not pausing for those also keeps a kick that arrives after its
+/// target already left (it then fires at that CPU's next entry) from kicking on and on.
+fn pause_for(me: usize, dom: u32, exit: &Exit) {
+    if !matches!(exit, Exit::Budget) {
+        pause_domain(me, dom);
+    }
+}
+
+/// Is this data-breakpoint #DB one QEMU TCG raised right after a `mov ss`/`pop ss` instead of
+/// after the next instruction (BareMetal::movss_early, with this CPU's debug registers)?
+fn movss_early(plat: &BareMetal, ctx: &CpuCtx, c: &CpuState, dr6: u64) -> bool {
+    let mut b = [0u8; 15];
+    let mut n = 15;
+    while n > 0 && !plat.read_guest(c.cr3, c.rip.wrapping_sub(n as u64), &mut b[15 - n..]) {
+        n -= 1;
+    }
+    crate::emulate::movss_breakpoint(&b[15 - n..], c, &ctx.debug_loaded, dr6)
+}
+
+/// Under the lock: do what the CPU should have for an early `mov ss` #DB (BareMetal::run): run
+/// the one instruction the shadow covers with TF, then report the #DB after it, or drop it if
+/// the instruction left the guest. Returns with the lock held.
+#[allow(clippy::too_many_arguments)]
+fn movss_step(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u64, boot_cr3: u64, dr6: u64, ran: &mut u64) -> Exit {
+    use crate::privop::dr::DR6_BS;
+    const TF: u64 = 1 << 8;
+    let guest_tf = c.rflags & TF;
+    let at = c.rip;
+    c.rflags |= TF;
+    let mut tries = 0;
+    loop {
+        let (fr, r) = run_guest(me, dom, area, c, budget, boot_cr3);
+        *ran += r;
+        tries += 1;
+        // SAFETY: run_guest returns with the lock held.
+        let hv = unsafe { hv_locked() };
+        let e = decode(&mut hv.platform, c, &fr);
+        pause_for(me, dom, &e);
+        c.rflags = (c.rflags & !TF) | guest_tf;
+        match e {
+            Exit::Debug { dr6: d } if d & DR6_BS != 0 => {
+                let bs = if guest_tf != 0 { DR6_BS } else { 0 };
+                return Exit::Debug { dr6: (d & !DR6_BS) | (dr6 & 0xf) | bs };
+            }
+            Exit::Budget if c.rip == at && tries < 8 => c.rflags |= TF,
+            Exit::Gate => {
+                c.r11 = (c.r11 & !TF) | guest_tf;
+                hv.platform.db_dropped += 1;
+                return e;
+            }
+            _ => {
+                hv.platform.db_dropped += 1;
+                return e;
+            }
+        }
+    }
+}
+
+/// Run the machine on every online CPU until no domain runs or the core's clock (`hv.now`,
+/// going on with the TSC) passes `end`; returns
+/// the hypervisor to the boot CPU for the summary.
+pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
+    let n = online();
+    TIMER.store(hv.platform.timer, Ordering::Release);
+    END.store(end, Ordering::Release);
+    BASE.store(cpu::rdtsc().wrapping_sub(hv.now), Ordering::Release);
+    lock();
+    // SAFETY: under the lock, before any AP looks (GO is still false).
+    unsafe { *HV.0.get() = Some(hv) };
+    unlock();
+    GO.store(true, Ordering::Release);
+    for q in 1..n {
+        send_ipi(q);
+    }
+    let t0 = cpu::rdtsc();
+    cpu_loop(0);
+    let wall = cpu::rdtsc().wrapping_sub(t0);
+    while (PARKED.load(Ordering::Acquire) as usize) + 1 < n && cpu::rdtsc().wrapping_sub(t0) < wall + 2_000_000_000 {
+        for q in 1..n {
+            if !KICKED[q].load(Ordering::Acquire) {
+                send_ipi(q);
+            }
+        }
+        core::hint::spin_loop();
+    }
+    lock();
+    // SAFETY: under the lock; every AP has left the loop (or timed out, halted in the idle
+    // path or spinning on DONE, never reaching the hypervisor again).
+    let hv = unsafe { (*HV.0.get()).take() };
+    unlock();
+    let mut line = alloc::format!("# smp: {n} pCPUs, {wall} cycles;");
+    for q in 0..n {
+        line.push_str(&alloc::format!(
+            " cpu{q}: entries={} parallel={} guest={}",
+            ENTRIES[q].load(Ordering::Relaxed),
+            PARALLEL[q].load(Ordering::Relaxed),
+            GUEST_CYCLES[q].load(Ordering::Relaxed)
+        ));
+    }
+    cpu::debugcon(line.as_bytes());
+    cpu::debugcon(b"\n");
+    match hv {
+        Some(h) => h,
+        None => cpu::exit(super::EXIT_FAIL),
+    }
+}

@@ -1,0 +1,186 @@
+//! The core's loop split for several real pCPUs running at once (the bootable image with
+//! `cpus=M`; `arch/x86_64/smp.rs` drives it).
+//!
+//! The simulator's [`Hypervisor::run_until`] advances M virtual pCPUs in a fixed order, one at a
+//! time. On hardware the M CPUs run at the same time, so the loop is cut where the guest runs:
+//! each CPU takes one big hypervisor lock (the caller's), calls [`Hypervisor::smp_enter`]
+//! (time keeping, timers, the credit scheduler's decision for *its* pCPU queue, event delivery,
+//! the vCPU's context copied out), releases the lock, runs the guest natively, takes the lock
+//! again and calls [`Hypervisor::smp_exit`] (the context written back, the exit handled). The
+//! hypervisor is serialised; guests run in parallel. Virtual time is the CPUs' shared clock
+//! (the TSC) instead of per-pCPU virtual clocks.
+//!
+//! While a vCPU runs without the lock its context lives in the [`SmpEntry`]; the copy in its
+//! domain is stale until `smp_exit`. `smp_exit` drops an exit whose vCPU was destroyed
+//! meanwhile (the platform waits for every CPU to leave a destroyed vCPU's guest first).
+
+use super::*;
+use crate::platform::{CpuState, VcpuKey};
+
+/// A vCPU chosen to run on a pCPU, its context copied out of its domain.
+#[derive(Clone, Debug)]
+pub struct SmpEntry {
+    pub dom: DomId,
+    pub vcpu: u32,
+    pub key: VcpuKey,
+    pub cpu: CpuState,
+    /// How long it may run (ns = TSC cycles) before its pCPU must decide again.
+    pub budget: u64,
+}
+
+/// What a pCPU does next.
+#[derive(Clone, Debug)]
+pub enum SmpStep {
+    Run(SmpEntry),
+    /// Nothing to run: wait until this time (or a wake-up), then ask again.
+    Idle { until: u64 },
+}
+
+impl<P: Platform> Hypervisor<P> {
+    /// Under the big lock, at clock `now` on pCPU `p`: keep time, fire timers, let the credit
+    /// scheduler decide for `p`, and prepare its vCPU's entry. `on_cpu` is the pCPU's own
+    /// running vCPU (for runstates; one per pCPU).
+    pub fn smp_enter(&mut self, p: usize, now: u64, on_cpu: &mut Option<(DomId, u32)>) -> SmpStep {
+        core::mem::swap(&mut self.on_cpu, on_cpu);
+        let r = self.smp_enter_inner(p, now);
+        core::mem::swap(&mut self.on_cpu, on_cpu);
+        r
+    }
+
+    fn smp_enter_inner(&mut self, p: usize, now: u64) -> SmpStep {
+        let p = p.min(self.sched.pcpus.len() - 1);
+        let t = now.max(self.now);
+        self.now = t;
+        self.sched.pcpus[p].now = t;
+        self.sched_account(p, t);
+        self.fire_timers();
+        self.store_deadlines();
+        let doms = &self.doms;
+        let runnable = |u: UnitId| vcpu_runnable(doms, u);
+        if self.sched.must_decide(p, runnable) {
+            self.sched.schedule(p, runnable);
+        }
+        let mut limit = self.sched.next_acct;
+        if let Some(n) = self.next_timer().filter(|&n| n > t) {
+            limit = limit.min(n);
+        }
+        let pc = &self.sched.pcpus[p];
+        match pc.curr {
+            Some(u) if self.sched.ready_at(u) <= t => {
+                let limit = limit.min(pc.slice_end).min(pc.next_tick).max(t + 1);
+                match self.smp_prepare(u.0, u.1, limit - t) {
+                    Some(e) => SmpStep::Run(e),
+                    None => {
+                        self.sched.pcpus[p].resched = true;
+                        SmpStep::Idle { until: t }
+                    }
+                }
+            }
+            Some(u) => SmpStep::Idle { until: self.sched.ready_at(u).min(limit) },
+            None => SmpStep::Idle { until: limit },
+        }
+    }
+
+    /// The first half of `run_once`: everything before the guest runs.
+    fn smp_prepare(&mut self, id: DomId, vi: u32, budget: u64) -> Option<SmpEntry> {
+        let v = vi as usize;
+        let (key, started) = self.doms.get(&id).and_then(|d| d.vcpus.get(v)).map(|vc| (vc.key, vc.started))?;
+        crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
+        if !started {
+            let d = &self.doms[&id];
+            let line = alloc::format!("d{id}v{vi} start entry={:#x} start_info={:#x}", d.vcpus[v].cpu.rip, d.start_info_va);
+            self.trace(&line);
+            if let Some(d) = self.doms.get_mut(&id) {
+                d.vcpus[v].started = true;
+            }
+        }
+        let fx = self.with_ctx(id, v, |ctx| {
+            crate::hypercall::deliver_nmi(ctx);
+            deliver_upcall(ctx);
+        });
+        if !self.apply(id, v, fx.0, fx.1) {
+            return None;
+        }
+        let d = self.doms.get_mut(&id)?;
+        let vc = &mut d.vcpus[v];
+        if vc.needs_flush {
+            vc.needs_flush = false;
+            self.platform.flush_tlb(key);
+        }
+        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &self.frames, id, &vc.cpu) {
+            let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
+            self.crash_domain(id, &line);
+            return None;
+        }
+        if vc.privs.fsgsbase_dirty {
+            vc.privs.fsgsbase_dirty = false;
+            self.platform.set_fsgsbase(key, vc.privs.cr4 & crate::privop::CR4_FSGSBASE != 0);
+        }
+        if vc.privs.dr_dirty {
+            vc.privs.dr_dirty = false;
+            self.platform.set_debug_regs(key, &vc.privs.hw_debug_regs());
+        }
+        let tsc = self.platform.guest_tsc(self.now);
+        update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
+        crate::vcpu::publish_time(&mut MachineMemory::new(self.platform.memory()), vc);
+        Some(SmpEntry { dom: id, vcpu: vi, key, cpu: vc.cpu, budget })
+    }
+
+    /// Under the big lock again after `e` ran for `ran` ns and left with `exit`, its context
+    /// now `cpu`, at clock `now`: write the context back and handle the exit (the second half
+    /// of `run_once`).
+    pub fn smp_exit(&mut self, p: usize, e: SmpEntry, cpu: CpuState, exit: Exit, ran: u64, now: u64, on_cpu: &mut Option<(DomId, u32)>) {
+        core::mem::swap(&mut self.on_cpu, on_cpu);
+        self.smp_exit_inner(p, e, cpu, exit, ran, now);
+        core::mem::swap(&mut self.on_cpu, on_cpu);
+    }
+
+    fn smp_exit_inner(&mut self, p: usize, e: SmpEntry, cpu: CpuState, exit: Exit, ran: u64, now: u64) {
+        let p = p.min(self.sched.pcpus.len() - 1);
+        self.now = self.now.max(now);
+        self.sched.pcpus[p].now = self.now;
+        let v = e.vcpu as usize;
+        let Some(vc) = self.doms.get_mut(&e.dom).and_then(|d| d.vcpus.get_mut(v)).filter(|vc| vc.key == e.key) else {
+            // Destroyed while it ran (the platform waited for it to leave the guest).
+            self.sched.pcpus[p].resched = true;
+            return;
+        };
+        vc.cpu = cpu;
+        self.exits += 1;
+        let name = &self.doms[&e.dom].config.name;
+        if let Some(r) = self.records.get_mut(name) {
+            r.cpu_ns += ran;
+        }
+        self.yielded = false;
+        let (fx, lines) = self.with_ctx(e.dom, v, |ctx| handle_exit(ctx, exit));
+        if fx.hypercall {
+            self.hypercalls += 1;
+        }
+        if !self.apply(e.dom, v, fx, lines) {
+            crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, None);
+            self.sched.pcpus[p].resched = true;
+            if self.yielded {
+                self.sched.yield_(p);
+            }
+        }
+    }
+
+    /// Is some vCPU runnable but on no pCPU (an idle pCPU should look at the queues)?
+    pub fn smp_work_waiting(&self) -> bool {
+        let running: Vec<UnitId> = self.sched.pcpus.iter().filter_map(|p| p.curr).collect();
+        self.doms.values().any(|d| d.vcpus.iter().any(|v| !running.contains(&(d.id, v.id)) && vcpu_runnable(&self.doms, (d.id, v.id)) && !self.sched.parked((d.id, v.id))))
+    }
+
+    /// Which pCPUs the scheduler asked to decide again (credit's tickle), clearing nothing.
+    pub fn smp_resched(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sched.pcpus.iter().enumerate().filter(|(_, p)| p.resched).map(|(i, _)| i)
+    }
+
+    /// Would vCPU `vcpu` of `dom` take an event upcall at its next entry (a callback set and an
+    /// unmasked pending upcall)? A CPU running it is then kicked, as Xen's `vcpu_kick`.
+    pub fn smp_upcall_waiting(&mut self, dom: DomId, vcpu: u32) -> bool {
+        let Some(vc) = self.doms.get(&dom).and_then(|d| d.vcpus.get(vcpu as usize)) else { return false };
+        let (cb, vi) = (vc.callbacks.event, vc.vcpu_info);
+        cb != 0 && evtchn::upcall_deliverable(&MachineMemory::new(self.platform.memory()), vi)
+    }
+}
