@@ -87,6 +87,59 @@ pub(crate) struct Hooked {
     watch: Option<Box<crate::watch::Watch>>,
     /// The vCPU's CR4.FSGSBASE (the real bit in its instance's CR4).
     fsgsbase: bool,
+    /// Block-hook calls and instruction-count cache misses (see [`SimStats`]).
+    blocks: u64,
+    icache_misses: u64,
+}
+
+/// What the simulator did, counted (`XENOLITH_STATS=1 xenolith boot ...` prints it; the Linux
+/// bench reports it): where a run's wall time goes is mostly a matter of how often each of these
+/// happens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimStats {
+    /// `emu_start` calls (one per `run`, more when an I/O block is hooked and retried).
+    pub emu_starts: u64,
+    /// Exits returned to the core, by cause.
+    pub exit_gate: u64,
+    pub exit_budget: u64,
+    pub exit_exception: u64,
+    pub exit_softint: u64,
+    pub exit_other: u64,
+    /// Entries through the ring-0 `iretq` stub (whole-context restore) after a selector change.
+    pub reenters: u64,
+    /// CR3 writes into unicorn (each flushes its TLB).
+    pub cr3_writes: u64,
+    /// Block-hook calls (translation blocks executed) and instruction-count cache misses.
+    pub blocks: u64,
+    pub icache_misses: u64,
+    /// Exception details read back through a context save/restore (uc_fix).
+    pub exc_takes: u64,
+    /// Unicorn register reads and writes done by the platform around runs.
+    pub reg_reads: u64,
+    pub reg_writes: u64,
+}
+
+impl SimStats {
+    /// One line per counter, for stderr.
+    pub fn report(&self, instructions: u64) -> String {
+        format!(
+            "instructions retired  {instructions}\nemu_start calls       {}\nexits: gate {} budget {} exception {} softint {} other {}\nreenters (iretq stub) {}\nCR3 writes            {}\nblock hooks           {} ({:.2} insns/block)\nicount cache misses   {}\nexception reads       {}\nregister reads/writes {} / {}\n",
+            self.emu_starts,
+            self.exit_gate,
+            self.exit_budget,
+            self.exit_exception,
+            self.exit_softint,
+            self.exit_other,
+            self.reenters,
+            self.cr3_writes,
+            self.blocks,
+            instructions as f64 / self.blocks.max(1) as f64,
+            self.icache_misses,
+            self.exc_takes,
+            self.reg_reads,
+            self.reg_writes,
+        )
+    }
 }
 
 /// `icache` entry of a block without I/O instructions.
@@ -158,6 +211,7 @@ impl Hooked {
         if e.0 == addr && e.1 == size && e.2 != 0 {
             return (e.2, e.3);
         }
+        self.icache_misses += 1;
         let mut bytes = vec![0u8; size as usize];
         let mut io = NO_IO;
         let n = if self.read_virt(addr, &mut bytes) {
@@ -219,6 +273,9 @@ pub struct SimPlatform {
     pub vcpu_error: Option<String>,
     /// The gdb stub, when one is attached (`sim::gdb`).
     pub gdb: Option<crate::gdb::Shared>,
+    /// Counters (see [`SimStats`]); `blocks` and `icache_misses` are summed from the vCPUs by
+    /// [`SimPlatform::stats`].
+    stats: SimStats,
 }
 
 fn gdt_entries() -> Vec<(usize, u64)> {
@@ -252,6 +309,7 @@ impl SimPlatform {
             instructions: 0,
             vcpu_error: None,
             gdb: None,
+            stats: SimStats::default(),
         };
         let mem = p.memory();
         for (idx, d) in gdt_entries() {
@@ -262,6 +320,17 @@ impl SimPlatform {
         let s = (STUB_FRAME * 4096) as usize;
         mem[s..s + 2].copy_from_slice(&[0x48, 0xcf]);
         Ok(p)
+    }
+
+    /// What the simulator did so far.
+    pub fn stats(&self) -> SimStats {
+        let mut s = self.stats;
+        for v in self.vcpus.values() {
+            let d = v.uc.get_data();
+            s.blocks += d.blocks;
+            s.icache_misses += d.icache_misses;
+        }
+        s
     }
 
     /// Map the simulator's private pages (GDT, stub, stack) into the hypervisor's address space.
@@ -289,6 +358,8 @@ impl SimPlatform {
             gdb: None,
             watch: None,
             fsgsbase: false,
+            blocks: 0,
+            icache_misses: 0,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
@@ -297,6 +368,7 @@ impl SimPlatform {
             .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
         uc.add_block_hook(1, 0, |uc, addr, size| {
             let d = uc.get_data_mut();
+            d.blocks += 1;
             let (n, io) = d.count(addr, size);
             if io != NO_IO && !d.io_hooked.contains(&io) && d.exit.is_none() {
                 // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
@@ -474,12 +546,15 @@ fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
     let _ = uc.reg_write(r, v);
 }
 
-fn write_changed(v: &mut SimVcpu, cpu: &CpuState) {
+/// Write the registers the core changed since the last exit; returns how many, and whether CR3
+/// was written.
+fn write_changed(v: &mut SimVcpu, cpu: &CpuState) -> (u64, bool) {
     use RegisterX86::*;
     let l = v.last;
     let uc = &mut v.uc;
+    let mut n = 0;
     macro_rules! sync {
-        ($($f:ident => $r:ident),*) => { $( if cpu.$f != l.$f { w(uc, $r, cpu.$f); } )* };
+        ($($f:ident => $r:ident),*) => { $( if cpu.$f != l.$f { w(uc, $r, cpu.$f); n += 1; } )* };
     }
     sync!(rax => RAX, rbx => RBX, rcx => RCX, rdx => RDX, rsi => RSI, rdi => RDI, rbp => RBP,
         rsp => RSP, r8 => R8, r9 => R9, r10 => R10, r11 => R11, r12 => R12, r13 => R13,
@@ -487,7 +562,9 @@ fn write_changed(v: &mut SimVcpu, cpu: &CpuState) {
     if cpu.cr3 != l.cr3 || v.flush {
         w(uc, CR3, cpu.cr3);
         v.flush = false;
+        return (n + 1, true);
     }
+    (n, false)
 }
 
 fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
@@ -676,7 +753,11 @@ impl Platform for SimPlatform {
     }
 
     fn vcpu_destroy(&mut self, key: VcpuKey) {
-        self.vcpus.remove(&key);
+        if let Some(v) = self.vcpus.remove(&key) {
+            let d = v.uc.get_data();
+            self.stats.blocks += d.blocks;
+            self.stats.icache_misses += d.icache_misses;
+        }
     }
 
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
@@ -724,16 +805,22 @@ impl Platform for SimPlatform {
             // SAFETY: see `memory`; no unicorn instance runs during this call.
             let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
             v.flush = false;
+            self.stats.reenters += 1;
+            self.stats.cr3_writes += 1;
+            self.stats.reg_writes += 20;
             match reenter(v, cpu, mem) {
                 Ok(s) => s,
                 Err(_) => return (Exit::Fatal("cannot re-enter the guest"), 0),
             }
         } else {
-            write_changed(v, cpu);
+            let (n, cr3) = write_changed(v, cpu);
+            self.stats.reg_writes += n;
+            self.stats.cr3_writes += cr3 as u64;
             cpu.rip
         };
         let mut start = start;
         let res = loop {
+            self.stats.emu_starts += 1;
             let res = v.uc.emu_start(start, UNTIL, 0, 0);
             match v.uc.get_data_mut().io_retry.take() {
                 Some((first, end, io)) if v.uc.get_data().exit.is_none() => {
@@ -754,6 +841,7 @@ impl Platform for SimPlatform {
             }
         };
         read_all(&v.uc, cpu);
+        self.stats.reg_reads += 22;
         crate::gdb::after_run(&v.uc, key.vcpu, cpu);
         v.last = *cpu;
         if matches!(v.uc.get_data().exit, Some(Exit::Gate)) {
@@ -778,6 +866,7 @@ impl Platform for SimPlatform {
             (Some(e), _) if io_fault => e,
 
             (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
+                self.stats.exc_takes += 1;
                 let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
                 if vector == 1 && !last.is_int {
                     // TF single step (unicorn's own): DR6.BS, with any data match of the same
@@ -799,6 +888,13 @@ impl Platform for SimPlatform {
             (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
+        match exit {
+            Exit::Gate => self.stats.exit_gate += 1,
+            Exit::Budget => self.stats.exit_budget += 1,
+            Exit::Exception { .. } => self.stats.exit_exception += 1,
+            Exit::SoftInt { .. } => self.stats.exit_softint += 1,
+            _ => self.stats.exit_other += 1,
+        }
         crate::gdb::after_exit(&v.uc, key.vcpu, exit == Exit::Gate);
         if let Some(w) = v.uc.get_data_mut().watch.as_mut() {
             w.exit();
