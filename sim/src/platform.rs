@@ -142,6 +142,20 @@ impl SimStats {
     }
 }
 
+/// The block hook (without gdb): count the block's instructions into the time slice, and stop
+/// before a block with an unhooked I/O instruction.
+extern "C" fn block_hook(uc: *mut unicorn_engine::uc_engine, addr: u64, size: u32, data: *mut std::ffi::c_void) {
+    // SAFETY: `data` is the instance's `Hooked` (see `new_vcpu`); unicorn calls hooks one at a
+    // time on the thread that runs `emu_start`, and no other reference to it is live then.
+    let d = unsafe { &mut *data.cast::<Hooked>() };
+    d.blocks += 1;
+    let (n, io) = d.count(addr, size);
+    if d.io_stop(addr, size, io) || d.charge(n) {
+        // SAFETY: the live handle of the instance running this hook.
+        let _ = unsafe { unicorn_engine::uc_emu_stop(uc) };
+    }
+}
+
 /// `icache` entry of a block without I/O instructions.
 const NO_IO: u64 = u64::MAX;
 
@@ -182,7 +196,7 @@ fn is_io(i: &iced_x86::Instruction) -> bool {
     matches!(i.mnemonic(), In | Out | Insb | Insw | Insd | Outsb | Outsw | Outsd)
 }
 
-const ICACHE: usize = 4096;
+const ICACHE: usize = 16384;
 
 impl Hooked {
     fn mem(&self) -> &[u8] {
@@ -204,14 +218,50 @@ impl Hooked {
         true
     }
 
+    /// A block about to run holds an I/O instruction with no hook yet: note it for
+    /// [`SimPlatform::run`] and say to stop before the block runs.
+    #[inline]
+    fn io_stop(&mut self, addr: u64, size: u32, io: u64) -> bool {
+        if io != NO_IO && self.exit.is_none() && !self.io_hooked.contains(&io) {
+            // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
+            // raises #GP(0) at IOPL 0. Stop before this block runs, put a code hook on the
+            // instruction, and run the block again (see `SimPlatform::run`).
+            self.io_retry = Some((addr, addr + size as u64, io));
+            return true;
+        }
+        false
+    }
+
+    /// Charge a block of `n` instructions to the time slice; true when the slice is used up
+    /// (the exit is set; the caller stops emulation).
+    #[inline]
+    fn charge(&mut self, n: u32) -> bool {
+        self.ran += n as u64;
+        // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
+        // by the end of the time slice: hardware takes no interrupt there either.
+        if self.ran >= self.budget && self.exit.is_none() && !self.watch.as_ref().is_some_and(|w| w.pending != 0) {
+            self.exit = Some(Exit::Budget);
+            return true;
+        }
+        false
+    }
+
     /// Instructions in the block at `addr`, and the address of its first I/O instruction.
+    #[inline]
     fn count(&mut self, addr: u64, size: u32) -> (u32, u64) {
-        let slot = ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1);
-        let e = self.icache[slot];
+        let e = self.icache[icache_slot(addr)];
         if e.0 == addr && e.1 == size && e.2 != 0 {
             return (e.2, e.3);
         }
         self.icache_misses += 1;
+        self.decode_block(addr, size)
+    }
+
+    /// Decode the block at `addr` from guest memory and cache its instruction count. Called on a
+    /// cache miss and whenever unicorn translates a block: code the guest rewrote (Linux patches
+    /// its own text: alternatives, return thunks, jump labels) is counted as it now is, not as a
+    /// stale entry for the same address and size says.
+    fn decode_block(&mut self, addr: u64, size: u32) -> (u32, u64) {
         let mut bytes = vec![0u8; size as usize];
         let mut io = NO_IO;
         let n = if self.read_virt(addr, &mut bytes) {
@@ -228,9 +278,14 @@ impl Hooked {
         } else {
             1 + size / 4
         };
-        self.icache[slot] = (addr, size, n, io);
+        self.icache[icache_slot(addr)] = (addr, size, n, io);
         (n, io)
     }
+}
+
+#[inline]
+fn icache_slot(addr: u64) -> usize {
+    ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1)
 }
 
 /// One vCPU's emulator.
@@ -343,7 +398,7 @@ impl SimPlatform {
         Ok(())
     }
 
-    fn new_vcpu(&self) -> Result<SimVcpu, String> {
+    fn new_vcpu(&self, key: VcpuKey) -> Result<SimVcpu, String> {
         let data = Hooked {
             exit: None,
             budget: 0,
@@ -362,38 +417,60 @@ impl SimPlatform {
             icache_misses: 0,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
+        if let Some(g) = &self.gdb {
+            crate::gdb::attach(&mut uc, g, key);
+        }
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
         // platform drops its vCPUs before its memory).
         unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }
             .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
-        uc.add_block_hook(1, 0, |uc, addr, size| {
-            let d = uc.get_data_mut();
-            d.blocks += 1;
-            let (n, io) = d.count(addr, size);
-            if io != NO_IO && !d.io_hooked.contains(&io) && d.exit.is_none() {
-                // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
-                // raises #GP(0) at IOPL 0. Stop before this block runs, put a code hook on the
-                // instruction, and run the block again (see `SimPlatform::run`).
-                d.io_retry = Some((addr, addr + size as u64, io));
-                let _ = uc.emu_stop();
-                return;
-            }
-            if d.gdb.is_some() {
+        if uc.get_data().gdb.is_some() {
+            // With gdb, every block goes through gdb's own check first (`crate::gdb::on_block`).
+            uc.add_block_hook(1, 0, |uc, addr, size| {
+                let d = uc.get_data_mut();
+                d.blocks += 1;
+                let (n, io) = d.count(addr, size);
+                if d.io_stop(addr, size, io) {
+                    let _ = uc.emu_stop();
+                    return;
+                }
                 match crate::gdb::on_block(uc, addr, n as u64) {
                     crate::gdb::BlockAction::Charge => {}
                     crate::gdb::BlockAction::Free | crate::gdb::BlockAction::Hold => return,
                 }
+                if uc.get_data_mut().charge(n) {
+                    let _ = uc.emu_stop();
+                }
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        } else {
+            // The hook every executed block calls: registered raw, so a block costs one C call
+            // into `block_hook` and no reference counting (the crate's closure hooks upgrade a
+            // weak reference to the instance on every call).
+            let data: *mut Hooked = uc.get_data_mut();
+            let mut id: unicorn_engine::uc_hook = 0;
+            // SAFETY: `block_hook` has the signature of unicorn's block callback
+            // (uc_cb_hookcode_t); `data` points into the instance's own heap cell, which lives as
+            // long as the instance and so as long as the hook.
+            let err = unsafe {
+                unicorn_engine::uc_hook_add(
+                    uc.get_handle(),
+                    &mut id,
+                    HookType::BLOCK.0 as i32,
+                    block_hook as *mut std::ffi::c_void,
+                    data.cast(),
+                    1,
+                    0,
+                )
+            };
+            if err != unicorn_engine::unicorn_const::uc_error::OK {
+                return Err(format!("block hook: {err:?}"));
             }
-            let d = uc.get_data_mut();
-            let n = n as u64;
-            d.ran += n;
-            // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
-            // by the end of the time slice: hardware takes no interrupt there either.
-            let held = d.watch.as_ref().is_some_and(|w| w.pending != 0);
-            if d.ran >= d.budget && d.exit.is_none() && !held {
-                d.exit = Some(Exit::Budget);
-                let _ = uc.emu_stop();
-            }
+        }
+        // A block (re)translated: count it from its current bytes (see `Hooked::decode_block`).
+        uc.add_edge_gen_hook(1, 0, |uc, cur, _prev| {
+            let (pc, size) = (cur.pc, cur.size as u32);
+            uc.get_data_mut().decode_block(pc, size);
         })
         .map_err(|e| format!("{e:?}"))?;
         uc.add_insn_sys_hook(unicorn_engine::X86Insn::SYSCALL, 1, 0, |uc| {
@@ -741,13 +818,10 @@ impl Platform for SimPlatform {
     }
 
     fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
-        let mut v = self.new_vcpu().map_err(|e| {
+        let v = self.new_vcpu(key).map_err(|e| {
             self.vcpu_error = Some(format!("cannot create vCPU {}: {e}", key.vcpu));
             "cannot create a unicorn instance"
         })?;
-        if let Some(g) = &self.gdb {
-            crate::gdb::attach(&mut v.uc, g, key);
-        }
         self.vcpus.insert(key, v);
         Ok(())
     }

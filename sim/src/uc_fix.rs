@@ -22,11 +22,11 @@ use unicorn_engine::{Arch, Mode, Prot, RegisterX86, Unicorn};
 
 /// The translation (TCG) buffer of every instance. Unicorn's default is 1 GiB of virtual memory
 /// per instance, all of it reserved up front; 8 MiB holds the guests' code many times over.
-pub const TCG_BUFFER_BYTES: u32 = 8 << 20;
+pub const TCG_BUFFER_BYTES: u32 = 64 << 20;
 
 /// Address space an instance needs, with a margin: its translation buffer, its TLB and QEMU's
 /// other structures come to about 9 MiB of virtual memory (measured with unicorn 2.1.5).
-pub const INSTANCE_ADDRESS_SPACE: usize = 32 << 20;
+pub const INSTANCE_ADDRESS_SPACE: usize = 96 << 20;
 
 /// `UC_CTL_WRITE(UC_CTL_TCG_BUFFER_SIZE, 1)` (unicorn.h; the Rust crate has no wrapper for it).
 const CTL_WRITE_TCG_BUFFER_SIZE: u32 = 13 | (1 << 26) | (1 << 30);
