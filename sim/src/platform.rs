@@ -4,7 +4,7 @@
 //! Exits: the `syscall` gate (SYSCALL hook), faults and `int n` (interrupt hook), invalid
 //! opcodes (invalid-instruction hook), and the time budget (block hook). Virtual time is the
 //! number of guest instructions retired: each block is charged its instruction count, decoded
-//! once and cached, so a run is bit-for-bit repeatable.
+//! when unicorn translates the block and cached, so a run is bit-for-bit repeatable.
 
 use std::collections::HashMap;
 
@@ -239,7 +239,7 @@ impl Hooked {
         self.ran += n as u64;
         // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
         // by the end of the time slice: hardware takes no interrupt there either.
-        if self.ran >= self.budget && self.exit.is_none() && !self.watch.as_ref().is_some_and(|w| w.pending != 0) {
+        if self.ran >= self.budget && self.exit.is_none() && self.watch.as_ref().is_none_or(|w| w.pending == 0) {
             self.exit = Some(Exit::Budget);
             return true;
         }
