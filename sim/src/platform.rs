@@ -480,7 +480,9 @@ impl SimPlatform {
         .map_err(|e| format!("{e:?}"))?;
         uc.add_intr_hook(|uc, intno| {
             let cr2 = if intno == 14 || intno == 8 { uc.reg_read(RegisterX86::CR2).unwrap_or(0) } else { 0 };
-            if std::env::var_os("XDEBUG").is_some() { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
+            // Read once per process: this hook runs on every guest exception.
+            static XDEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            if *XDEBUG.get_or_init(|| std::env::var_os("XDEBUG").is_some()) { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
             // Error code and int-vs-fault are filled in after emu_start returns.
             uc.get_data_mut().exit = Some(Exit::Exception { vector: intno as u8, error_code: None, cr2 });
             let _ = uc.emu_stop();
