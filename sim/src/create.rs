@@ -195,6 +195,9 @@ pub fn create_in(hv: &mut hv::Hypervisor<crate::SimPlatform>, c: DomainConfig, w
 /// After the run: write the trace, say how the domain ended, and return the exit code.
 pub fn finish(hv: &mut hv::Hypervisor<crate::SimPlatform>, name: &str, opts: &RunOptions) -> u8 {
     let max = opts.max_insns;
+    if std::env::var_os("XENOLITH_STATS").is_some() {
+        eprint!("{}", hv.platform.stats().report(hv.platform.instructions));
+    }
     if let Some(t) = &opts.trace {
         let mut text = hv.platform.trace.join("\n");
         text.push('\n');

@@ -4,7 +4,7 @@
 //! Exits: the `syscall` gate (SYSCALL hook), faults and `int n` (interrupt hook), invalid
 //! opcodes (invalid-instruction hook), and the time budget (block hook). Virtual time is the
 //! number of guest instructions retired: each block is charged its instruction count, decoded
-//! once and cached, so a run is bit-for-bit repeatable.
+//! when unicorn translates the block and cached, so a run is bit-for-bit repeatable.
 
 use std::collections::HashMap;
 
@@ -87,6 +87,73 @@ pub(crate) struct Hooked {
     watch: Option<Box<crate::watch::Watch>>,
     /// The vCPU's CR4.FSGSBASE (the real bit in its instance's CR4).
     fsgsbase: bool,
+    /// Block-hook calls and instruction-count cache misses (see [`SimStats`]).
+    blocks: u64,
+    icache_misses: u64,
+}
+
+/// What the simulator did, counted (`XENOLITH_STATS=1 xenolith boot ...` prints it; the Linux
+/// bench reports it): where a run's wall time goes is mostly a matter of how often each of these
+/// happens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimStats {
+    /// `emu_start` calls (one per `run`, more when an I/O block is hooked and retried).
+    pub emu_starts: u64,
+    /// Exits returned to the core, by cause.
+    pub exit_gate: u64,
+    pub exit_budget: u64,
+    pub exit_exception: u64,
+    pub exit_softint: u64,
+    pub exit_other: u64,
+    /// Entries through the ring-0 `iretq` stub (whole-context restore) after a selector change.
+    pub reenters: u64,
+    /// CR3 writes into unicorn (each flushes its TLB).
+    pub cr3_writes: u64,
+    /// Block-hook calls (translation blocks executed) and instruction-count cache misses.
+    pub blocks: u64,
+    pub icache_misses: u64,
+    /// Exception details read back through a context save/restore (uc_fix).
+    pub exc_takes: u64,
+    /// Unicorn register reads and writes done by the platform around runs.
+    pub reg_reads: u64,
+    pub reg_writes: u64,
+}
+
+impl SimStats {
+    /// One line per counter, for stderr.
+    pub fn report(&self, instructions: u64) -> String {
+        format!(
+            "instructions retired  {instructions}\nemu_start calls       {}\nexits: gate {} budget {} exception {} softint {} other {}\nreenters (iretq stub) {}\nCR3 writes            {}\nblock hooks           {} ({:.2} insns/block)\nicount cache misses   {}\nexception reads       {}\nregister reads/writes {} / {}\n",
+            self.emu_starts,
+            self.exit_gate,
+            self.exit_budget,
+            self.exit_exception,
+            self.exit_softint,
+            self.exit_other,
+            self.reenters,
+            self.cr3_writes,
+            self.blocks,
+            instructions as f64 / self.blocks.max(1) as f64,
+            self.icache_misses,
+            self.exc_takes,
+            self.reg_reads,
+            self.reg_writes,
+        )
+    }
+}
+
+/// The block hook (without gdb): count the block's instructions into the time slice, and stop
+/// before a block with an unhooked I/O instruction.
+extern "C" fn block_hook(uc: *mut unicorn_engine::uc_engine, addr: u64, size: u32, data: *mut std::ffi::c_void) {
+    // SAFETY: `data` is the instance's `Hooked` (see `new_vcpu`); unicorn calls hooks one at a
+    // time on the thread that runs `emu_start`, and no other reference to it is live then.
+    let d = unsafe { &mut *data.cast::<Hooked>() };
+    d.blocks += 1;
+    let (n, io) = d.count(addr, size);
+    if d.io_stop(addr, size, io) || d.charge(n) {
+        // SAFETY: the live handle of the instance running this hook.
+        let _ = unsafe { unicorn_engine::uc_emu_stop(uc) };
+    }
 }
 
 /// `icache` entry of a block without I/O instructions.
@@ -129,7 +196,7 @@ fn is_io(i: &iced_x86::Instruction) -> bool {
     matches!(i.mnemonic(), In | Out | Insb | Insw | Insd | Outsb | Outsw | Outsd)
 }
 
-const ICACHE: usize = 4096;
+const ICACHE: usize = 16384;
 
 impl Hooked {
     fn mem(&self) -> &[u8] {
@@ -151,13 +218,50 @@ impl Hooked {
         true
     }
 
+    /// A block about to run holds an I/O instruction with no hook yet: note it for
+    /// [`SimPlatform::run`] and say to stop before the block runs.
+    #[inline]
+    fn io_stop(&mut self, addr: u64, size: u32, io: u64) -> bool {
+        if io != NO_IO && self.exit.is_none() && !self.io_hooked.contains(&io) {
+            // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
+            // raises #GP(0) at IOPL 0. Stop before this block runs, put a code hook on the
+            // instruction, and run the block again (see `SimPlatform::run`).
+            self.io_retry = Some((addr, addr + size as u64, io));
+            return true;
+        }
+        false
+    }
+
+    /// Charge a block of `n` instructions to the time slice; true when the slice is used up
+    /// (the exit is set; the caller stops emulation).
+    #[inline]
+    fn charge(&mut self, n: u32) -> bool {
+        self.ran += n as u64;
+        // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
+        // by the end of the time slice: hardware takes no interrupt there either.
+        if self.ran >= self.budget && self.exit.is_none() && self.watch.as_ref().is_none_or(|w| w.pending == 0) {
+            self.exit = Some(Exit::Budget);
+            return true;
+        }
+        false
+    }
+
     /// Instructions in the block at `addr`, and the address of its first I/O instruction.
+    #[inline]
     fn count(&mut self, addr: u64, size: u32) -> (u32, u64) {
-        let slot = ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1);
-        let e = self.icache[slot];
+        let e = self.icache[icache_slot(addr)];
         if e.0 == addr && e.1 == size && e.2 != 0 {
             return (e.2, e.3);
         }
+        self.icache_misses += 1;
+        self.decode_block(addr, size)
+    }
+
+    /// Decode the block at `addr` from guest memory and cache its instruction count. Called on a
+    /// cache miss and whenever unicorn translates a block: code the guest rewrote (Linux patches
+    /// its own text: alternatives, return thunks, jump labels) is counted as it now is, not as a
+    /// stale entry for the same address and size says.
+    fn decode_block(&mut self, addr: u64, size: u32) -> (u32, u64) {
         let mut bytes = vec![0u8; size as usize];
         let mut io = NO_IO;
         let n = if self.read_virt(addr, &mut bytes) {
@@ -174,9 +278,14 @@ impl Hooked {
         } else {
             1 + size / 4
         };
-        self.icache[slot] = (addr, size, n, io);
+        self.icache[icache_slot(addr)] = (addr, size, n, io);
         (n, io)
     }
+}
+
+#[inline]
+fn icache_slot(addr: u64) -> usize {
+    ((addr ^ (addr >> 12)) as usize) & (ICACHE - 1)
 }
 
 /// One vCPU's emulator.
@@ -219,6 +328,9 @@ pub struct SimPlatform {
     pub vcpu_error: Option<String>,
     /// The gdb stub, when one is attached (`sim::gdb`).
     pub gdb: Option<crate::gdb::Shared>,
+    /// Counters (see [`SimStats`]); `blocks` and `icache_misses` are summed from the vCPUs by
+    /// [`SimPlatform::stats`].
+    stats: SimStats,
 }
 
 fn gdt_entries() -> Vec<(usize, u64)> {
@@ -252,6 +364,7 @@ impl SimPlatform {
             instructions: 0,
             vcpu_error: None,
             gdb: None,
+            stats: SimStats::default(),
         };
         let mem = p.memory();
         for (idx, d) in gdt_entries() {
@@ -264,6 +377,17 @@ impl SimPlatform {
         Ok(p)
     }
 
+    /// What the simulator did so far.
+    pub fn stats(&self) -> SimStats {
+        let mut s = self.stats;
+        for v in self.vcpus.values() {
+            let d = v.uc.get_data();
+            s.blocks += d.blocks;
+            s.icache_misses += d.icache_misses;
+        }
+        s
+    }
+
     /// Map the simulator's private pages (GDT, stub, stack) into the hypervisor's address space.
     pub fn map_private(hv: &mut hv::Hypervisor<SimPlatform>) -> Result<(), &'static str> {
         for i in 0..GDT_FRAMES {
@@ -274,7 +398,7 @@ impl SimPlatform {
         Ok(())
     }
 
-    fn new_vcpu(&self) -> Result<SimVcpu, String> {
+    fn new_vcpu(&self, key: VcpuKey) -> Result<SimVcpu, String> {
         let data = Hooked {
             exit: None,
             budget: 0,
@@ -289,39 +413,64 @@ impl SimPlatform {
             gdb: None,
             watch: None,
             fsgsbase: false,
+            blocks: 0,
+            icache_misses: 0,
         };
         let mut uc = crate::uc_fix::new_instance(data)?;
+        if let Some(g) = &self.gdb {
+            crate::gdb::attach(&mut uc, g, key);
+        }
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
         // platform drops its vCPUs before its memory).
         unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }
             .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
-        uc.add_block_hook(1, 0, |uc, addr, size| {
-            let d = uc.get_data_mut();
-            let (n, io) = d.count(addr, size);
-            if io != NO_IO && !d.io_hooked.contains(&io) && d.exit.is_none() {
-                // unicorn lets ring 3 do port I/O (its gen_check_io returns at once); hardware
-                // raises #GP(0) at IOPL 0. Stop before this block runs, put a code hook on the
-                // instruction, and run the block again (see `SimPlatform::run`).
-                d.io_retry = Some((addr, addr + size as u64, io));
-                let _ = uc.emu_stop();
-                return;
-            }
-            if d.gdb.is_some() {
+        if uc.get_data().gdb.is_some() {
+            // With gdb, every block goes through gdb's own check first (`crate::gdb::on_block`).
+            uc.add_block_hook(1, 0, |uc, addr, size| {
+                let d = uc.get_data_mut();
+                d.blocks += 1;
+                let (n, io) = d.count(addr, size);
+                if d.io_stop(addr, size, io) {
+                    let _ = uc.emu_stop();
+                    return;
+                }
                 match crate::gdb::on_block(uc, addr, n as u64) {
                     crate::gdb::BlockAction::Charge => {}
                     crate::gdb::BlockAction::Free | crate::gdb::BlockAction::Hold => return,
                 }
+                if uc.get_data_mut().charge(n) {
+                    let _ = uc.emu_stop();
+                }
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        } else {
+            // The hook every executed block calls: registered raw, so a block costs one C call
+            // into `block_hook` and no reference counting (the crate's closure hooks upgrade a
+            // weak reference to the instance on every call).
+            let data: *mut Hooked = uc.get_data_mut();
+            let mut id: unicorn_engine::uc_hook = 0;
+            // SAFETY: `block_hook` has the signature of unicorn's block callback
+            // (uc_cb_hookcode_t); `data` points into the instance's own heap cell, which lives as
+            // long as the instance and so as long as the hook.
+            let err = unsafe {
+                unicorn_engine::uc_hook_add(
+                    uc.get_handle(),
+                    &mut id,
+                    HookType::BLOCK.0 as i32,
+                    block_hook as *mut std::ffi::c_void,
+                    data.cast(),
+                    1,
+                    0,
+                )
+            };
+            if err != unicorn_engine::unicorn_const::uc_error::OK {
+                return Err(format!("block hook: {err:?}"));
             }
-            let d = uc.get_data_mut();
-            let n = n as u64;
-            d.ran += n;
-            // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
-            // by the end of the time slice: hardware takes no interrupt there either.
-            let held = d.watch.as_ref().is_some_and(|w| w.pending != 0);
-            if d.ran >= d.budget && d.exit.is_none() && !held {
-                d.exit = Some(Exit::Budget);
-                let _ = uc.emu_stop();
-            }
+        }
+        // A block (re)translated: count it from its current bytes (see `Hooked::decode_block`).
+        uc.add_edge_gen_hook(1, 0, |uc, cur, _prev| {
+            let (pc, size) = (cur.pc, cur.size as u32);
+            uc.get_data_mut().decode_block(pc, size);
         })
         .map_err(|e| format!("{e:?}"))?;
         uc.add_insn_sys_hook(unicorn_engine::X86Insn::SYSCALL, 1, 0, |uc| {
@@ -331,7 +480,9 @@ impl SimPlatform {
         .map_err(|e| format!("{e:?}"))?;
         uc.add_intr_hook(|uc, intno| {
             let cr2 = if intno == 14 || intno == 8 { uc.reg_read(RegisterX86::CR2).unwrap_or(0) } else { 0 };
-            if std::env::var_os("XDEBUG").is_some() { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
+            // Read once per process: this hook runs on every guest exception.
+            static XDEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            if *XDEBUG.get_or_init(|| std::env::var_os("XDEBUG").is_some()) { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
             // Error code and int-vs-fault are filled in after emu_start returns.
             uc.get_data_mut().exit = Some(Exit::Exception { vector: intno as u8, error_code: None, cr2 });
             let _ = uc.emu_stop();
@@ -474,12 +625,15 @@ fn w(uc: &mut Unicorn<'static, Hooked>, r: RegisterX86, v: u64) {
     let _ = uc.reg_write(r, v);
 }
 
-fn write_changed(v: &mut SimVcpu, cpu: &CpuState) {
+/// Write the registers the core changed since the last exit; returns how many, and whether CR3
+/// was written.
+fn write_changed(v: &mut SimVcpu, cpu: &CpuState) -> (u64, bool) {
     use RegisterX86::*;
     let l = v.last;
     let uc = &mut v.uc;
+    let mut n = 0;
     macro_rules! sync {
-        ($($f:ident => $r:ident),*) => { $( if cpu.$f != l.$f { w(uc, $r, cpu.$f); } )* };
+        ($($f:ident => $r:ident),*) => { $( if cpu.$f != l.$f { w(uc, $r, cpu.$f); n += 1; } )* };
     }
     sync!(rax => RAX, rbx => RBX, rcx => RCX, rdx => RDX, rsi => RSI, rdi => RDI, rbp => RBP,
         rsp => RSP, r8 => R8, r9 => R9, r10 => R10, r11 => R11, r12 => R12, r13 => R13,
@@ -487,7 +641,9 @@ fn write_changed(v: &mut SimVcpu, cpu: &CpuState) {
     if cpu.cr3 != l.cr3 || v.flush {
         w(uc, CR3, cpu.cr3);
         v.flush = false;
+        return (n + 1, true);
     }
+    (n, false)
 }
 
 fn read_all(uc: &Unicorn<'static, Hooked>, cpu: &mut CpuState) {
@@ -664,19 +820,20 @@ impl Platform for SimPlatform {
     }
 
     fn vcpu_create(&mut self, key: VcpuKey) -> Result<(), &'static str> {
-        let mut v = self.new_vcpu().map_err(|e| {
+        let v = self.new_vcpu(key).map_err(|e| {
             self.vcpu_error = Some(format!("cannot create vCPU {}: {e}", key.vcpu));
             "cannot create a unicorn instance"
         })?;
-        if let Some(g) = &self.gdb {
-            crate::gdb::attach(&mut v.uc, g, key);
-        }
         self.vcpus.insert(key, v);
         Ok(())
     }
 
     fn vcpu_destroy(&mut self, key: VcpuKey) {
-        self.vcpus.remove(&key);
+        if let Some(v) = self.vcpus.remove(&key) {
+            let d = v.uc.get_data();
+            self.stats.blocks += d.blocks;
+            self.stats.icache_misses += d.icache_misses;
+        }
     }
 
     fn run(&mut self, key: VcpuKey, cpu: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
@@ -724,16 +881,22 @@ impl Platform for SimPlatform {
             // SAFETY: see `memory`; no unicorn instance runs during this call.
             let mem = unsafe { std::slice::from_raw_parts_mut(mem_ptr, mem_len) };
             v.flush = false;
+            self.stats.reenters += 1;
+            self.stats.cr3_writes += 1;
+            self.stats.reg_writes += 20;
             match reenter(v, cpu, mem) {
                 Ok(s) => s,
                 Err(_) => return (Exit::Fatal("cannot re-enter the guest"), 0),
             }
         } else {
-            write_changed(v, cpu);
+            let (n, cr3) = write_changed(v, cpu);
+            self.stats.reg_writes += n;
+            self.stats.cr3_writes += cr3 as u64;
             cpu.rip
         };
         let mut start = start;
         let res = loop {
+            self.stats.emu_starts += 1;
             let res = v.uc.emu_start(start, UNTIL, 0, 0);
             match v.uc.get_data_mut().io_retry.take() {
                 Some((first, end, io)) if v.uc.get_data().exit.is_none() => {
@@ -754,6 +917,7 @@ impl Platform for SimPlatform {
             }
         };
         read_all(&v.uc, cpu);
+        self.stats.reg_reads += 22;
         crate::gdb::after_run(&v.uc, key.vcpu, cpu);
         v.last = *cpu;
         if matches!(v.uc.get_data().exit, Some(Exit::Gate)) {
@@ -778,6 +942,7 @@ impl Platform for SimPlatform {
             (Some(e), _) if io_fault => e,
 
             (Some(Exit::Exception { vector, cr2, .. }), _) if vector != 6 => {
+                self.stats.exc_takes += 1;
                 let last = v.exc.take(&v.uc).unwrap_or(crate::uc_fix::LastException { error_code: 0, is_int: false });
                 if vector == 1 && !last.is_int {
                     // TF single step (unicorn's own): DR6.BS, with any data match of the same
@@ -799,6 +964,13 @@ impl Platform for SimPlatform {
             (None, Ok(())) => Exit::Fatal("emulation stopped without an exit"),
             (None, Err(_)) => Exit::Fatal("emulation error"),
         };
+        match exit {
+            Exit::Gate => self.stats.exit_gate += 1,
+            Exit::Budget => self.stats.exit_budget += 1,
+            Exit::Exception { .. } => self.stats.exit_exception += 1,
+            Exit::SoftInt { .. } => self.stats.exit_softint += 1,
+            _ => self.stats.exit_other += 1,
+        }
         crate::gdb::after_exit(&v.uc, key.vcpu, exit == Exit::Gate);
         if let Some(w) = v.uc.get_data_mut().watch.as_mut() {
             w.exit();
