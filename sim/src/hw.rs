@@ -522,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_run_on_the_image_several_pcpus_do_not() {
+    fn steps_run_on_the_image_several_pcpus_without_steps_too() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
         std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 5\"\n").unwrap();
@@ -534,8 +534,11 @@ mod tests {
         assert!(hw_skip_reason(&s).is_none());
         std::fs::write(&p, "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
         let s = scenario::load(&p).unwrap();
-        assert!(hw_skip_reason(&s).unwrap().contains("pcpus = 2"));
+        assert!(hw_skip_reason(&s).is_none());
         assert!(!needs_clock(&s));
+        std::fs::write(&p, "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert!(hw_skip_reason(&s).unwrap().contains("pcpus = 2"));
     }
 
     #[test]
