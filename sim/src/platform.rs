@@ -150,7 +150,7 @@ extern "C" fn block_hook(uc: *mut unicorn_engine::uc_engine, addr: u64, size: u3
     let d = unsafe { &mut *data.cast::<Hooked>() };
     d.blocks += 1;
     let (n, io) = d.count(addr, size);
-    if d.io_stop(addr, size, io) || d.charge(n) {
+    if d.io_stop(addr, size, io) || d.charge(addr, n) {
         // SAFETY: the live handle of the instance running this hook.
         let _ = unsafe { unicorn_engine::uc_emu_stop(uc) };
     }
@@ -199,6 +199,26 @@ fn is_io(i: &iced_x86::Instruction) -> bool {
 const ICACHE: usize = 16384;
 
 impl Hooked {
+    fn new(ram: *const u8, ram_len: usize) -> Hooked {
+        Hooked {
+            exit: None,
+            budget: 0,
+            ran: 0,
+            ram,
+            ram_len,
+            cr3: 0,
+            icache: vec![(0, 0, 0, NO_IO); ICACHE],
+            io_hooked: Default::default(),
+            io_retry: None,
+            io_fault: false,
+            gdb: None,
+            watch: None,
+            fsgsbase: false,
+            blocks: 0,
+            icache_misses: 0,
+        }
+    }
+
     fn mem(&self) -> &[u8] {
         // SAFETY: `ram` points to the platform's machine memory of `ram_len` bytes, which
         // outlives every unicorn instance; the core does not write it while a vCPU runs.
@@ -234,12 +254,19 @@ impl Hooked {
 
     /// Charge a block of `n` instructions to the time slice; true when the slice is used up
     /// (the exit is set; the caller stops emulation).
+    /// Never in the simulator's ring-0 entry stub (`addr`): stopped there, before its `iretq`,
+    /// the instance would hold the ring-0 context (CS 0), not the guest's; the slice then ends
+    /// at the guest's first block instead, as hardware takes no interrupt inside Xen's exit path.
     #[inline]
-    fn charge(&mut self, n: u32) -> bool {
+    fn charge(&mut self, addr: u64, n: u32) -> bool {
         self.ran += n as u64;
         // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
         // by the end of the time slice: hardware takes no interrupt there either.
-        if self.ran >= self.budget && self.exit.is_none() && self.watch.as_ref().is_none_or(|w| w.pending == 0) {
+        if self.ran >= self.budget
+            && self.exit.is_none()
+            && self.watch.as_ref().is_none_or(|w| w.pending == 0)
+            && addr & !0xfff != STUB_VA
+        {
             self.exit = Some(Exit::Budget);
             return true;
         }
@@ -399,23 +426,7 @@ impl SimPlatform {
     }
 
     fn new_vcpu(&self, key: VcpuKey) -> Result<SimVcpu, String> {
-        let data = Hooked {
-            exit: None,
-            budget: 0,
-            ran: 0,
-            ram: self.ram.ptr,
-            ram_len: self.ram.len,
-            cr3: 0,
-            icache: vec![(0, 0, 0, NO_IO); ICACHE],
-            io_hooked: Default::default(),
-            io_retry: None,
-            io_fault: false,
-            gdb: None,
-            watch: None,
-            fsgsbase: false,
-            blocks: 0,
-            icache_misses: 0,
-        };
+        let data = Hooked::new(self.ram.ptr, self.ram.len);
         let mut uc = crate::uc_fix::new_instance(data)?;
         if let Some(g) = &self.gdb {
             crate::gdb::attach(&mut uc, g, key);
@@ -438,7 +449,7 @@ impl SimPlatform {
                     crate::gdb::BlockAction::Charge => {}
                     crate::gdb::BlockAction::Free | crate::gdb::BlockAction::Hold => return,
                 }
-                if uc.get_data_mut().charge(n) {
+                if uc.get_data_mut().charge(addr, n) {
                     let _ = uc.emu_stop();
                 }
             })
@@ -1061,4 +1072,23 @@ pub fn new_hypervisor(mib: u64) -> Result<hv::Hypervisor<SimPlatform>, StartErro
     let mut h = hv::Hypervisor::new(p, RESERVED_FRAMES).map_err(StartError::Core)?;
     SimPlatform::map_private(&mut h).map_err(StartError::Core)?;
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice never ends in the ring-0 entry stub: stopped before its `iretq`, the instance
+    /// would hold the stub's selectors (CS 0) and the vCPU would be saved with them (Debian's
+    /// Linux crashed so under `boot -c`: "code selector 0x0 is not a flat ring-3 selector").
+    #[test]
+    fn a_slice_does_not_end_in_the_entry_stub() {
+        let mut d = Hooked::new(std::ptr::null(), 0);
+        d.budget = 1;
+        assert!(!d.charge(STUB_VA, 3), "the stub's block runs whatever the budget");
+        assert!(d.exit.is_none());
+        assert!(d.charge(0x40_0000, 5), "the guest's first block ends the slice");
+        assert_eq!(d.exit, Some(Exit::Budget));
+        assert_eq!(d.ran, 8);
+    }
 }
