@@ -777,10 +777,18 @@ impl<P: Platform> Hypervisor<P> {
             return false;
         }
         let Some(d) = self.doms.get_mut(&id) else { return false };
-        let Some(vc) = d.vcpus.get_mut(v) else { return false };
         if fx.flush_tlb {
-            vc.needs_flush = true;
+            // Every vCPU of the domain, as Xen's flushes cover the domain's dirty pCPUs: a
+            // guest's TLB_FLUSH_ALL/MULTI and UVMF_ALL (xen/arch/x86/mm.c do_mmuext_op,
+            // do_update_va_mapping: flush_tlb_mask(d->dirty_cpumask)), and a page whose type
+            // changes (mm.c _get_page_type: flush_tlb_mask of the dirty mask), so that no vCPU
+            // keeps a writable mapping of a new page table. More than a local flush asked for,
+            // never less; on one vCPU the same as before.
+            for vc in d.vcpus.iter_mut() {
+                vc.needs_flush = true;
+            }
         }
+        let Some(vc) = d.vcpus.get_mut(v) else { return false };
         if fx.block {
             // SCHEDOP_block enables event delivery, then blocks unless an event is pending.
             let mut mem = MachineMemory::new(self.platform.memory());

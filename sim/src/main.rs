@@ -130,6 +130,9 @@ enum Cmd {
         /// The initial ramdisk, loaded as the boot module (start_info's mod_start/mod_len).
         #[arg(long)]
         initrd: Option<PathBuf>,
+        /// vCPUs of the domain, 1..=32 (an xl.cfg's `vcpus`).
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
         /// Stop after this many guest instructions (virtual ns); default 2000000000, none with -c.
         #[arg(long)]
         max_insns: Option<u64>,
@@ -186,10 +189,10 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> ExitCode {
     match cli.cmd {
         Cmd::Run { paths, trace, guests, quiet, timeline, perfetto } => run(&paths, trace, guests, quiet, timeline, perfetto),
-        Cmd::Boot { kernel, memory, cmdline, initrd, max_insns, trace, console, gdb } => {
+        Cmd::Boot { kernel, memory, cmdline, initrd, vcpus, max_insns, trace, console, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
-            boot(&kernel, memory, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb, console_input: console })
+            boot(&kernel, memory, vcpus, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb, console_input: console })
         }
         Cmd::Create { config, max_insns, trace, console, dry_run, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
@@ -341,7 +344,7 @@ fn run(
     }
 }
 
-fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, opts: &sim::create::RunOptions) -> ExitCode {
+fn boot(kernel: &Path, memory: u64, vcpus: u32, cmdline: &str, initrd: Option<&Path>, opts: &sim::create::RunOptions) -> ExitCode {
     let bytes = match sim::kernel::read_kernel(kernel) {
         Ok(b) => b,
         Err(e) => {
@@ -353,9 +356,15 @@ fn boot(kernel: &Path, memory: u64, cmdline: &str, initrd: Option<&Path>, opts: 
         eprintln!("xenolith: --memory {memory}: must be 1..=4096 MiB");
         return ExitCode::from(2);
     }
+    // The same range as an xl.cfg's or a scenario's `vcpus` (sim/src/xlcfg.rs, scenario.rs).
+    if !(1..=32).contains(&vcpus) {
+        eprintln!("xenolith: --vcpus {vcpus}: must be 1..=32");
+        return ExitCode::from(2);
+    }
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
     let mut c = DomainConfig::new(&name, &kernel.display().to_string(), Arc::from(bytes));
     c.memory_mib = memory;
+    c.vcpus = vcpus;
     c.cmdline = cmdline.into();
     c.on_reboot = Action::Destroy;
     if let Some(r) = initrd {
@@ -423,6 +432,11 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &
     let pack = scratch("kernel.pack");
     if let Err(e) = sim::hw::write_pack_vcpus(None, Some(kernel), memory, vcpus, cmdline, initrd, &o.guests, &pack) {
         eprintln!("xenolith: {e}");
+        return ExitCode::from(2);
+    }
+    // The same range as an xl.cfg's or a scenario's `vcpus` (sim/src/xlcfg.rs, scenario.rs).
+    if !(1..=32).contains(&vcpus) {
+        eprintln!("xenolith: --vcpus {vcpus}: must be 1..=32");
         return ExitCode::from(2);
     }
     let name = kernel.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();

@@ -327,6 +327,9 @@ struct SimVcpu {
     /// Registers as of the last exit: only changed ones are written back.
     last: CpuState,
     flush: bool,
+    /// Its domain's [`SimPlatform::dom_runs`] when this instance last stopped: another vCPU of
+    /// the domain ran since when they differ.
+    seen_runs: u64,
     /// Hooks that exist while breakpoints are armed (see `crate::watch`).
     dbg_code_hook: Option<UcHookId>,
     dbg_mem_hook: Option<UcHookId>,
@@ -358,6 +361,12 @@ pub struct SimPlatform {
     /// Counters (see [`SimStats`]); `blocks` and `icache_misses` are summed from the vCPUs by
     /// [`SimPlatform::stats`].
     stats: SimStats,
+    /// How many runs each domain's vCPUs have made. Translated code is not invalidated across
+    /// unicorn instances (PLATFORM-FACTS.md): a vCPU whose domain ran another vCPU since its own
+    /// last run drops its translations before it runs, so code another vCPU wrote (Linux's
+    /// `text_poke`, an `int3` put in and taken out again) is what it executes, as on an x86 CPU
+    /// between one hypervisor entry and the next.
+    dom_runs: HashMap<DomId, u64>,
 }
 
 fn gdt_entries() -> Vec<(usize, u64)> {
@@ -392,6 +401,7 @@ impl SimPlatform {
             vcpu_error: None,
             gdb: None,
             stats: SimStats::default(),
+            dom_runs: HashMap::new(),
         };
         let mem = p.memory();
         for (idx, d) in gdt_entries() {
@@ -509,7 +519,7 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, ring0: None, last: CpuState::default(), flush: true, dbg_code_hook: None, dbg_mem_hook: None })
+        Ok(SimVcpu { uc, exc, entered: false, ring0: None, last: CpuState::default(), flush: true, seen_runs: 0, dbg_code_hook: None, dbg_mem_hook: None })
     }
 }
 
@@ -905,6 +915,14 @@ impl Platform for SimPlatform {
             self.stats.cr3_writes += cr3 as u64;
             cpu.rip
         };
+        let runs = self.dom_runs.entry(key.dom).or_insert(0);
+        if v.seen_runs != *runs {
+            // Another vCPU of the domain ran since this one did: see the code it wrote.
+            let _ = v.uc.ctl_flush_tb();
+            v.uc.get_data_mut().icache.fill((0, 0, 0, NO_IO));
+        }
+        *runs += 1;
+        v.seen_runs = *runs;
         let mut start = start;
         let res = loop {
             self.stats.emu_starts += 1;

@@ -1,4 +1,4 @@
-//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]`:
+//! `cargo xtask linux [--accel sim|tcg|kvm|all] [--vcpus N] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]`:
 //! Debian's stock Linux kernel as a PV domU, with a busybox initramfs whose `/init` prints,
 //! computes and powers off.
 //!
@@ -6,10 +6,12 @@
 //!    on) and `busybox-static` with `apt-get download` into `target/linux/` (once; Debian's
 //!    archive is the only network this needs), and unpack them with `dpkg-deb -x`.
 //! 2. Build `initrd.cpio` (cpio newc, deterministic: fixed inode numbers, mtime 0): `/bin/busybox`,
-//!    `/dev/console`, and [`INIT`] (arithmetic, a file in tmpfs, a pipe, `/sys/hypervisor/type`).
+//!    `/dev/console`, and [`INIT`] (arithmetic, a file in tmpfs, a pipe, `/sys/hypervisor/type`,
+//!    the CPU count against `xenolith.cpus=N` on the command line, a process on each CPU).
 //! 3. Boot `/boot/vmlinuz-*` as shipped (a bzImage) with it: in the simulator through the release
-//!    `xenolith boot --initrd`, and on the image through `xenolith boot-hw --kernel … --initrd …`.
-//!    A run passes when the console shows every line of [`REQUIRED`] and [`MARKER`] and the guest
+//!    `xenolith boot --initrd`, and on the image through `xenolith boot-hw --kernel … --initrd …`,
+//!    with `--vcpus N` (default 1) vCPUs.
+//!    A run passes when the console shows every line of [`REQUIRED`], [`cpus_line`] and [`MARKER`] and the guest
 //!    powers off (exit 0); in the simulator
 //!    the boot is then run again and must give the same trace and console, byte for byte
 //!    (`--once` skips that).
@@ -54,12 +56,30 @@ echo "written in tmpfs" > /tmp/file
 echo "xenolith-linux: tmpfs file: $(cat /tmp/file)"
 echo "xenolith-linux: pipe: $(echo one two three | tr ' ' '\n' | wc -l) words"
 echo "xenolith-linux: /sys/hypervisor/type: $(cat /sys/hypervisor/type 2>&1)"
+want=$(sed -n 's/.*xenolith\.cpus=\([0-9]*\).*/\1/p' /proc/cmdline)
+got=$(nproc)
+ran=""
+c=0
+while [ $c -lt $got ]; do ran="$ran $(taskset -c $c cat /proc/self/stat | cut -d' ' -f39)"; c=$((c + 1)); done
+if [ -n "$want" ] && [ "$got" = "$want" ]; then
+    echo "xenolith-linux: cpus: $got online, as expected; a process ran on each:$ran"
+else
+    echo "xenolith-linux: FAIL: nproc says $got cpu(s), the command line's xenolith.cpus= says '$want'"
+fi
 echo "xenolith-linux: done"
 poweroff -f
 "#;
 
-/// The kernel command line: Xen's console, no waiting for devices that do not exist.
+/// The kernel command line: Xen's console, no waiting for devices that do not exist. `/init`
+/// finds the vCPU count it must see as `xenolith.cpus=N` (appended by [`linux`]).
 const CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 rdinit=/init";
+
+/// The line `/init` prints when `nproc` is `cpus` (the `xenolith.cpus=` of its command line) and
+/// `taskset -c K cat /proc/self/stat` ran on CPU K (its field 39) for each K.
+pub fn cpus_line(cpus: u32) -> String {
+    let ran: String = (0..cpus).map(|c| format!(" {c}")).collect();
+    format!("xenolith-linux: cpus: {cpus} online, as expected; a process ran on each:{ran}")
+}
 
 struct Opts {
     accels: Vec<String>,
@@ -70,10 +90,12 @@ struct Opts {
     timeout: u64,
     /// `--shell`: also type commands into a shell on hvc0 (`linux_shell.rs`).
     shell: bool,
+    /// The domain's vCPUs (`--vcpus`), which `/init` must count.
+    vcpus: u32,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300, shell: false };
+    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300, shell: false, vcpus: 1 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -90,6 +112,9 @@ fn parse(args: &[String]) -> Result<Opts> {
             }
             "--once" => o.twice = false,
             "--shell" => o.shell = true,
+            "--vcpus" => {
+                o.vcpus = val()?.parse().ok().filter(|n| (1..=32).contains(n)).ok_or_else(|| "--vcpus: expected 1..=32".to_string())?
+            }
             "--memory" => o.memory = val()?.parse().map_err(|_| "--memory: expected MiB".to_string())?,
             "--max-insns" => o.max_insns = val()?.parse().map_err(|_| "--max-insns: expected a number".to_string())?,
             "--timeout" => o.timeout = val()?.parse().map_err(|_| "--timeout: expected seconds".to_string())?,
@@ -238,17 +263,20 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
     eprintln!("xtask linux: kernel {} ({kpkg}), initramfs {} ({} KiB)", vmlinuz.display(), initrd.display(), fs::metadata(&initrd).map(|m| m.len() >> 10).unwrap_or(0));
     cargo(root, ["build", "--release", "-p", "sim"], &[])?;
     let xenolith = root.join("target/release/xenolith");
+    let cmdline = format!("{CMDLINE} xenolith.cpus={}", o.vcpus);
+    let vcpus = o.vcpus.to_string();
+    let cpus = cpus_line(o.vcpus);
     let mut failed = Vec::new();
     for accel in &o.accels {
         let mut cmd = Command::new(&xenolith);
         if accel == "sim" {
             cmd.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--max-insns", &o.max_insns.to_string()]);
+            cmd.args(["--memory", &o.memory.to_string(), "--vcpus", &vcpus, "--cmdline", &cmdline, "--max-insns", &o.max_insns.to_string()]);
             cmd.arg("--trace").arg(dir.join("sim.trace"));
         } else {
             let image = super::build_image(root)?;
             cmd.arg("boot-hw").arg("--image").arg(&image).arg("--kernel").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--accel", accel]);
+            cmd.args(["--memory", &o.memory.to_string(), "--vcpus", &vcpus, "--cmdline", &cmdline, "--accel", accel]);
             cmd.args(["--timeout", &o.timeout.to_string()]);
         }
         let t = Instant::now();
@@ -257,7 +285,7 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
         let console = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ok = out.status.success()
-            && [MARKER].iter().chain(REQUIRED.iter()).all(|want| console.lines().any(|l| l.contains(want)));
+            && [MARKER, cpus.as_str()].iter().chain(REQUIRED.iter()).all(|want| console.lines().any(|l| l.contains(want)));
         for l in console.lines().filter(|l| l.contains("xenolith-linux:")) {
             eprintln!("  {accel}: {l}");
         }
@@ -266,7 +294,7 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
             let again = dir.join("sim-again.trace");
             let mut cmd2 = Command::new(&xenolith);
             cmd2.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd2.args(["--memory", &o.memory.to_string(), "--cmdline", CMDLINE, "--max-insns", &o.max_insns.to_string()]);
+            cmd2.args(["--memory", &o.memory.to_string(), "--vcpus", &vcpus, "--cmdline", &cmdline, "--max-insns", &o.max_insns.to_string()]);
             cmd2.arg("--trace").arg(&again);
             let out2 = cmd2.output().map_err(|e| format!("cannot run {cmd2:?}: {e}"))?;
             let (a, b) = (fs::read(dir.join("sim.trace")).unwrap_or_default(), fs::read(&again).unwrap_or_default());
@@ -279,9 +307,9 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
             eprintln!("xtask linux: sim: a second boot gave the same trace, byte for byte ({lines} lines) and the same console");
         }
         if ok {
-            eprintln!("xtask linux: {accel}: PASS in {secs:.1}s (reached /init, which powered off)");
+            eprintln!("xtask linux: {accel}: PASS in {secs:.1}s with {} vCPU(s) (reached /init, which counted them and powered off)", o.vcpus);
         } else {
-            eprintln!("xtask linux: {accel}: FAIL after {secs:.1}s ({}); the console's last lines:", out.status);
+            eprintln!("xtask linux: {accel}: FAIL after {secs:.1}s with {} vCPU(s) ({}); the console's last lines:", o.vcpus, out.status);
             let lines: Vec<&str> = console.lines().collect();
             for l in &lines[lines.len().saturating_sub(25)..] {
                 eprintln!("  | {l}");

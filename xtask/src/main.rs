@@ -21,7 +21,7 @@
 //!   each for SECONDS (default 20); fails, naming the crash files, if any target crashes (`fuzz.rs`).
 //! - `xtf [DIR] [--accel sim|tcg|kvm|all] [--bless]`  Xen's own test kernels (XTF) in the simulator
 //!   and/or on the image, a result table compared with `tests/xtf/expected.txt` (see `xtf.rs`).
-//! - `linux [--accel sim|tcg|kvm|all]`  Debian's stock kernel with a busybox initramfs (`linux.rs`).
+//! - `linux [--accel sim|tcg|kvm|all] [--vcpus N]`  Debian's stock kernel with a busybox initramfs (`linux.rs`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -55,7 +55,7 @@ commands:
   xtf [DIR] [--accel sim|tcg|kvm|all|sim,tcg] [--bless] [--jobs N] [--max-insns N] [--timeout S]
                  run XTF's tests (default DIR ../shared/xtf/bin; skipped when absent), compare
                  with tests/xtf/expected.txt, fail on a regression; --bless rewrites it
-  linux [--accel sim|tcg|kvm|all] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]
+  linux [--accel sim|tcg|kvm|all] [--vcpus N] [--memory MIB] [--max-insns N] [--timeout S] [--once] [--shell]
                  fetch Debian's kernel and busybox-static (apt-get download), build an initramfs,
                  boot the bzImage with it and check that /init ran and powered off
   ci             setup, tests, the release CLI over scenarios/, boot-hw under TCG and KVM, fuzz smoke run";
