@@ -633,20 +633,25 @@ impl<P: Platform> Hypervisor<P> {
     /// Run one vCPU until its next exit; handle the exit. Returns false when the vCPU should
     /// give up the CPU (yield, block, shutdown).
     fn run_once(&mut self, id: DomId, vi: u32, budget: u64) -> bool {
+        let Some(key) = self.prepare_entry(id, vi) else { return false };
         let v = vi as usize;
-        // Start-of-day line, and event delivery before entering the guest.
-        let (key, started) = match self.doms.get(&id).and_then(|d| d.vcpus.get(v)) {
-            Some(vc) => (vc.key, vc.started),
-            None => return false,
-        };
+        let Some(vc) = self.doms.get_mut(&id).and_then(|d| d.vcpus.get_mut(v)) else { return false };
+        let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
+        self.now += ran;
+        self.handle_vcpu_exit(id, v, exit, ran)
+    }
+
+    /// Everything before vCPU `vi` of `id` enters its guest (one CPU's loop and each CPU of the
+    /// image's SMP loop): the start-of-day line, the runstate switch, NMI and event delivery,
+    /// a TLB flush, the entry check, FSGSBASE, debug registers and the time record. None when it
+    /// must not run (gone, crashed, shut down by what was delivered).
+    pub(crate) fn prepare_entry(&mut self, id: DomId, vi: u32) -> Option<crate::platform::VcpuKey> {
+        let v = vi as usize;
+        let (key, started) = self.doms.get(&id).and_then(|d| d.vcpus.get(v)).map(|vc| (vc.key, vc.started))?;
         crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
         if !started {
             let d = &self.doms[&id];
-            let vc = &d.vcpus[v];
-            let line = alloc::format!(
-                "d{id}v{vi} start entry={:#x} start_info={:#x}",
-                vc.cpu.rip, d.start_info_va
-            );
+            let line = alloc::format!("d{id}v{vi} start entry={:#x} start_info={:#x}", d.vcpus[v].cpu.rip, d.start_info_va);
             self.trace(&line);
             if let Some(d) = self.doms.get_mut(&id) {
                 d.vcpus[v].started = true;
@@ -657,13 +662,13 @@ impl<P: Platform> Hypervisor<P> {
             deliver_upcall(ctx);
         });
         if !self.apply(id, v, fx.0, fx.1) {
-            return false;
+            return None;
         }
         if self.platform.wants_core_view() {
             let view = crate::debug::view(self);
             self.platform.core_view(view);
         }
-        let Some(d) = self.doms.get_mut(&id) else { return false };
+        let d = self.doms.get_mut(&id)?;
         let vc = &mut d.vcpus[v];
         if vc.needs_flush {
             vc.needs_flush = false;
@@ -672,7 +677,7 @@ impl<P: Platform> Hypervisor<P> {
         if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &self.frames, id, &vc.cpu) {
             let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
             self.crash_domain(id, &line);
-            return false;
+            return None;
         }
         if vc.privs.fsgsbase_dirty {
             vc.privs.fsgsbase_dirty = false;
@@ -685,12 +690,18 @@ impl<P: Platform> Hypervisor<P> {
         let tsc = self.platform.guest_tsc(self.now);
         update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
         crate::vcpu::publish_time(&mut MachineMemory::new(self.platform.memory()), vc);
-        let (exit, ran) = self.platform.run(key, &mut vc.cpu, budget);
-        self.now += ran;
+        Some(key)
+    }
+
+    /// After vCPU `v` of `id` ran `ran` ns and left with `exit` (its context written back):
+    /// count it, handle the exit and carry out its effects. False when the vCPU gives up the
+    /// CPU (its runstate then leaves running).
+    pub(crate) fn handle_vcpu_exit(&mut self, id: DomId, v: usize, exit: Exit, ran: u64) -> bool {
         self.exits += 1;
-        let name = &self.doms[&id].config.name;
-        if let Some(r) = self.records.get_mut(name) {
-            r.cpu_ns += ran;
+        if let Some(name) = self.doms.get(&id).map(|d| &d.config.name) {
+            if let Some(r) = self.records.get_mut(name) {
+                r.cpu_ns += ran;
+            }
         }
         let (fx, lines) = self.with_ctx(id, v, |ctx| handle_exit(ctx, exit));
         if fx.hypercall {

@@ -81,49 +81,11 @@ impl<P: Platform> Hypervisor<P> {
         }
     }
 
-    /// The first half of `run_once`: everything before the guest runs.
+    /// Everything before the guest runs (`prepare_entry`, as one CPU's `run_once` does).
     fn smp_prepare(&mut self, id: DomId, vi: u32, budget: u64) -> Option<SmpEntry> {
-        let v = vi as usize;
-        let (key, started) = self.doms.get(&id).and_then(|d| d.vcpus.get(v)).map(|vc| (vc.key, vc.started))?;
-        crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
-        if !started {
-            let d = &self.doms[&id];
-            let line = alloc::format!("d{id}v{vi} start entry={:#x} start_info={:#x}", d.vcpus[v].cpu.rip, d.start_info_va);
-            self.trace(&line);
-            if let Some(d) = self.doms.get_mut(&id) {
-                d.vcpus[v].started = true;
-            }
-        }
-        let fx = self.with_ctx(id, v, |ctx| {
-            crate::hypercall::deliver_nmi(ctx);
-            deliver_upcall(ctx);
-        });
-        if !self.apply(id, v, fx.0, fx.1) {
-            return None;
-        }
-        let d = self.doms.get_mut(&id)?;
-        let vc = &mut d.vcpus[v];
-        if vc.needs_flush {
-            vc.needs_flush = false;
-            self.platform.flush_tlb(key);
-        }
-        if let Some(why) = crate::desc::entry_problem(&MachineMemory::new(self.platform.memory()), &self.frames, id, &vc.cpu) {
-            let line = alloc::format!("cannot enter d{id}v{vi}: {why}");
-            self.crash_domain(id, &line);
-            return None;
-        }
-        if vc.privs.fsgsbase_dirty {
-            vc.privs.fsgsbase_dirty = false;
-            self.platform.set_fsgsbase(key, vc.privs.cr4 & crate::privop::CR4_FSGSBASE != 0);
-        }
-        if vc.privs.dr_dirty {
-            vc.privs.dr_dirty = false;
-            self.platform.set_debug_regs(key, &vc.privs.hw_debug_regs());
-        }
-        let tsc = self.platform.guest_tsc(self.now);
-        update_time(&mut MachineMemory::new(self.platform.memory()), vc.vcpu_info, self.now, tsc);
-        crate::vcpu::publish_time(&mut MachineMemory::new(self.platform.memory()), vc);
-        Some(SmpEntry { dom: id, vcpu: vi, key, cpu: vc.cpu, budget })
+        let key = self.prepare_entry(id, vi)?;
+        let cpu = self.doms.get(&id)?.vcpus.get(vi as usize)?.cpu;
+        Some(SmpEntry { dom: id, vcpu: vi, key, cpu, budget })
     }
 
     /// Under the big lock again after `e` ran for `ran` ns and left with `exit`, its context
@@ -146,18 +108,8 @@ impl<P: Platform> Hypervisor<P> {
             return;
         };
         vc.cpu = cpu;
-        self.exits += 1;
-        let name = &self.doms[&e.dom].config.name;
-        if let Some(r) = self.records.get_mut(name) {
-            r.cpu_ns += ran;
-        }
         self.yielded = false;
-        let (fx, lines) = self.with_ctx(e.dom, v, |ctx| handle_exit(ctx, exit));
-        if fx.hypercall {
-            self.hypercalls += 1;
-        }
-        if !self.apply(e.dom, v, fx, lines) {
-            crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, None);
+        if !self.handle_vcpu_exit(e.dom, v, exit, ran) {
             self.sched.pcpus[p].resched = true;
             if self.yielded {
                 self.sched.yield_(p);
