@@ -14,6 +14,26 @@ use crate::hypercall::Ctx;
 use crate::mm::PAGE_SIZE;
 use crate::platform::CpuState;
 
+/// Build iced-x86's lazily initialised decoder and fast-formatter tables now (`lazy_static`,
+/// built at the first decode/format). The core decodes at exits (an M2P load above, ptwr,
+/// privileged instructions) and formats for the trace; without this the first such exit pays
+/// for the tables. On kvm_pvm, which emulates the image's ring 0 at 600–1100 cycles per
+/// instruction, that first exit took 5–14·10⁹ TSC cycles: on several CPUs, under the
+/// hypervisor lock and on the TSC's clock, it took a whole 3 s run (scenarios/credit_smp.toml).
+/// The image calls it at boot, before any clock runs.
+pub fn warm_up_decoder() -> usize {
+    // mov rax, [rbx+8]; cmpeqps xmm0, xmm1 (a pseudo-op); movsx eax, byte [rsi]; wrmsr;
+    // add rax, 1; int3.
+    const CODE: &[u8] = &[0x48, 0x8b, 0x43, 0x08, 0x0f, 0xc2, 0xc1, 0x00, 0x0f, 0xbe, 0x06, 0x0f, 0x30, 0x48, 0x83, 0xc0, 0x01, 0xcc];
+    let mut dec = Decoder::with_ip(64, CODE, 0x1000, DecoderOptions::NONE);
+    let mut text = 0;
+    while dec.can_decode() {
+        let ins = dec.decode();
+        text += crate::privop::format_insn(&ins).len() + ins.memory_size().size();
+    }
+    text
+}
+
 pub(crate) fn reg64(c: &mut CpuState, r: Register) -> Option<&mut u64> {
     use Register::*;
     Some(match r.full_register() {

@@ -174,6 +174,12 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         unsafe { core::ptr::write_bytes((DIRECTMAP + m) as *mut u8, 0, len as usize) };
     }
 
+    // iced-x86's decoder and formatter tables, built lazily at the first decode: now, before
+    // any clock runs (emulate::warm_up_decoder; kvm_pvm emulates this ring-0 work, ~1-3 s).
+    let t_dec = cpu::rdtsc();
+    let dec_chars = crate::emulate::warm_up_decoder();
+    say(&format!("# decoder tables: {} cycles ({dec_chars} chars formatted)", cpu::rdtsc().wrapping_sub(t_dec)));
+
     // Application processors (smp.rs): as many CPUs as `cpus=M` says (boot-hw passes QEMU's -smp).
     let wanted = arg(&cmdline, "cpus").and_then(|n| n.parse::<usize>().ok()).unwrap_or(1);
     let started = smp::start_aps(wanted);

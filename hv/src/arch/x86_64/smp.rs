@@ -557,12 +557,50 @@ static GUEST_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_C
 /// TSC cycles each CPU spent idle (no vCPU to run): neither guest nor hypervisor work.
 static IDLE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Per CPU diagnostics printed in the `# smp` line (where the cycles go; kvm_pvm emulates the
+/// image's ring 0): lock acquisitions, contended ones, spin iterations and TSC cycles waiting
+/// for the lock; IPIs sent; cycles in pause_domain/kick_guests_and_wait; halts; cycles in
+/// smp_enter, smp_exit, wake_others and load_vcpu.
+static LOCK_ACQ: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LOCK_CONT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LOCK_SPINS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LOCK_WAIT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static IPIS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static PAUSE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static HALTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static ENTER_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static EXIT_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static WAKE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LOAD_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// This CPU's number (KERNEL_GS_BASE's block, or GS base before swapgs: both point at it out of a guest).
+fn me_index() -> usize {
+    // SAFETY: KERNEL_GS_BASE holds this CPU's PerCpu block on every CPU (init_bsp, load_cpu_state).
+    let p = unsafe { cpu::rdmsr(MSR_KERNEL_GS_BASE) } as *const PerCpu;
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: blocks live for ever.
+    (unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).index)) } as usize).min(MAX_CPUS - 1)
+}
+
 fn lock() {
+    let me = me_index();
+    LOCK_ACQ[me].fetch_add(1, Ordering::Relaxed);
+    if LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        return;
+    }
+    let t0 = cpu::rdtsc();
+    LOCK_CONT[me].fetch_add(1, Ordering::Relaxed);
+    let mut spins = 0u64;
     while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         while LOCK.load(Ordering::Relaxed) {
+            spins += 1;
             core::hint::spin_loop();
         }
     }
+    LOCK_SPINS[me].fetch_add(spins, Ordering::Relaxed);
+    LOCK_WAIT[me].fetch_add(cpu::rdtsc().wrapping_sub(t0), Ordering::Relaxed);
 }
 
 fn unlock() {
@@ -600,6 +638,7 @@ fn send_ipi(q: usize) {
     }
     // SAFETY: blocks are never freed; apic_id was written before the CPU counted itself online.
     let dest = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).apic_id)) };
+    IPIS[me_index()].fetch_add(1, Ordering::Relaxed);
     KICKED[q].store(true, Ordering::Release);
     if X2APIC.load(Ordering::Relaxed) != 0 {
         // SAFETY: x2APIC ICR: destination in bits 63:32, fixed delivery of IPI_VECTOR.
@@ -617,6 +656,7 @@ fn send_ipi(q: usize) {
 
 /// `sti; hlt` until an interrupt, then acknowledge it.
 fn idle_halt() {
+    HALTS[me_index()].fetch_add(1, Ordering::Relaxed);
     // SAFETY: the entry code returns from an interrupt taken at this `hlt` with interrupts off.
     unsafe { entry::xen_idle_halt() };
     eoi();
@@ -625,6 +665,12 @@ fn idle_halt() {
 /// Kick every other CPU running a guest of domain `dom` out of it and wait until it is out
 /// (under the lock; they wait for the lock after leaving the guest).
 fn pause_domain(me: usize, dom: u32) {
+    let t0 = cpu::rdtsc();
+    pause_domain_inner(me, dom);
+    PAUSE_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t0), Ordering::Relaxed);
+}
+
+fn pause_domain_inner(me: usize, dom: u32) {
     let n = online();
     for q in (0..n).filter(|&q| q != me) {
         if IN_GUEST[q].load(Ordering::Acquire) == dom + 1 {
@@ -640,6 +686,12 @@ fn pause_domain(me: usize, dom: u32) {
 
 /// Kick every CPU in a guest out of it and wait (BareMetal::vcpu_destroy, under the lock).
 pub fn kick_guests_and_wait() {
+    let t0 = cpu::rdtsc();
+    kick_guests_and_wait_inner();
+    PAUSE_CYCLES[me_index()].fetch_add(cpu::rdtsc().wrapping_sub(t0), Ordering::Relaxed);
+}
+
+fn kick_guests_and_wait_inner() {
     let n = online();
     for q in 0..n {
         if IN_GUEST[q].load(Ordering::Acquire) != 0 {
@@ -656,6 +708,12 @@ pub fn kick_guests_and_wait() {
 /// Under the lock: IPI the CPUs the scheduler asked to decide again, and the idle ones when a
 /// runnable vCPU is on no pCPU.
 fn wake_others(hv: &mut Hypervisor<BareMetal>, me: usize) {
+    let t0 = cpu::rdtsc();
+    wake_others_inner(hv, me);
+    WAKE_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t0), Ordering::Relaxed);
+}
+
+fn wake_others_inner(hv: &mut Hypervisor<BareMetal>, me: usize) {
     let n = online();
     let mut want = [false; MAX_CPUS];
     for q in hv.smp_resched().filter(|&q| q != me && q < n) {
@@ -904,7 +962,10 @@ fn cpu_loop(me: usize) {
             unlock();
             return;
         }
-        match hv.smp_enter(me, now, &mut ctx.on_cpu) {
+        let t_enter = cpu::rdtsc();
+        let step = hv.smp_enter(me, now, &mut ctx.on_cpu);
+        ENTER_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t_enter), Ordering::Relaxed);
+        match step {
             SmpStep::Idle { until } => {
                 HALTED[me].store(true, Ordering::Release);
                 wake_others(hv, me);
@@ -913,7 +974,9 @@ fn cpu_loop(me: usize) {
                 HALTED[me].store(false, Ordering::Release);
             }
             SmpStep::Run(e) => {
+                let t_load = cpu::rdtsc();
                 let area = load_vcpu(&mut hv.platform, &mut ctx, e.key, &e.cpu);
+                LOAD_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t_load), Ordering::Relaxed);
                 let dom = e.dom as u32;
                 if (0..online()).any(|q| q != me && IN_GUEST[q].load(Ordering::Acquire) == dom + 1) {
                     PARALLEL[me].fetch_add(1, Ordering::Relaxed);
@@ -934,7 +997,9 @@ fn cpu_loop(me: usize) {
                 }
                 // SAFETY: under the lock (movss_step returns with it held too).
                 let hv = unsafe { hv_locked() };
+                let t_exit = cpu::rdtsc();
                 hv.smp_exit(me, e, c, exit, ran, clock(), &mut ctx.on_cpu);
+                EXIT_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t_exit), Ordering::Relaxed);
                 wake_others(hv, me);
                 unlock();
             }
@@ -1092,6 +1157,20 @@ pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> (Hypervisor<BareMetal>, u64) 
             ENTRIES[q].load(Ordering::Relaxed),
             PARALLEL[q].load(Ordering::Relaxed),
             hv_cycles as f64 * 100.0 / wall.max(1) as f64
+        ));
+        line.push_str(&alloc::format!(
+            " [lock acq={} contended={} spins={} wait={} ipis={} pause={} halts={} enter={} exit={} wake={} load={}]",
+            LOCK_ACQ[q].load(Ordering::Relaxed),
+            LOCK_CONT[q].load(Ordering::Relaxed),
+            LOCK_SPINS[q].load(Ordering::Relaxed),
+            LOCK_WAIT[q].load(Ordering::Relaxed),
+            IPIS[q].load(Ordering::Relaxed),
+            PAUSE_CYCLES[q].load(Ordering::Relaxed),
+            HALTS[q].load(Ordering::Relaxed),
+            ENTER_CYCLES[q].load(Ordering::Relaxed),
+            EXIT_CYCLES[q].load(Ordering::Relaxed),
+            WAKE_CYCLES[q].load(Ordering::Relaxed),
+            LOAD_CYCLES[q].load(Ordering::Relaxed),
         ));
     }
     cpu::debugcon(line.as_bytes());
