@@ -1,6 +1,8 @@
 //! The image's allocator: size-class free lists for small blocks, a first-fit free list of page
-//! multiples for large ones, carved from one region of machine memory given at boot. Single CPU,
-//! no interrupts in the hypervisor: no locking needed.
+//! multiples for large ones, carved from one region of machine memory given at boot. No locking:
+//! no interrupts in the hypervisor, and with several CPUs (smp.rs) only the holder of the
+//! hypervisor lock allocates (the application processors allocate nothing of their own; the boot
+//! CPU allocates alone while they start and after they park).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
