@@ -466,6 +466,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     let _ = env.now;
 
     Ok(Domain {
+        credit_changes: Vec::new(),
         id,
         config: config.clone(),
         generation,

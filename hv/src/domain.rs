@@ -171,9 +171,16 @@ pub struct ConsoleState {
 }
 
 /// One domain.
+/// How many domctl weight/cap changes a domain keeps for the share targets.
+pub const CREDIT_CHANGES_MAX: usize = 4096;
+
 pub struct Domain {
     pub id: DomId,
     pub config: DomainConfig,
+    /// Weight and cap as a control domain's domctl scheduler_op set them: (virtual time, weight,
+    /// cap), for the share targets of the scenario driver (`driver.rs`), which samples its own
+    /// steps itself. At most [`CREDIT_CHANGES_MAX`] are kept (later ones are not recorded).
+    pub credit_changes: Vec<(u64, u16, u16)>,
     pub generation: u32,
     pub state: DomState,
     pub pause_count: u32,

@@ -138,6 +138,21 @@ impl<P: Platform> Hypervisor<P> {
             params.push((self.now.min(run_for), self.credit_params()));
         }
         self.run_until(run_for);
+        // What a control domain changed through domctl, at the time it did (the steps were
+        // sampled above): each change holds from its time until the next sample or change.
+        let mut changes: Vec<(u64, String, u16, u16)> = self
+            .doms
+            .values()
+            .flat_map(|d| d.credit_changes.iter().map(move |&(t, w, c)| (t, d.config.name.clone(), w, c)))
+            .filter(|c| c.0 <= run_for)
+            .collect();
+        changes.sort_by_key(|c| c.0);
+        for (t, name, w, c) in changes {
+            let i = params.partition_point(|p| p.0 <= t).max(1);
+            let mut m = params[i - 1].1.clone();
+            m.insert(name, (w, c));
+            params.insert(i, (t, m));
+        }
         params
     }
 

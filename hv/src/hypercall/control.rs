@@ -104,6 +104,12 @@ fn scheduler_op(ctx: &mut Ctx<'_, '_>, va: u64, mut h: DomctlHead) -> Result<i64
     op.write_out(&mut h.u);
     ctx.write_guest(va, &h)?;
     if r.is_ok() {
+        if op.cmd == XEN_DOMCTL_SCHEDOP_PUTINFO {
+            let now = ctx.now;
+            if let Some(d) = ctx.doms.get_mut(&domain).filter(|d| d.credit_changes.len() < crate::domain::CREDIT_CHANGES_MAX) {
+                d.credit_changes.push((now, d.config.weight, d.config.cap));
+            }
+        }
         let (w, c) = ctx.doms.get(&domain).map_or((0, 0), |d| (d.config.weight, d.config.cap));
         ctx.annotate(|n| *n = alloc::format!("d{domain} weight={w} cap={c}"));
     }
