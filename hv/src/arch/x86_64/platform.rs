@@ -256,6 +256,41 @@ impl BareMetal {
             // context the CPU refused. The core checks contexts before entry; this is the net.
             return (Exit::Fatal("the CPU refused to enter the guest's context"), ran);
         }
+        c.fs_base = fs;
+        c.gs_base = gs;
+        let exit = if let Some(x) = self.decode_exit(c, &e) {
+            x
+        } else {
+            // The APIC timer (end of the budget) or another interrupt while the guest ran.
+            if e.vector == timer::TIMER_VECTOR && self.timer {
+                timer::eoi();
+                let late = ran.saturating_sub(budget_ns.max(1000));
+                self.timer_exits += 1;
+                self.late_sum += late;
+                self.late_max = self.late_max.max(late);
+                if self.late_samples.len() < 4096 {
+                    self.late_samples.push(late);
+                }
+                // Lateness beyond STEAL_LATE is time the guest did not have: under emulation the
+                // host took the CPU from QEMU (measured here: median 50-150 us, tail up to 0.7 s
+                // on a loaded host, while the TSC runs on). As KVM's steal time, it is not
+                // charged to the guest nor counted as virtual time; on hardware the timer is
+                // microseconds late and this never applies.
+                if late > STEAL_LATE {
+                    let steal = late - STEAL_LATE;
+                    self.stolen += steal;
+                    ran -= steal;
+                }
+            }
+            Exit::Budget
+        };
+        (exit, ran)
+    }
+
+    /// The guest's registers from the exit frame `e` into `c`, and what the exit was; None for
+    /// an interrupt (vector 32 and up: the timer, an IPI), which the caller acknowledges. One
+    /// CPU's `run` and every CPU of the SMP loop (smp.rs) decode their exits with it.
+    pub(super) fn decode_exit(&self, c: &mut CpuState, e: &Frame) -> Option<Exit> {
         c.r15 = e.r15;
         c.r14 = e.r14;
         c.r13 = e.r13;
@@ -278,8 +313,6 @@ impl BareMetal {
         // lstar_enter does): a guest may have moved to those of its own GDT.
         c.cs = e.cs as u16;
         c.ss = e.ss as u16;
-        c.fs_base = fs;
-        c.gs_base = gs;
         let mut v = e.vector;
         // Under kvm_pvm a ring-3 `syscall` does not reach ring 0: the CPU loads rcx/r11 and jumps
         // to LSTAR (or CSTAR) still in ring 3, which faults on fetching our entry point. That is
@@ -326,30 +359,9 @@ impl BareMetal {
             let ec = vector::has_error_code(vec).then_some(e.error as u32);
             Exit::Exception { vector: vec, error_code: ec, cr2 }
         } else {
-            // The APIC timer (end of the budget) or another interrupt while the guest ran.
-            if v == timer::TIMER_VECTOR && self.timer {
-                timer::eoi();
-                let late = ran.saturating_sub(budget_ns.max(1000));
-                self.timer_exits += 1;
-                self.late_sum += late;
-                self.late_max = self.late_max.max(late);
-                if self.late_samples.len() < 4096 {
-                    self.late_samples.push(late);
-                }
-                // Lateness beyond STEAL_LATE is time the guest did not have: under emulation the
-                // host took the CPU from QEMU (measured here: median 50-150 us, tail up to 0.7 s
-                // on a loaded host, while the TSC runs on). As KVM's steal time, it is not
-                // charged to the guest nor counted as virtual time; on hardware the timer is
-                // microseconds late and this never applies.
-                if late > STEAL_LATE {
-                    let steal = late - STEAL_LATE;
-                    self.stolen += steal;
-                    ran -= steal;
-                }
-            }
-            Exit::Budget
+            return None;
         };
-        (exit, ran)
+        Some(exit)
     }
 
     /// Is this data-breakpoint #DB one QEMU TCG raised right after a `mov ss`/`pop ss` instead

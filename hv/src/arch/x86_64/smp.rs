@@ -520,7 +520,7 @@ pub fn online() -> usize {
 
 use crate::hv::{Hypervisor, SmpStep};
 use crate::platform::{CpuState, DebugRegs, Exit, GuestGdt, VcpuKey};
-use super::entry::{self, Frame, SYSCALL_VECTOR};
+use super::entry::{self, Frame};
 use super::platform::{BareMetal, FxArea};
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
@@ -833,76 +833,18 @@ fn frame_of(c: &CpuState) -> Frame {
     }
 }
 
-/// Under the lock: the exit `e` into `c` and what it was (as BareMetal::run_once decodes it).
+/// Under the lock: the exit `e` into `c` and what it was (BareMetal::decode_exit, as one CPU's
+/// `run` decodes it).
 fn decode(plat: &mut BareMetal, c: &mut CpuState, e: &Frame) -> Exit {
-    use crate::abi::{self, vector};
     plat.exits += 1;
     if e.cs & 3 == 0 {
         return Exit::Fatal("the CPU refused to enter the guest's context");
     }
-    c.r15 = e.r15;
-    c.r14 = e.r14;
-    c.r13 = e.r13;
-    c.r12 = e.r12;
-    c.r11 = e.r11;
-    c.r10 = e.r10;
-    c.r9 = e.r9;
-    c.r8 = e.r8;
-    c.rbp = e.rbp;
-    c.rdi = e.rdi;
-    c.rsi = e.rsi;
-    c.rdx = e.rdx;
-    c.rcx = e.rcx;
-    c.rbx = e.rbx;
-    c.rax = e.rax;
-    c.rip = e.rip;
-    c.rflags = e.rflags;
-    c.rsp = e.rsp;
-    c.cs = e.cs as u16;
-    c.ss = e.ss as u16;
-    let mut v = e.vector;
-    if v == vector::PF as u64 && e.cs & 3 == 3 {
-        let lstar = entry::xen_syscall_entry as *const () as u64;
-        let cstar = entry::xen_syscall32_entry as *const () as u64;
-        if e.rip == lstar || e.rip == cstar {
-            c.rip = e.rcx;
-            c.rflags = e.r11;
-            c.cs = if e.rip == lstar { abi::FLAT_RING3_CS64 } else { abi::FLAT_RING3_CS32 };
-            c.ss = abi::FLAT_RING3_SS64;
-            v = SYSCALL_VECTOR;
-        }
-    }
-    if v == SYSCALL_VECTOR {
-        Exit::Gate
-    } else if v == vector::DB as u64 {
-        Exit::Debug { dr6: cpu::take_dr6() }
-    } else if v == vector::BP as u64 {
-        Exit::SoftInt { vector: 3, len: 1 }
-    } else if v == vector::GP as u64 && e.error & 2 != 0 {
-        match plat.soft_int_at(c) {
-            Some(n) => {
-                c.rip = c.rip.wrapping_add(2);
-                Exit::SoftInt { vector: n, len: 2 }
-            }
-            None => Exit::Exception { vector: 13, error_code: Some(e.error as u32), cr2: 0 },
-        }
-    } else if v == vector::UD as u64 && plat.soft_int_at(c).is_some() {
-        let n = plat.soft_int_at(c).unwrap_or(0);
-        c.rip = c.rip.wrapping_add(2);
-        Exit::SoftInt { vector: n, len: 2 }
-    } else if v < 32 {
-        let mut vec = v as u8;
-        if vec == vector::GP && e.error == 0 && plat.stack_fault_at(c) {
-            vec = vector::SS;
-        }
-        let cr2 = if vec == vector::PF { cpu::read_cr2() } else { 0 };
-        let ec = vector::has_error_code(vec).then_some(e.error as u32);
-        Exit::Exception { vector: vec, error_code: ec, cr2 }
-    } else {
+    plat.decode_exit(c, e).unwrap_or_else(|| {
         // The timer (end of the budget), our IPI, or another interrupt.
         eoi();
         Exit::Budget
-    }
+    })
 }
 
 /// The core's clock on several CPUs: the TSC (one cycle counted as one ns, as on one CPU),
