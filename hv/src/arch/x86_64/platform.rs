@@ -203,30 +203,7 @@ impl BareMetal {
             unsafe { cpu::wrmsr(MSR_GS_BASE, c.gs_base) };
             self.gs = c.gs_base;
         }
-        let f = Frame {
-            r15: c.r15,
-            r14: c.r14,
-            r13: c.r13,
-            r12: c.r12,
-            r11: c.r11,
-            r10: c.r10,
-            r9: c.r9,
-            r8: c.r8,
-            rbp: c.rbp,
-            rdi: c.rdi,
-            rsi: c.rsi,
-            rdx: c.rdx,
-            rcx: c.rcx,
-            rbx: c.rbx,
-            rax: c.rax,
-            vector: 0,
-            error: 0,
-            rip: c.rip,
-            cs: (c.cs | 3) as u64,
-            rflags: (c.rflags & !0x3000) | 0x202,
-            rsp: c.rsp,
-            ss: (c.ss | 3) as u64,
-        };
+        let f = entry_frame(c);
         let t0 = cpu::rdtsc();
         if self.timer {
             timer::arm(t0.wrapping_add(budget_ns.max(1000)));
@@ -516,5 +493,34 @@ impl Platform for BareMetal {
                 cpu::debugcon(b"\n");
             }
         }
+    }
+}
+
+/// The `iretq` frame that enters the guest at `c` (RPL 3 selectors, IOPL 0, IF set): one CPU's
+/// `run` and every CPU of the SMP loop (smp.rs) enter guests with it.
+pub(super) fn entry_frame(c: &CpuState) -> Frame {
+    Frame {
+        r15: c.r15,
+        r14: c.r14,
+        r13: c.r13,
+        r12: c.r12,
+        r11: c.r11,
+        r10: c.r10,
+        r9: c.r9,
+        r8: c.r8,
+        rbp: c.rbp,
+        rdi: c.rdi,
+        rsi: c.rsi,
+        rdx: c.rdx,
+        rcx: c.rcx,
+        rbx: c.rbx,
+        rax: c.rax,
+        vector: 0,
+        error: 0,
+        rip: c.rip,
+        cs: (c.cs | 3) as u64,
+        rflags: (c.rflags & !0x3000) | 0x202,
+        rsp: c.rsp,
+        ss: (c.ss | 3) as u64,
     }
 }

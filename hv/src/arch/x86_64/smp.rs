@@ -807,30 +807,7 @@ fn load_vcpu(plat: &mut BareMetal, ctx: &mut CpuCtx, key: VcpuKey, c: &CpuState)
 }
 
 fn frame_of(c: &CpuState) -> Frame {
-    Frame {
-        r15: c.r15,
-        r14: c.r14,
-        r13: c.r13,
-        r12: c.r12,
-        r11: c.r11,
-        r10: c.r10,
-        r9: c.r9,
-        r8: c.r8,
-        rbp: c.rbp,
-        rdi: c.rdi,
-        rsi: c.rsi,
-        rdx: c.rdx,
-        rcx: c.rcx,
-        rbx: c.rbx,
-        rax: c.rax,
-        vector: 0,
-        error: 0,
-        rip: c.rip,
-        cs: (c.cs | 3) as u64,
-        rflags: (c.rflags & !0x3000) | 0x202,
-        rsp: c.rsp,
-        ss: (c.ss | 3) as u64,
-    }
+    super::platform::entry_frame(c)
 }
 
 /// Under the lock: the exit `e` into `c` and what it was (BareMetal::decode_exit, as one CPU's
