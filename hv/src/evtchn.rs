@@ -70,6 +70,9 @@ pub struct EvtchnTable {
     pub ports: Vec<Port>,
     /// `max_evtchn_port`.
     pub max_port: u32,
+    /// One past the highest port ever allocated: every port at or above it is free (a bound on
+    /// the scans by state, `virq_port`, which an SMP entry runs for each vCPU).
+    used_end: u32,
 }
 
 impl Default for EvtchnTable {
@@ -85,7 +88,7 @@ impl EvtchnTable {
     pub fn new() -> Self {
         let mut ports = alloc::vec![FREE; EVTCHNS_PER_BUCKET as usize];
         ports[0].state = PortState::Reserved;
-        Self { ports, max_port: DEFAULT_MAX_PORT }
+        Self { ports, max_port: DEFAULT_MAX_PORT, used_end: 1 }
     }
 
     /// Is `port` below the allocated buckets (Xen's `port_is_valid`)?
@@ -104,6 +107,7 @@ impl EvtchnTable {
             }
             if self.ports[p as usize].state == PortState::Free {
                 self.ports[p as usize] = Port { state, vcpu: 0 };
+                self.used_end = self.used_end.max(p + 1);
                 return Ok(p);
             }
             p += 1;
@@ -122,7 +126,8 @@ impl EvtchnTable {
 
     /// The port bound to `virq` on vCPU `vcpu`, if any (Xen's `virq_to_evtchn`).
     pub fn virq_port(&self, virq: u32, vcpu: u32) -> Option<u32> {
-        self.ports.iter().position(|p| p.state == (PortState::Virq { virq, vcpu })).map(|p| p as u32)
+        let used = self.ports.get(..self.used_end as usize).unwrap_or(&self.ports);
+        used.iter().position(|p| matches!(p.state, PortState::Virq { virq: v, vcpu: c } if v == virq && c == vcpu)).map(|p| p as u32)
     }
 
     /// Ports in use (not free, not reserved), for `status`-like reports and tests.

@@ -104,6 +104,9 @@ pub struct Hypervisor<P: Platform> {
     yielded: bool,
     /// The vCPU whose runstate is `running` (vcpu.rs context_switch).
     pub(crate) on_cpu: Option<(DomId, u32)>,
+    /// Several real CPUs (`smp_enter`): per pCPU, the unit it last entered, the clock then and
+    /// the guest time it has run since, so credit burns guest time (`smp_charge`).
+    smp_runs: Vec<Option<(UnitId, u64, u64)>>,
     /// Hypercalls handled (for benches and reports).
     pub hypercalls: u64,
     pub exits: u64,
@@ -149,6 +152,7 @@ impl<P: Platform> Hypervisor<P> {
             sched: Credit::new(1),
             yielded: false,
             on_cpu: None,
+            smp_runs: Vec::new(),
             hypercalls: 0,
             exits: 0,
             store: crate::store::Store::new(),

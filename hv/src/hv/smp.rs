@@ -7,8 +7,9 @@
 //! (time keeping, timers, the credit scheduler's decision for *its* pCPU queue, event delivery,
 //! the vCPU's context copied out), releases the lock, runs the guest natively, takes the lock
 //! again and calls [`Hypervisor::smp_exit`] (the context written back, the exit handled). The
-//! hypervisor is serialised; guests run in parallel. Virtual time is the CPUs' shared clock
-//! (the TSC) instead of per-pCPU virtual clocks.
+//! hypervisor is serialised; guests run in parallel. Virtual time is one clock shared by the
+//! CPUs: the mean of their guest and idle time (the platform's; the hypervisor's own time is left
+//! out, as on one CPU), and credit burns each unit's guest time (`smp_charge`).
 //!
 //! While a vCPU runs without the lock its context lives in the [`SmpEntry`]; the copy in its
 //! domain is stale until `smp_exit`. `smp_exit` drops an exit whose vCPU was destroyed
@@ -52,6 +53,7 @@ impl<P: Platform> Hypervisor<P> {
         let t = now.max(self.now);
         self.now = t;
         self.sched.pcpus[p].now = t;
+        self.smp_charge(p, t);
         self.sched_account(p, t);
         self.fire_timers();
         self.store_deadlines();
@@ -61,7 +63,7 @@ impl<P: Platform> Hypervisor<P> {
             self.sched.schedule(p, runnable);
         }
         let mut limit = self.sched.next_acct;
-        if let Some(n) = self.next_timer().filter(|&n| n > t) {
+        if let Some(n) = self.smp_next_timer(p).filter(|&n| n > t) {
             limit = limit.min(n);
         }
         let pc = &self.sched.pcpus[p];
@@ -69,7 +71,10 @@ impl<P: Platform> Hypervisor<P> {
             Some(u) if self.sched.ready_at(u) <= t => {
                 let limit = limit.min(pc.slice_end).min(pc.next_tick).max(t + 1);
                 match self.smp_prepare(u.0, u.1, limit - t) {
-                    Some(e) => SmpStep::Run(e),
+                    Some(e) => {
+                        self.smp_runs[p] = Some((u, t, 0));
+                        SmpStep::Run(e)
+                    }
                     None => {
                         self.sched.pcpus[p].resched = true;
                         SmpStep::Idle { until: t }
@@ -79,6 +84,49 @@ impl<P: Platform> Hypervisor<P> {
             Some(u) => SmpStep::Idle { until: self.sched.ready_at(u).min(limit) },
             None => SmpStep::Idle { until: limit },
         }
+    }
+
+    /// Credit burns the clock's stretch since a unit started (`burn`). On several real CPUs the
+    /// clock is their mean guest and idle time: while this CPU's guest runs, another CPU's
+    /// hypervisor work slows the clock, and this CPU's own hypervisor work and lock waits
+    /// advance it while no guest runs here. So before pCPU `p` burns at `t`, the unit it last
+    /// entered has its burn start moved by the clock's stretch since that entry less the guest
+    /// time it ran, and credit charges each unit the guest time it had (the shares measure that
+    /// too). Without it, units on one CPU were charged less than they ran and took 52-53 % of
+    /// `credit_smp`'s 50.
+    fn smp_charge(&mut self, p: usize, t: u64) {
+        if self.smp_runs.len() < self.sched.pcpus.len() {
+            self.smp_runs.resize(self.sched.pcpus.len(), None);
+        }
+        if let Some((u, t0, ran)) = self.smp_runs[p].take() {
+            if self.sched.pcpus[p].curr == Some(u) {
+                let by = (t.saturating_sub(t0) as i64).saturating_sub(ran as i64);
+                self.sched.shift_start(u, by);
+            }
+        }
+    }
+
+    /// The next timer pCPU `p` must stop its guest for ([`Hypervisor::next_timer`] without the
+    /// timers that need no CPU here). A vCPU another pCPU runs is that pCPU's to stop for (its own
+    /// `smp_enter` counts it). A singleshot or periodic timer whose vCPU has no VIRQ_TIMER bound
+    /// raises nothing when it fires (Xen's `send_timer_event` to an unbound virq), so it can
+    /// wait until the next entry's `fire_timers`. Under kvm_pvm every exit costs milliseconds of
+    /// emulated ring 0, and eight vCPUs' 10 ms periodic timers (Xen's default, on while a
+    /// vCPU is on a CPU) cut every CPU's runs to about a millisecond.
+    fn smp_next_timer(&self, p: usize) -> Option<u64> {
+        let elsewhere = |u: UnitId| self.sched.pcpus.iter().enumerate().any(|(q, pc)| q != p && pc.curr == Some(u));
+        self.doms
+            .values()
+            .filter(|d| d.state == DomState::Running)
+            .flat_map(|d| {
+                d.vcpus.iter().filter(move |v| !elsewhere((d.id, v.id))).flat_map(move |v| {
+                    let bound = d.evtchn.virq_port(abi::hypercall::virq::TIMER, v.id).is_some();
+                    let timers = [v.timer, crate::vcpu::periodic_deadline(v)].into_iter().flatten().filter(move |_| bound);
+                    v.poll.and_then(|p| p.deadline).into_iter().chain(timers)
+                })
+            })
+            .chain(self.store.next_deadline())
+            .min()
     }
 
     /// Everything before the guest runs (`prepare_entry`, as one CPU's `run_once` does).
@@ -108,6 +156,11 @@ impl<P: Platform> Hypervisor<P> {
             return;
         };
         vc.cpu = cpu;
+        if let Some(Some((u, _, r))) = self.smp_runs.get_mut(p) {
+            if *u == (e.dom, e.vcpu) {
+                *r += ran;
+            }
+        }
         self.yielded = false;
         if !self.handle_vcpu_exit(e.dom, v, exit, ran) {
             self.sched.pcpus[p].resched = true;

@@ -282,6 +282,15 @@ impl Credit {
         busy.map_or(limit, |b| limit.min(b)).max(now + 1)
     }
 
+    /// Move where the running unit's next burn starts by `by` ns: the image's several CPUs
+    /// share one clock (the mean of their guest and idle time), so a unit's stretch of that
+    /// clock is not the guest time it ran; the caller corrects it so credit burns what ran.
+    pub fn shift_start(&mut self, u: UnitId, by: i64) {
+        if let Some(x) = self.units.get_mut(&u) {
+            x.start_time = x.start_time.saturating_add_signed(by);
+        }
+    }
+
     /// Burn the running unit's credits up to `now` (credit.c: `burn_credits`).
     fn burn(&mut self, u: UnitId, now: u64) {
         let Some(x) = self.units.get_mut(&u) else { return };

@@ -250,11 +250,10 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     }
     let t_built = cpu::rdtsc();
     let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
-    let mut smp_overhead = 0;
     if smp::online() > 1 {
         // Every CPU runs the core's loop under one lock (smp.rs), to run_for. The scenario's
         // timed steps are not driven across several CPUs (boot-hw skips such scenarios).
-        (hv, smp_overhead) = smp::run(hv, end);
+        hv = smp::run(hv, end);
     }
     if pack.run_for_ns == 0 {
         // No clock: until no domain is left running (QEMU's timeout bounds it).
@@ -268,9 +267,8 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         let params = hv.drive(&pack.steps, pack.run_for_ns, |i, e| say(&format!("# step {i} failed: {e}")));
         // Over the run as it lasted: the last guest run ends at its exit, which can be past
         // run_for by the timer's lateness (charged to that guest), so the shares add up to 100 %.
-        // On several CPUs the clock is the TSC's: the hypervisor's own time (smp::run's mean
-        // per CPU) is left out, as one CPU's clock counts only guest and idle time.
-        let run = hv.now.max(pack.run_for_ns).saturating_sub(smp_overhead);
+        // On several CPUs too the clock counts only guest and idle time (smp.rs's `clock`).
+        let run = hv.now.max(pack.run_for_ns);
         for s in hv.shares(&names, run, &params) {
             let target = s.target.map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into());
             say(&format!("# share {} measured={:.2} target={target}", s.name, s.measured));
