@@ -127,17 +127,29 @@ impl<P: Platform> Hypervisor<P> {
     /// Run a scenario from now to `run_for`: each step (in order) at its time, then to the end.
     /// A failed step is traced (`step failed: ...`) and reported to `failed` with its index.
     /// Returns the (weight, cap) timeline for [`Hypervisor::shares`].
-    pub fn drive(&mut self, steps: &[Step], run_for: u64, mut failed: impl FnMut(usize, &ControlError)) -> Vec<ParamsFrom> {
+    pub fn drive(&mut self, steps: &[Step], run_for: u64, failed: impl FnMut(usize, &ControlError)) -> Vec<ParamsFrom> {
+        self.drive_with(steps, run_for, |h, t| h.run_until(t), failed)
+    }
+
+    /// [`Hypervisor::drive`] with the machine advanced to each time by `run` (the image's loop
+    /// on several CPUs runs them all to that time, then the steps are carried out on one).
+    pub fn drive_with(
+        &mut self,
+        steps: &[Step],
+        run_for: u64,
+        mut run: impl FnMut(&mut Self, u64),
+        mut failed: impl FnMut(usize, &ControlError),
+    ) -> Vec<ParamsFrom> {
         let mut params: Vec<ParamsFrom> = vec![(0, self.credit_params())];
         for (i, step) in steps.iter().enumerate() {
-            self.run_until(step.at_ns);
+            run(self, step.at_ns);
             if let Err(e) = self.step(&step.action) {
                 self.trace(&alloc::format!("step failed: {e}"));
                 failed(i, &e);
             }
             params.push((self.now.min(run_for), self.credit_params()));
         }
-        self.run_until(run_for);
+        run(self, run_for);
         // What a control domain changed through domctl, at the time it did (the steps were
         // sampled above): each change holds from its time until the next sample or change.
         let mut changes: Vec<(u64, String, u16, u16)> = self

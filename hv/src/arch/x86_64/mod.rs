@@ -250,10 +250,10 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     }
     let t_built = cpu::rdtsc();
     let end = if pack.run_for_ns == 0 { u64::MAX } else { pack.run_for_ns };
-    if smp::online() > 1 {
-        // Every CPU runs the core's loop under one lock (smp.rs), to run_for. The scenario's
-        // timed steps are not driven across several CPUs (boot-hw skips such scenarios).
-        hv = smp::run(hv, end);
+    let smp = smp::online() > 1;
+    if smp && pack.run_for_ns == 0 {
+        // Every CPU runs the core's loop under one lock (smp.rs) until no domain runs.
+        smp::run(&mut hv, end);
     }
     if pack.run_for_ns == 0 {
         // No clock: until no domain is left running (QEMU's timeout bounds it).
@@ -264,7 +264,14 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
     } else {
         // The scenario's clock (TSC cycles as ns): its steps, by the core's driver as in the
         // simulator, to run_for; then each domain's CPU share beside the credit target.
-        let params = hv.drive(&pack.steps, pack.run_for_ns, |i, e| say(&format!("# step {i} failed: {e}")));
+        // On several CPUs every CPU runs the core's loop (smp.rs) to each step's time; the boot
+        // CPU carries the step out while the others wait for the next stretch.
+        let failed = |i: usize, e: &crate::hv::ControlError| say(&format!("# step {i} failed: {e}"));
+        let params = if smp {
+            hv.drive_with(&pack.steps, pack.run_for_ns, |h, t| smp::run(h, t), failed)
+        } else {
+            hv.drive(&pack.steps, pack.run_for_ns, failed)
+        };
         // Over the run as it lasted: the last guest run ends at its exit, which can be past
         // run_for by the timer's lateness (charged to that guest), so the shares add up to 100 %.
         // On several CPUs too the clock counts only guest and idle time (smp.rs's `clock`).
@@ -273,6 +280,9 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
             let target = s.target.map(|t| format!("{t:.2}")).unwrap_or_else(|| "-".into());
             say(&format!("# share {} measured={:.2} target={target}", s.name, s.measured));
         }
+    }
+    if smp {
+        smp::report();
     }
     let mut summary = String::from("# done");
     for n in &names {

@@ -16,7 +16,7 @@ const MSR_GS_BASE: u32 = 0xC000_0101;
 /// How late (TSC cycles) the timer may end a guest's run before the excess counts as stolen by
 /// the host rather than run by the guest: 1 ms at these machines' ~2.6 GHz TSC is 2.6 M cycles; a
 /// timer on hardware is late by microseconds.
-const STEAL_LATE: u64 = 2_600_000;
+pub(super) const STEAL_LATE: u64 = 2_600_000;
 
 /// A vCPU's x87/SSE state, as `fxsave64` writes it.
 #[repr(C, align(16))]

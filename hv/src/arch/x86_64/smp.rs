@@ -379,16 +379,21 @@ extern "C" fn xenolith_ap_entry(index: u64) -> ! {
         pc.apic_id = apic_id();
     }
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    // Wait for the boot CPU to hand the hypervisor over (`run`): halted, woken by its IPI.
-    while !GO.load(Ordering::Acquire) {
-        idle_halt();
+    let me = (index as usize).min(MAX_CPUS - 1);
+    let (mut seen, mut timer_on) = (0, false);
+    loop {
+        // Wait for the boot CPU to lend the hypervisor out (`run`): halted, woken by its IPI.
+        while GEN.load(Ordering::Acquire) == seen {
+            idle_halt();
+        }
+        seen = GEN.load(Ordering::Acquire);
+        if !timer_on && TIMER.load(Ordering::Acquire) {
+            super::timer::init_local();
+            timer_on = true;
+        }
+        cpu_loop(me);
+        AP_DONE[me].store(seen, Ordering::Release);
     }
-    if TIMER.load(Ordering::Acquire) {
-        super::timer::init_local();
-    }
-    cpu_loop(index as usize);
-    PARKED.fetch_add(1, Ordering::AcqRel);
-    park()
 }
 
 /// Stop this CPU: interrupts off, halted.
@@ -521,7 +526,7 @@ pub fn online() -> usize {
 use crate::hv::{Hypervisor, SmpStep};
 use crate::platform::{CpuState, DebugRegs, Exit, GuestGdt, VcpuKey};
 use super::entry::{self, Frame};
-use super::platform::{BareMetal, FxArea};
+use super::platform::{BareMetal, FxArea, STEAL_LATE};
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
 
@@ -530,14 +535,27 @@ pub const IPI_VECTOR: u32 = 0xf0;
 const XAPIC_EOI: u64 = 0xb0;
 const X2APIC_EOI: u32 = 0x80b;
 
-struct HvCell(UnsafeCell<Option<Hypervisor<BareMetal>>>);
-// SAFETY: the hypervisor is only reached through `locked`, under LOCK.
+/// The hypervisor `run` lent the CPUs (null outside a run).
+struct HvCell(UnsafeCell<*mut Hypervisor<BareMetal>>);
+// SAFETY: the hypervisor is only reached through `hv_locked`, under LOCK, while `run` lends it.
 unsafe impl Sync for HvCell {}
-static HV: HvCell = HvCell(UnsafeCell::new(None));
+static HV: HvCell = HvCell(UnsafeCell::new(core::ptr::null_mut()));
 static LOCK: AtomicBool = AtomicBool::new(false);
-static GO: AtomicBool = AtomicBool::new(false);
+/// Which run (`run`) the CPUs are in: an AP joins each new one.
+static GEN: AtomicU32 = AtomicU32::new(0);
+/// The current run is over: every CPU leaves its loop.
 static DONE: AtomicBool = AtomicBool::new(false);
-static PARKED: AtomicU32 = AtomicU32::new(0);
+/// Per AP: the last run it left the loop of.
+static AP_DONE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// TSC cycles the boot CPU spent in runs (all of them; the `# smp` line's total).
+static WALL: AtomicU64 = AtomicU64::new(0);
+
+/// What each CPU keeps loaded, kept from one run to the next (a scenario's steps are carried out
+/// between runs): only CPU `q` touches `CTXS[q]`.
+struct CtxCell(UnsafeCell<Option<CpuCtx>>);
+// SAFETY: each cell is used by its own CPU only.
+unsafe impl Sync for CtxCell {}
+static CTXS: [CtxCell; MAX_CPUS] = [const { CtxCell(UnsafeCell::new(None)) }; MAX_CPUS];
 static TIMER: AtomicBool = AtomicBool::new(false);
 static END: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Where the core's clock stood when `run` started (`clock`).
@@ -564,6 +582,8 @@ static PARALLEL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS]
 static GUEST_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// TSC cycles each CPU spent idle (no vCPU to run): neither guest nor hypervisor work.
 static IDLE_CYCLES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// TSC cycles the timer was late beyond STEAL_LATE: taken by the host, counted nowhere.
+static STOLEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Per CPU diagnostics printed in the `# smp` line (where the cycles go; kvm_pvm emulates the
 /// image's ring 0): lock acquisitions, contended ones, spin iterations and TSC cycles waiting
@@ -621,8 +641,9 @@ fn unlock() {
 /// The caller holds LOCK and drops the reference before releasing it.
 #[allow(clippy::mut_from_ref)]
 unsafe fn hv_locked() -> &'static mut Hypervisor<BareMetal> {
-    // SAFETY: per the contract; `run` stored it before any CPU looks.
-    match unsafe { &mut *HV.0.get() } {
+    // SAFETY: per the contract; `run` stored it before any CPU looks and clears it, under
+    // the lock, only after every CPU has left its loop.
+    match unsafe { (*HV.0.get()).as_mut() } {
         Some(h) => h,
         None => park(),
     }
@@ -900,9 +921,16 @@ fn idle_until(me: usize, until: u64) {
     }
 }
 
-/// One CPU's share of the loop, until the machine is done.
+/// One CPU's share of the loop, until the run is done.
 fn cpu_loop(me: usize) {
-    let mut ctx = CpuCtx { on_cpu: None, debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 }, cr4_fsgsbase: false, gdt_loaded: None, gdt_written: 0 };
+    // SAFETY: CTXS[me] is this CPU's alone.
+    let ctx = unsafe { &mut *CTXS[me].0.get() }.get_or_insert_with(|| CpuCtx {
+        on_cpu: None,
+        debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 },
+        cr4_fsgsbase: false,
+        gdt_loaded: None,
+        gdt_written: 0,
+    });
     loop {
         if DONE.load(Ordering::Acquire) {
             return;
@@ -937,7 +965,7 @@ fn cpu_loop(me: usize) {
             }
             SmpStep::Run(e) => {
                 let t_load = cpu::rdtsc();
-                let area = load_vcpu(&mut hv.platform, &mut ctx, e.key, &e.cpu);
+                let area = load_vcpu(&mut hv.platform, ctx, e.key, &e.cpu);
                 LOAD_CYCLES[me].fetch_add(cpu::rdtsc().wrapping_sub(t_load), Ordering::Relaxed);
                 let dom = e.dom as u32;
                 if (0..online()).any(|q| q != me && IN_GUEST[q].load(Ordering::Acquire) == dom + 1) {
@@ -953,7 +981,7 @@ fn cpu_loop(me: usize) {
                 let mut exit = decode(&mut hv.platform, &mut c, &fr);
                 pause_for(me, dom, &exit);
                 if let Exit::Debug { dr6 } = exit {
-                    if dr6 & 0xf != 0 && movss_early(&hv.platform, &ctx, &c, dr6) {
+                    if dr6 & 0xf != 0 && movss_early(&hv.platform, ctx, &c, dr6) {
                         exit = movss_step(me, dom, area, &mut c, e.budget, boot_cr3, dr6, &mut ran);
                     }
                 }
@@ -999,9 +1027,19 @@ fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u
     if timer {
         super::timer::arm(0);
     }
-    let t1 = cpu::rdtsc();
-    vclock_stop(me, t1);
-    let ran = t1.wrapping_sub(t0).max(1);
+    let mut ran = cpu::rdtsc().wrapping_sub(t0).max(1);
+    if timer && fr.vector == super::timer::TIMER_VECTOR {
+        // Lateness of the timer beyond STEAL_LATE is time the host took from this CPU (QEMU's
+        // thread descheduled on a loaded host): neither run by the guest nor virtual time, as
+        // on one CPU (BareMetal::run).
+        let late = ran.saturating_sub(budget.max(1000));
+        if late > STEAL_LATE {
+            let steal = late - STEAL_LATE;
+            ran -= steal;
+            STOLEN[me].fetch_add(steal, Ordering::Relaxed);
+        }
+    }
+    vclock_stop(me, t0.wrapping_add(ran));
     // SAFETY: the vCPU's own save area: it cannot be freed before this CPU says it left the
     // guest (kick_guests_and_wait); the boot tables map the hypervisor.
     unsafe {
@@ -1078,9 +1116,10 @@ fn movss_step(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: 
 }
 
 /// Run the machine on every online CPU until no domain runs or the core's clock (`hv.now`,
-/// going on with the CPUs' virtual clocks, `clock`) passes `end`; returns the hypervisor to the
-/// boot CPU for the summary.
-pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
+/// going on with the CPUs' virtual clocks, `clock`) reaches `end`, then give the hypervisor back
+/// to the boot CPU. Called again for each stretch of a scenario (its steps are carried out on the
+/// boot CPU in between, while the APs halt); each CPU keeps what it has loaded (`CTXS`).
+pub fn run(hv: &mut Hypervisor<BareMetal>, end: u64) {
     let n = online();
     TIMER.store(hv.platform.timer, Ordering::Release);
     END.store(end, Ordering::Release);
@@ -1089,20 +1128,23 @@ pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
     for v in &VCLOCK {
         v.store(FROZEN, Ordering::Release);
     }
+    DONE.store(false, Ordering::Release);
     lock();
-    // SAFETY: under the lock, before any AP looks (GO is still false).
-    unsafe { *HV.0.get() = Some(hv) };
+    // SAFETY: under the lock, before any AP looks (GEN is not bumped yet); cleared below
+    // before `hv` is used again.
+    unsafe { *HV.0.get() = hv as *mut _ };
     unlock();
-    GO.store(true, Ordering::Release);
+    let gen = GEN.fetch_add(1, Ordering::AcqRel) + 1;
     for q in 1..n {
         send_ipi(q);
     }
     let t0 = cpu::rdtsc();
     cpu_loop(0);
     let wall = cpu::rdtsc().wrapping_sub(t0);
-    while (PARKED.load(Ordering::Acquire) as usize) + 1 < n && cpu::rdtsc().wrapping_sub(t0) < wall + 2_000_000_000 {
+    WALL.fetch_add(wall, Ordering::Relaxed);
+    while (1..n).any(|q| AP_DONE[q].load(Ordering::Acquire) != gen) && cpu::rdtsc().wrapping_sub(t0) < wall + 2_000_000_000 {
         for q in 1..n {
-            if !KICKED[q].load(Ordering::Acquire) {
+            if AP_DONE[q].load(Ordering::Acquire) != gen && !KICKED[q].load(Ordering::Acquire) {
                 send_ipi(q);
             }
         }
@@ -1110,15 +1152,25 @@ pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
     }
     lock();
     // SAFETY: under the lock; every AP has left the loop (or timed out, halted in the idle
-    // path or spinning on DONE, never reaching the hypervisor again).
-    let hv = unsafe { (*HV.0.get()).take() };
+    // path or spinning on DONE; it finds HV null and parks if it reaches the hypervisor).
+    unsafe { *HV.0.get() = core::ptr::null_mut() };
     unlock();
+    if (1..n).any(|q| AP_DONE[q].load(Ordering::Acquire) != gen) {
+        cpu::debugcon(b"# smp: an AP did not leave its loop within 2e9 TSC cycles of the run's end\n");
+    }
+}
+
+/// The `# smp` line: per CPU, where its cycles went over all runs.
+pub fn report() {
+    let n = online();
+    let wall = WALL.load(Ordering::Relaxed);
     let mut line = alloc::format!("# smp: {n} pCPUs, {wall} cycles;");
     for q in 0..n {
         let (guest, idle) = (GUEST_CYCLES[q].load(Ordering::Relaxed), IDLE_CYCLES[q].load(Ordering::Relaxed));
-        let hv_cycles = wall.saturating_sub(guest).saturating_sub(idle);
+        let stolen = STOLEN[q].load(Ordering::Relaxed);
+        let hv_cycles = wall.saturating_sub(guest).saturating_sub(idle).saturating_sub(stolen);
         line.push_str(&alloc::format!(
-            " cpu{q}: entries={} parallel={} guest={guest} idle={idle} hypervisor={hv_cycles} ({:.1}%)",
+            " cpu{q}: entries={} parallel={} guest={guest} idle={idle} stolen={stolen} hypervisor={hv_cycles} ({:.1}%)",
             ENTRIES[q].load(Ordering::Relaxed),
             PARALLEL[q].load(Ordering::Relaxed),
             hv_cycles as f64 * 100.0 / wall.max(1) as f64
@@ -1140,8 +1192,4 @@ pub fn run(hv: Hypervisor<BareMetal>, end: u64) -> Hypervisor<BareMetal> {
     }
     cpu::debugcon(line.as_bytes());
     cpu::debugcon(b"\n");
-    match hv {
-        Some(h) => h,
-        None => cpu::exit(super::EXIT_FAIL),
-    }
 }
