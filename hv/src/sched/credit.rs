@@ -20,8 +20,12 @@
 //!
 //! Differences from Xen, all deliberate, each for accuracy of the shares over a few seconds
 //! (30 ms slices would make one slice one percentage point of a 3 s run):
-//! - a new unit starts on its domain's active list, so it earns credit from the first
-//!   accounting (Xen puts it there at its first tick; the first 100 ms then go round-robin);
+//! - a new domain's vCPU 0 starts on its domain's active list, so it earns credit from the
+//!   first accounting (Xen puts it there at its first tick; the first 100 ms then go
+//!   round-robin). Its other vCPUs, offline until the guest brings them up (VCPUOP_up), join
+//!   the list at their first tick, as in Xen: counted from the start, a vCPU that never runs
+//!   would take half of a 2-vCPU domain's credit and cap (a cap of 150 % then parked the one
+//!   running vCPU at 225 credits);
 //! - at a tick, a unit whose credit has gone negative becomes OVER at once (Xen waits for the
 //!   next accounting) and yields the pCPU to a waiting UNDER or BOOST unit;
 //! - at a tick, a unit of a capped domain that has overspent is parked (Xen parks at the next
@@ -198,7 +202,7 @@ impl Credit {
                     pri: Pri::Under,
                     processor,
                     seq,
-                    active: true,
+                    active: v == 0,
                     parked: false,
                     yielded: false,
                     start_time: 0,
