@@ -181,6 +181,14 @@ impl<P: Platform> Hypervisor<P> {
         self.sched.pcpus.iter().enumerate().filter(|(_, p)| p.resched).map(|(i, _)| i)
     }
 
+    /// May vCPU `vcpu` of `dom` go on running (its domain running and not paused, the vCPU up
+    /// and not blocked)? A CPU running one that may not is kicked out of it, as Xen's
+    /// `domain_pause`/`vcpu_sleep_sync` take a running vCPU off its pCPU at once (a control
+    /// domain's pause, a shutdown or VCPUOP_down handled on another CPU).
+    pub fn smp_may_run(&self, dom: DomId, vcpu: u32) -> bool {
+        vcpu_runnable(&self.doms, (dom, vcpu))
+    }
+
     /// Would vCPU `vcpu` of `dom` take an event upcall at its next entry (a callback set and an
     /// unmasked pending upcall)? A CPU running it is then kicked, as Xen's `vcpu_kick`.
     pub fn smp_upcall_waiting(&mut self, dom: DomId, vcpu: u32) -> bool {

@@ -753,11 +753,13 @@ fn wake_others_inner(hv: &mut Hypervisor<BareMetal>, me: usize) {
             want[q] |= HALTED[q].load(Ordering::Acquire);
         }
     }
-    // A vCPU running elsewhere with an upcall now due sees it only at its next entry.
+    // A vCPU running elsewhere with an upcall now due sees it only at its next entry; one that
+    // may no longer run (paused, shut down, taken down) leaves its CPU at once.
     for q in 0..n {
         if q != me && !want[q] && IN_GUEST[q].load(Ordering::Acquire) != 0 {
             let v = IN_VCPU[q].load(Ordering::Acquire);
-            want[q] = hv.smp_upcall_waiting((v & 0xffff) as crate::DomId, v >> 16);
+            let (d, vi) = ((v & 0xffff) as crate::DomId, v >> 16);
+            want[q] = !hv.smp_may_run(d, vi) || hv.smp_upcall_waiting(d, vi);
         }
     }
     for q in 0..n {
