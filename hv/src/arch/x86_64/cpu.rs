@@ -10,11 +10,13 @@ pub const HV_CS: u16 = 0xe008;
 pub const HV_DS: u16 = 0xe010;
 pub const TSS_SEL: u16 = 0xe040;
 
-const GDT_ENTRIES: usize = (0xe050 >> 3) as usize;
+/// Entries of a hypervisor GDT (each CPU has one): up to the TSS's two.
+pub const GDT_ENTRIES: usize = (0xe050 >> 3) as usize;
 static mut GDT: [u64; GDT_ENTRIES] = [0; GDT_ENTRIES];
 
+/// The 64-bit TSS (SDM vol. 3A 7.7).
 #[repr(C, packed)]
-struct Tss {
+pub struct Tss {
     _r0: u32,
     rsp: [u64; 3],
     _r1: u64,
@@ -23,7 +25,74 @@ struct Tss {
     _r3: u16,
     iomap: u16,
 }
-static mut TSS: Tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 };
+
+impl Tss {
+    /// Traps from ring 3 on `rsp0`; NMI, #DF and #MC on IST 1 = `ist_nmi`; #DB on IST 2 =
+    /// `ist_db` (one held by a guest's `mov ss` shadow can arrive on the first instruction of
+    /// the syscall entry, still on the guest's stack pointer: XSA-260). No I/O bitmap.
+    pub const fn new(rsp0: u64, ist_nmi: u64, ist_db: u64) -> Self {
+        Tss { _r0: 0, rsp: [rsp0, 0, 0], _r1: 0, ist: [ist_nmi, ist_db, 0, 0, 0, 0, 0], _r2: 0, _r3: 0, iomap: 104 }
+    }
+}
+static mut TSS: Tss = Tss::new(0, 0, 0);
+
+/// Fill a hypervisor GDT: our code and data selectors, Xen's flat ring-3 selectors
+/// (FLAT_RING3_CS32 0xe020, FLAT_RING3_DS32/SS 0xe028, FLAT_RING3_CS64 0xe030) and the TSS at
+/// `tss`; nothing below Xen's reserved area (the guest's entries go there).
+pub fn build_gdt(gdt: &mut [u64; GDT_ENTRIES], tss: *const Tss) {
+    *gdt = [0; GDT_ENTRIES];
+    gdt[(HV_CS >> 3) as usize] = 0x00af_9a00_0000_ffff;
+    gdt[(HV_DS >> 3) as usize] = 0x00cf_9200_0000_ffff;
+    gdt[0xe020 >> 3] = 0x00cf_fa00_0000_ffff;
+    gdt[0xe028 >> 3] = 0x00cf_f200_0000_ffff;
+    gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff;
+    let (base, limit) = (tss as u64, (core::mem::size_of::<Tss>() - 1) as u64);
+    let t = (TSS_SEL >> 3) as usize;
+    gdt[t] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
+    gdt[t + 1] = base >> 32;
+}
+
+/// Load a GDT that `build_gdt` filled: CS, DS, ES and SS on our selectors, FS and GS null,
+/// and its TSS.
+///
+/// # Safety
+/// `gdt` is this CPU's own, filled by `build_gdt` with a TSS that, as the GDT, lives for ever.
+pub unsafe fn load_gdt(gdt: &[u64; GDT_ENTRIES]) {
+    let gdtr = Pointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: gdt.as_ptr() as u64 };
+    // SAFETY: per the contract; the selectors loaded match the descriptors build_gdt wrote.
+    unsafe {
+        asm!(
+            "lgdt [{g}]",
+            "push {cs}",
+            "lea {t}, [rip + 2f]",
+            "push {t}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "xor {t:e}, {t:e}",
+            "mov fs, {t:x}",
+            "mov gs, {t:x}",
+            "ltr {tss:x}",
+            g = in(reg) &gdtr,
+            cs = in(reg) HV_CS as u64,
+            ds = in(reg) HV_DS as u64,
+            tss = in(reg) TSS_SEL as u64,
+            t = out(reg) _,
+        );
+    }
+}
+
+/// Load an IDT of 256 gates at `base`.
+///
+/// # Safety
+/// `base` holds 256 valid gates that live for ever.
+pub unsafe fn load_idt(base: u64) {
+    let idtr = Pointer { limit: (256 * 16 - 1) as u16, base };
+    // SAFETY: per the contract.
+    unsafe { asm!("lidt [{}]", in(reg) &idtr) };
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -45,10 +114,14 @@ struct Pointer {
 /// write; `mem` is machine memory. Returns how many entries now hold guest descriptors.
 pub fn load_guest_gdt(mem: &[u8], g: &crate::platform::GuestGdt, written: usize) -> usize {
     let n = (g.entries as usize).min(crate::abi::FIRST_RESERVED_GDT_ENTRY);
-    // SAFETY: single CPU; the GDT is a static of GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY
-    // entries, and only entries below Xen's reserved area (never a selector the hypervisor
-    // uses, nor the TSS) are written. No guest selector is loaded in the CPU while it runs here.
-    let gdt = unsafe { &mut *addr_of_mut!(GDT) };
+    let mut gdtr = Pointer { limit: 0, base: 0 };
+    // SAFETY: sgdt stores 10 bytes into our local.
+    unsafe { asm!("sgdt [{}]", in(reg) &mut gdtr, options(nostack)) };
+    // SAFETY: this CPU's own GDT (`init`'s static on the boot CPU, its per-CPU block's on an
+    // AP, smp.rs), loaded by `load_tables` with GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY entries;
+    // only entries below Xen's reserved area (never a selector the hypervisor uses, nor the
+    // TSS) are written, and no guest selector is loaded in the CPU while it runs here.
+    let gdt = unsafe { core::slice::from_raw_parts_mut(gdtr.base as *mut u64, GDT_ENTRIES) };
     for (i, slot) in gdt.iter_mut().enumerate().take(n) {
         *slot = g
             .desc_maddr(i)
@@ -67,48 +140,14 @@ pub fn init() {
     // SAFETY: single CPU, called once at boot before any guest runs; the tables are statics
     // that live for the whole run, and the selectors loaded match the descriptors written here.
     unsafe {
-        let gdt = &mut *addr_of_mut!(GDT);
-        gdt[(HV_CS >> 3) as usize] = 0x00af_9a00_0000_ffff;
-        gdt[(HV_DS >> 3) as usize] = 0x00cf_9200_0000_ffff;
-        gdt[0xe020 >> 3] = 0x00cf_fa00_0000_ffff; // FLAT_RING3_CS32
-        gdt[0xe028 >> 3] = 0x00cf_f200_0000_ffff; // FLAT_RING3_DS32 / SS
-        gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff; // FLAT_RING3_CS64
-        let tss = &mut *addr_of_mut!(TSS);
-        tss.rsp[0] = &entry::xen_trap_stack_top as *const u8 as u64;
-        tss.ist[0] = &entry::xen_ist_stack_top as *const u8 as u64;
-        // #DB has a stack of its own (IST 2), as in Xen: one held by a guest's `mov ss` shadow
-        // can arrive on the first instruction of the syscall entry, still on the guest's stack
-        // pointer (XSA-260).
-        tss.ist[1] = &entry::xen_db_stack_top as *const u8 as u64;
-        let base = addr_of_mut!(TSS) as u64;
-        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-        gdt[(TSS_SEL >> 3) as usize] = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89 << 40)
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        gdt[(TSS_SEL >> 3) as usize + 1] = base >> 32;
-        let gdtr = Pointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: gdt.as_ptr() as u64 };
-        asm!(
-            "lgdt [{g}]",
-            "push {cs}",
-            "lea {t}, [rip + 2f]",
-            "push {t}",
-            "retfq",
-            "2:",
-            "mov ds, {ds:x}",
-            "mov es, {ds:x}",
-            "mov ss, {ds:x}",
-            "xor {t:e}, {t:e}",
-            "mov fs, {t:x}",
-            "mov gs, {t:x}",
-            "ltr {tss:x}",
-            g = in(reg) &gdtr,
-            cs = in(reg) HV_CS as u64,
-            ds = in(reg) HV_DS as u64,
-            tss = in(reg) TSS_SEL as u64,
-            t = out(reg) _,
+        *addr_of_mut!(TSS) = Tss::new(
+            &entry::xen_trap_stack_top as *const u8 as u64,
+            &entry::xen_ist_stack_top as *const u8 as u64,
+            &entry::xen_db_stack_top as *const u8 as u64,
         );
+        let gdt = &mut *addr_of_mut!(GDT);
+        build_gdt(gdt, addr_of_mut!(TSS));
+        load_gdt(gdt);
         let idt = &mut *addr_of_mut!(IDT);
         let table = &entry::xen_isr_table as *const u8 as u64;
         for (v, g) in idt.iter_mut().enumerate() {
@@ -125,8 +164,7 @@ pub fn init() {
             g.lo = (h & 0xffff) | ((HV_CS as u64) << 16) | (ist << 32) | ((0x8e | (dpl << 5)) << 40) | (((h >> 16) & 0xffff) << 48);
             g.hi = h >> 32;
         }
-        let idtr = Pointer { limit: (256 * 16 - 1) as u16, base: idt.as_ptr() as u64 };
-        asm!("lidt [{}]", in(reg) &idtr);
+        load_idt(idt.as_ptr() as u64);
         // syscall: kernel CS/SS from STAR[47:32], sysret user selectors from STAR[63:48].
         wrmsr(0xC000_0081, (0xe020u64 << 48) | ((HV_CS as u64) << 32));
         wrmsr(0xC000_0082, entry::xen_syscall_entry as *const () as u64);

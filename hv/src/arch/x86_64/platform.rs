@@ -18,6 +18,55 @@ const MSR_GS_BASE: u32 = 0xC000_0101;
 /// timer on hardware is late by microseconds.
 pub(super) const STEAL_LATE: u64 = 2_600_000;
 
+/// What one CPU has loaded of the vCPUs it runs, so that an entry changes only what differs:
+/// the debug registers, CR4.FSGSBASE and the guest's GDT entries. One CPU's `run` keeps one in
+/// [`BareMetal`], each CPU of the SMP loop its own (smp.rs).
+pub(super) struct CpuLoaded {
+    /// What DR0..3/DR7 hold.
+    pub debug: DebugRegs,
+    /// Whether CR4.FSGSBASE is set.
+    pub cr4_fsgsbase: bool,
+    /// Whose guest GDT the CPU's GDT holds below Xen's reserved entries, and how many entries.
+    gdt: Option<(VcpuKey, crate::platform::GuestGdt)>,
+    gdt_written: usize,
+}
+
+impl CpuLoaded {
+    pub const fn new() -> Self {
+        Self { debug: DebugRegs { addr: [0; 4], dr7: 0x400 }, cr4_fsgsbase: false, gdt: None, gdt_written: 0 }
+    }
+
+    /// Load vCPU `key`'s state (`c` its context) into this CPU where it differs from what is
+    /// loaded.
+    pub fn load(&mut self, plat: &BareMetal, key: VcpuKey, c: &CpuState) {
+        // The vCPU's breakpoints go into the CPU while it runs (as Xen's activate_debugregs on
+        // a context switch); a vCPU without any runs with DR7 clear.
+        let want = plat.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
+        if want != self.debug {
+            // Control fields of disabled breakpoints are cleared: an I/O breakpoint (emulated by
+            // the core, its enables already stripped) must not reach the CPU's DR7.
+            let mut dr7 = want.dr7;
+            for n in 0..4 {
+                if !crate::privop::dr::enabled(dr7, n) {
+                    dr7 &= !(0xf << (16 + 4 * n));
+                }
+            }
+            cpu::load_debug_regs(&want.addr, dr7);
+            self.debug = want;
+        }
+        // CR4.FSGSBASE as the vCPU's view says (Xen's pv_make_cr4).
+        let fsgs = plat.fsgsbase_ok && plat.fsgsbase_on.contains(&key);
+        if fsgs != self.cr4_fsgsbase {
+            cpu::set_cr4_fsgsbase(fsgs);
+            self.cr4_fsgsbase = fsgs;
+        }
+        if self.gdt != Some((key, c.gdt)) {
+            self.gdt_written = cpu::load_guest_gdt(plat.mem, &c.gdt, self.gdt_written);
+            self.gdt = Some((key, c.gdt));
+        }
+    }
+}
+
 /// A vCPU's x87/SSE state, as `fxsave64` writes it.
 #[repr(C, align(16))]
 pub(super) struct FxArea(pub(super) [u8; 512]);
@@ -64,19 +113,15 @@ pub struct BareMetal {
     /// True unless our CR4.FSGSBASE is clear and ring 3 runs on our CR4 (not under kvm_pvm,
     /// where it runs on the host's; `new` decides).
     pub bases_writable: bool,
-    /// Each vCPU's breakpoints (set_debug_regs), and what the CPU's DR0..3/DR7 hold now.
+    /// Each vCPU's breakpoints (set_debug_regs).
     pub(super) debug: alloc::collections::BTreeMap<VcpuKey, DebugRegs>,
-    debug_loaded: DebugRegs,
-    /// Guests may have FSGSBASE (see `Platform::fsgsbase`); the vCPUs whose CR4 view has it,
-    /// and whether the CPU's CR4.FSGSBASE is set now.
+    /// Guests may have FSGSBASE (see `Platform::fsgsbase`); the vCPUs whose CR4 view has it.
     pub fsgsbase_ok: bool,
     pub(super) fsgsbase_on: alloc::collections::BTreeSet<VcpuKey>,
-    cr4_fsgsbase: bool,
+    /// What the boot CPU has loaded for one CPU's `run` (each CPU of the SMP loop has its own).
+    loaded: CpuLoaded,
     /// #DBs that QEMU TCG raised early after a `mov ss` and that belonged to hypervisor context.
     pub db_dropped: u64,
-    /// Whose guest GDT the CPU's GDT holds below Xen's reserved entries, and how many entries.
-    gdt_loaded: Option<(VcpuKey, crate::platform::GuestGdt)>,
-    gdt_written: usize,
     /// Several CPUs run guests (smp.rs): each CPU loads its vCPU's state itself and returns to
     /// the boot page tables after every exit.
     pub smp: bool,
@@ -107,13 +152,10 @@ impl BareMetal {
             fpu_owner: None,
             bases_writable: true,
             debug: alloc::collections::BTreeMap::new(),
-            debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 },
             db_dropped: 0,
             fsgsbase_ok: false,
             fsgsbase_on: alloc::collections::BTreeSet::new(),
-            cr4_fsgsbase: false,
-            gdt_loaded: None,
-            gdt_written: 0,
+            loaded: CpuLoaded::new(),
             smp: false,
         }
     }
@@ -163,31 +205,9 @@ impl BareMetal {
     /// One entry into the guest until its next exit.
     fn run_once(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         self.switch_fpu(key);
-        // The vCPU's breakpoints go into the CPU while it runs (as Xen's activate_debugregs on
-        // a context switch); a vCPU without any runs with DR7 clear.
-        let want = self.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
-        if want != self.debug_loaded {
-            // Control fields of disabled breakpoints are cleared: an I/O breakpoint (emulated by
-            // the core, its enables already stripped) must not reach the CPU's DR7.
-            let mut dr7 = want.dr7;
-            for n in 0..4 {
-                if !crate::privop::dr::enabled(dr7, n) {
-                    dr7 &= !(0xf << (16 + 4 * n));
-                }
-            }
-            cpu::load_debug_regs(&want.addr, dr7);
-            self.debug_loaded = want;
-        }
-        // CR4.FSGSBASE as the vCPU's view says (Xen's pv_make_cr4).
-        let fsgs = self.fsgsbase_ok && self.fsgsbase_on.contains(&key);
-        if fsgs != self.cr4_fsgsbase {
-            cpu::set_cr4_fsgsbase(fsgs);
-            self.cr4_fsgsbase = fsgs;
-        }
-        if self.gdt_loaded != Some((key, c.gdt)) {
-            self.gdt_written = cpu::load_guest_gdt(self.mem, &c.gdt, self.gdt_written);
-            self.gdt_loaded = Some((key, c.gdt));
-        }
+        let mut loaded = core::mem::replace(&mut self.loaded, CpuLoaded::new());
+        loaded.load(self, key, c);
+        self.loaded = loaded;
         if c.cr3 != self.cur_cr3 {
             // SAFETY: every guest L4 carries the hypervisor slots (the core writes them).
             unsafe { cpu::write_cr3(c.cr3) };
@@ -220,7 +240,7 @@ impl BareMetal {
         // runs under (kvm_pvm runs ring 3 on the host's CR4, where Linux enables it),
         // `wrfsbase`/`wrgsbase` work in ring 3. Read them back so the core's view, and the next
         // vCPU's, never inherit another guest's bases.
-        let (fs, gs) = if self.bases_writable || self.cr4_fsgsbase {
+        let (fs, gs) = if self.bases_writable || self.loaded.cr4_fsgsbase {
             // SAFETY: architectural MSRs, readable in ring 0.
             unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) }
         } else {
@@ -350,7 +370,7 @@ impl BareMetal {
         while n > 0 && !self.read_guest(c.cr3, c.rip.wrapping_sub(n as u64), &mut b[15 - n..]) {
             n -= 1;
         }
-        crate::emulate::movss_breakpoint(&b[15 - n..], c, &self.debug_loaded, dr6)
+        crate::emulate::movss_breakpoint(&b[15 - n..], c, &self.loaded.debug, dr6)
     }
 }
 

@@ -46,19 +46,7 @@ pub const TRAMP: u64 = 0x8000;
 const STACK_BYTES: usize = 64 * 1024;
 const IST_BYTES: usize = 8 * 1024;
 
-const GDT_ENTRIES: usize = (0xe050 >> 3) as usize;
-
-/// The 64-bit TSS (SDM vol. 3A 7.7).
-#[repr(C, packed)]
-struct Tss {
-    _r0: u32,
-    rsp: [u64; 3],
-    _r1: u64,
-    ist: [u64; 7],
-    _r2: u64,
-    _r3: u16,
-    iomap: u16,
-}
+use super::cpu::GDT_ENTRIES;
 
 /// One CPU's own state. KERNEL_GS_BASE (and, on APs before any guest, GS base) points at it;
 /// the entry code (entry.rs) reaches the first fields with `swapgs` at fixed offsets.
@@ -77,7 +65,7 @@ pub struct PerCpu {
     /// Local APIC ID.
     pub apic_id: u32,
     gdt: [u64; GDT_ENTRIES],
-    tss: Tss,
+    tss: cpu::Tss,
     /// Trap stack (TSS rsp0).
     stack: [u8; STACK_BYTES],
     /// The AP's own hypervisor stack (the trampoline's), apart from its trap stack.
@@ -308,53 +296,16 @@ fn apic_enable() {
 unsafe fn load_cpu_state(pc: &mut PerCpu) {
     let me = pc as *mut PerCpu as u64;
     pc.self_ptr = me;
-    pc.gdt = [0; GDT_ENTRIES];
-    pc.gdt[(cpu::HV_CS >> 3) as usize] = 0x00af_9a00_0000_ffff;
-    pc.gdt[(cpu::HV_DS >> 3) as usize] = 0x00cf_9200_0000_ffff;
-    pc.gdt[0xe020 >> 3] = 0x00cf_fa00_0000_ffff; // FLAT_RING3_CS32
-    pc.gdt[0xe028 >> 3] = 0x00cf_f200_0000_ffff; // FLAT_RING3_DS32 / SS
-    pc.gdt[0xe030 >> 3] = 0x00af_fa00_0000_ffff; // FLAT_RING3_CS64
-    pc.tss = Tss { _r0: 0, rsp: [0; 3], _r1: 0, ist: [0; 7], _r2: 0, _r3: 0, iomap: 104 };
-    pc.tss.rsp[0] = pc.stack.as_ptr() as u64 + STACK_BYTES as u64;
-    pc.syscall_stack = pc.tss.rsp[0];
-    pc.tss.ist[0] = pc.ist.as_ptr() as u64 + IST_BYTES as u64;
-    pc.tss.ist[1] = pc.db.as_ptr() as u64 + IST_BYTES as u64;
-    let base = core::ptr::addr_of!(pc.tss) as u64;
-    let limit = (core::mem::size_of::<Tss>() - 1) as u64;
-    let t = (cpu::TSS_SEL >> 3) as usize;
-    pc.gdt[t] = (limit & 0xffff) | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
-    pc.gdt[t + 1] = base >> 32;
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
-    let gdtr = Pointer { limit: (GDT_ENTRIES * 8 - 1) as u16, base: pc.gdt.as_ptr() as u64 };
-    let idtr = Pointer { limit: (256 * 16 - 1) as u16, base: IDT_BASE.load(Ordering::Acquire) };
-    // SAFETY: per the contract; the selectors loaded match the descriptors written above.
+    let top = |b: &[u8]| b.as_ptr() as u64 + b.len() as u64;
+    pc.tss = cpu::Tss::new(top(&pc.stack), top(&pc.ist), top(&pc.db));
+    pc.syscall_stack = top(&pc.stack);
+    let tss = core::ptr::addr_of!(pc.tss);
+    cpu::build_gdt(&mut pc.gdt, tss);
+    // SAFETY: per the contract: the block (GDT, TSS, stacks) lives for ever and is this CPU's;
+    // the boot CPU published the IDT's base.
     unsafe {
-        asm!(
-            "lgdt [{g}]",
-            "push {cs}",
-            "lea {t}, [rip + 2f]",
-            "push {t}",
-            "retfq",
-            "2:",
-            "mov ds, {ds:x}",
-            "mov es, {ds:x}",
-            "mov ss, {ds:x}",
-            "xor {t:e}, {t:e}",
-            "mov fs, {t:x}",
-            "mov gs, {t:x}",
-            "ltr {tss:x}",
-            "lidt [{i}]",
-            g = in(reg) &gdtr,
-            i = in(reg) &idtr,
-            cs = in(reg) cpu::HV_CS as u64,
-            ds = in(reg) cpu::HV_DS as u64,
-            tss = in(reg) cpu::TSS_SEL as u64,
-            t = out(reg) _,
-        );
+        cpu::load_gdt(&pc.gdt);
+        cpu::load_idt(IDT_BASE.load(Ordering::Acquire));
         for (m, v) in SYSCALL_MSRS.iter().zip(&SYSCALL_VALUES) {
             cpu::wrmsr(*m, v.load(Ordering::Acquire));
         }
@@ -524,9 +475,9 @@ pub fn online() -> usize {
 // timer (QEMU TCG has no x2APIC) it polls the clock instead, in stretches of at most 1 ms.
 
 use crate::hv::{Hypervisor, SmpStep};
-use crate::platform::{CpuState, DebugRegs, Exit, GuestGdt, VcpuKey};
+use crate::platform::{CpuState, Exit, VcpuKey};
 use super::entry::{self, Frame};
-use super::platform::{BareMetal, FxArea, STEAL_LATE};
+use super::platform::{BareMetal, CpuLoaded, FxArea, STEAL_LATE};
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
 
@@ -772,39 +723,7 @@ fn wake_others_inner(hv: &mut Hypervisor<BareMetal>, me: usize) {
 /// What one CPU keeps loaded for the vCPUs it runs.
 struct CpuCtx {
     on_cpu: Option<(crate::DomId, u32)>,
-    debug_loaded: DebugRegs,
-    cr4_fsgsbase: bool,
-    gdt_loaded: Option<(VcpuKey, GuestGdt)>,
-    gdt_written: usize,
-}
-
-/// Copy a vCPU's guest GDT entries into this CPU's GDT (as cpu::load_guest_gdt does for the
-/// boot CPU's), found with `sgdt`.
-fn load_guest_gdt_here(mem: &[u8], g: &GuestGdt, written: usize) -> usize {
-    #[repr(C, packed)]
-    struct Pointer {
-        _limit: u16,
-        base: u64,
-    }
-    let mut gdtr = Pointer { _limit: 0, base: 0 };
-    // SAFETY: sgdt stores 10 bytes into our local.
-    unsafe { asm!("sgdt [{}]", in(reg) &mut gdtr, options(nostack)) };
-    let n = (g.entries as usize).min(crate::abi::FIRST_RESERVED_GDT_ENTRY);
-    // SAFETY: this CPU's GDT (cpu.rs's static on the boot CPU, its PerCpu block's on an AP)
-    // has GDT_ENTRIES > FIRST_RESERVED_GDT_ENTRY entries; only entries below Xen's reserved
-    // area are written, and no guest selector is loaded in this CPU while it runs here.
-    let gdt = unsafe { core::slice::from_raw_parts_mut(gdtr.base as *mut u64, GDT_ENTRIES) };
-    for (i, slot) in gdt.iter_mut().enumerate().take(n) {
-        *slot = g
-            .desc_maddr(i)
-            .and_then(|a| mem.get(a as usize..a as usize + 8))
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
-    }
-    for slot in gdt.iter_mut().take(written.min(crate::abi::FIRST_RESERVED_GDT_ENTRY)).skip(n) {
-        *slot = 0;
-    }
-    n
+    loaded: CpuLoaded,
 }
 
 const MSR_FS_BASE: u32 = 0xC000_0100;
@@ -814,26 +733,7 @@ fn load_vcpu(plat: &mut BareMetal, ctx: &mut CpuCtx, key: VcpuKey, c: &CpuState)
     let area: *mut FxArea = &mut **plat.fpu.entry(key).or_insert_with(FxArea::initial);
     // SAFETY: a 512-byte, 16-aligned area fxsave64 wrote or the architectural initial state.
     unsafe { asm!("fxrstor64 [{}]", in(reg) (*area).0.as_ptr(), options(nostack)) };
-    let want = plat.debug.get(&key).copied().filter(DebugRegs::armed).unwrap_or(DebugRegs { addr: [0; 4], dr7: 0x400 });
-    if want != ctx.debug_loaded {
-        let mut dr7 = want.dr7;
-        for n in 0..4 {
-            if !crate::privop::dr::enabled(dr7, n) {
-                dr7 &= !(0xf << (16 + 4 * n));
-            }
-        }
-        cpu::load_debug_regs(&want.addr, dr7);
-        ctx.debug_loaded = want;
-    }
-    let fsgs = plat.fsgsbase_ok && plat.fsgsbase_on.contains(&key);
-    if fsgs != ctx.cr4_fsgsbase {
-        cpu::set_cr4_fsgsbase(fsgs);
-        ctx.cr4_fsgsbase = fsgs;
-    }
-    if ctx.gdt_loaded != Some((key, c.gdt)) {
-        ctx.gdt_written = load_guest_gdt_here(plat.mem, &c.gdt, ctx.gdt_written);
-        ctx.gdt_loaded = Some((key, c.gdt));
-    }
+    ctx.loaded.load(plat, key, c);
     area
 }
 
@@ -926,13 +826,7 @@ fn idle_until(me: usize, until: u64) {
 /// One CPU's share of the loop, until the run is done.
 fn cpu_loop(me: usize) {
     // SAFETY: CTXS[me] is this CPU's alone.
-    let ctx = unsafe { &mut *CTXS[me].0.get() }.get_or_insert_with(|| CpuCtx {
-        on_cpu: None,
-        debug_loaded: DebugRegs { addr: [0; 4], dr7: 0x400 },
-        cr4_fsgsbase: false,
-        gdt_loaded: None,
-        gdt_written: 0,
-    });
+    let ctx = unsafe { &mut *CTXS[me].0.get() }.get_or_insert_with(|| CpuCtx { on_cpu: None, loaded: CpuLoaded::new() });
     loop {
         if DONE.load(Ordering::Acquire) {
             return;
@@ -1075,7 +969,7 @@ fn movss_early(plat: &BareMetal, ctx: &CpuCtx, c: &CpuState, dr6: u64) -> bool {
     while n > 0 && !plat.read_guest(c.cr3, c.rip.wrapping_sub(n as u64), &mut b[15 - n..]) {
         n -= 1;
     }
-    crate::emulate::movss_breakpoint(&b[15 - n..], c, &ctx.debug_loaded, dr6)
+    crate::emulate::movss_breakpoint(&b[15 - n..], c, &ctx.loaded.debug, dr6)
 }
 
 /// Under the lock: do what the CPU should have for an early `mov ss` #DB (BareMetal::run): run
