@@ -37,6 +37,8 @@ pub struct Outcome {
     pub pcpus: u32,
     /// Which vCPU ran on which pCPU when (recorded when asked, see [`Options`]).
     pub spans: Vec<Span>,
+    /// The scenario's steps: virtual time and the `do` text (timelines mark them).
+    pub marks: Vec<(u64, String)>,
 }
 
 pub use hv::driver::{target_shares, Share};
@@ -175,6 +177,7 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
                 shares: vec![],
                 pcpus: sc.pcpus,
                 spans: vec![],
+                marks: vec![],
             };
         }
     };
@@ -249,6 +252,7 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
         shares,
         pcpus: sc.pcpus,
         spans,
+        marks: sc.steps.iter().map(|s| (s.at_ns, s.text.clone())).collect(),
     }
 }
 

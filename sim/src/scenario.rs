@@ -149,6 +149,8 @@ impl fmt::Display for Action {
 pub struct Step {
     pub at_ns: u64,
     pub action: StepAction,
+    /// The step's `do` as written (timelines mark it).
+    pub text: String,
     /// Line of the step's `do` in the scenario file.
     pub line: usize,
 }
@@ -1147,6 +1149,7 @@ fn parse_step(
     Ok(Step {
         at_ns,
         action,
+        text: text.split_whitespace().collect::<Vec<_>>().join(" "),
         line: do_at.line,
     })
 }
