@@ -3,6 +3,31 @@
 //! GiB and alias it at the direct map (L4 slot 262, 0xFFFF830000000000), where the image runs;
 //! the xAPIC page is mapped (uncached) at its own address in both.
 
+/// From 32-bit protected mode (flat data segments loaded) to long mode on the boot page tables:
+/// CR4.PAE|OSFXSR|OSXMMEXCPT (0x620), CR3 = `boot_pml4`, EFER.SCE|LME|NXE (0x901), CR0.PG|WP|NE|
+/// MP|PE (0x80010023). The caller's far jump to a 64-bit code segment follows. Shared by the boot
+/// CPU's PVH entry (below) and the APs' trampoline (smp.rs), as an AT&T-syntax text for
+/// `global_asm!`.
+macro_rules! enter_long_mode {
+    () => {
+        r#"
+    mov %cr4, %eax
+    or $0x620, %eax
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx
+    rdmsr
+    or $0x901, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80010023, %eax
+    mov %eax, %cr0
+"#
+    };
+}
+pub(crate) use enter_long_mode;
+
 core::arch::global_asm!(
     r#"
     .pushsection .note.Xen, "a", @note
@@ -28,18 +53,9 @@ pvh_start32:
     mov %eax, %ds
     mov %eax, %es
     mov %eax, %ss
-    mov %cr4, %eax
-    or $0x620, %eax
-    mov %eax, %cr4
-    mov $boot_pml4, %eax
-    mov %eax, %cr3
-    mov $0xC0000080, %ecx
-    rdmsr
-    or $0x901, %eax
-    wrmsr
-    mov %cr0, %eax
-    or $0x80010023, %eax
-    mov %eax, %cr0
+"#,
+    enter_long_mode!(),
+    r#"
     ljmp $0x08, $boot64
     .code64
 boot64:

@@ -153,18 +153,9 @@ ap_tramp_pm32:
     mov %eax, %ds
     mov %eax, %es
     mov %eax, %ss
-    mov %cr4, %eax
-    or $0x620, %eax
-    mov %eax, %cr4
-    mov $boot_pml4, %eax
-    mov %eax, %cr3
-    mov $0xC0000080, %ecx
-    rdmsr
-    or $0x901, %eax
-    wrmsr
-    mov %cr0, %eax
-    or $0x80010023, %eax
-    mov %eax, %cr0
+"#,
+    super::boot::enter_long_mode!(),
+    r#"
     // ljmp $0x18, $(TRAMP + ap_tramp_lm64)
     .byte 0xea
     .long TRAMP + (ap_tramp_lm64 - ap_tramp_start)
