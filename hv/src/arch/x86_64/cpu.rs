@@ -215,7 +215,7 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     ((hi as u64) << 32) | lo as u64
 }
 
-fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid(leaf);
     (r.eax, r.ebx, r.ecx, r.edx)
 }

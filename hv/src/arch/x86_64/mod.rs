@@ -5,6 +5,7 @@ pub mod boot;
 pub mod cpu;
 pub mod entry;
 pub mod heap;
+pub mod kvm;
 pub mod platform;
 pub mod pvh;
 pub mod smp;
@@ -157,6 +158,13 @@ extern "C" fn xenolith_rust_entry(start_info: u64) -> ! {
         tkind.name(),
         cal.map(|c| format!(" (calibrated: {} APIC ticks in {} TSC cycles)", c.ticks, c.tsc)).unwrap_or_default()
     ));
+
+    // KVM's steal time (kvm.rs), unless `steal=0` (to measure without it).
+    if arg(&cmdline, "steal") != Some("0") {
+        if let Some(line) = kvm::init() {
+            say(&line);
+        }
+    }
 
     let pack = bi.module.and_then(|(m, len)| {
         // SAFETY: the module lies inside the direct map and was not overwritten (checked above).

@@ -224,6 +224,8 @@ impl BareMetal {
             self.gs = c.gs_base;
         }
         let f = entry_frame(c);
+        // The boot CPU's steal so far (KVM's steal time; None elsewhere).
+        let steal0 = super::kvm::stolen(0);
         let t0 = cpu::rdtsc();
         if self.timer {
             timer::arm(t0.wrapping_add(budget_ns.max(1000)));
@@ -273,7 +275,7 @@ impl BareMetal {
                 // on a loaded host, while the TSC runs on). As KVM's steal time, it is not
                 // charged to the guest nor counted as virtual time; on hardware the timer is
                 // microseconds late and this never applies.
-                if late > STEAL_LATE {
+                if steal0.is_none() && late > STEAL_LATE {
                     let steal = late - STEAL_LATE;
                     self.stolen += steal;
                     ran -= steal;
@@ -281,6 +283,12 @@ impl BareMetal {
             }
             Exit::Budget
         };
+        // Under KVM, what the host says it took during the run, whatever ended it.
+        if let (Some(s0), Some(s1)) = (steal0, super::kvm::stolen(0)) {
+            let steal = s1.saturating_sub(s0).min(ran - 1);
+            self.stolen += steal;
+            ran -= steal;
+        }
         (exit, ran)
     }
 

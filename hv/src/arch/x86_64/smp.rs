@@ -322,6 +322,7 @@ extern "C" fn xenolith_ap_entry(index: u64) -> ! {
     }
     ONLINE.fetch_add(1, Ordering::AcqRel);
     let me = (index as usize).min(MAX_CPUS - 1);
+    super::kvm::init_local(me);
     let (mut seen, mut timer_on) = (0, false);
     loop {
         // Wait for the boot CPU to lend the hypervisor out (`run`): halted, woken by its IPI.
@@ -903,6 +904,7 @@ fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u
     }
     let timer = TIMER.load(Ordering::Relaxed);
     unlock();
+    let steal0 = super::kvm::stolen(me);
     let t0 = cpu::rdtsc();
     vclock_start(me, t0);
     if timer {
@@ -915,7 +917,12 @@ fn run_guest(me: usize, dom: u32, area: *mut FxArea, c: &mut CpuState, budget: u
         super::timer::arm(0);
     }
     let mut ran = cpu::rdtsc().wrapping_sub(t0).max(1);
-    if timer && fr.vector == super::timer::TIMER_VECTOR {
+    if let (Some(s0), Some(s1)) = (steal0, super::kvm::stolen(me)) {
+        // KVM's steal time: what the host took during the run, whatever ended it.
+        let steal = s1.saturating_sub(s0).min(ran - 1);
+        ran -= steal;
+        STOLEN[me].fetch_add(steal, Ordering::Relaxed);
+    } else if timer && fr.vector == super::timer::TIMER_VECTOR {
         // Lateness of the timer beyond STEAL_LATE is time the host took from this CPU (QEMU's
         // thread descheduled on a loaded host): neither run by the guest nor virtual time, as
         // on one CPU (BareMetal::run).
