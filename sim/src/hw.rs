@@ -353,6 +353,12 @@ pub fn hw_skip_reason(_s: &scenario::Scenario) -> Option<String> {
     None
 }
 
+/// Why the scenario is not run on the image under `accel`, if it is not: [`hw_skip_reason`], or
+/// the scenario's own `hw_unsupported` entry for that accelerator.
+pub fn hw_unsupported_reason(s: &scenario::Scenario, accel: Accel) -> Option<String> {
+    hw_skip_reason(s).or_else(|| s.hw_unsupported.iter().find(|(k, _)| k == accel.name()).map(|(_, why)| why.clone()))
+}
+
 /// How far the image may be from the credit target: the simulator's tolerance plus 2 points
 /// (±1 there is ±3 here; real time and interrupt latency blur the image's accounting).
 pub const HW_SHARE_SLACK: f64 = 2.0;
@@ -540,6 +546,16 @@ mod tests {
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
         assert!(needs_clock(&s));
+    }
+
+    #[test]
+    fn hw_unsupported_is_per_accelerator() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "hw_unsupported = { kvm = \"no breakpoints\" }\nrun_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
+        let s = scenario::load(&p).unwrap();
+        assert_eq!(hw_unsupported_reason(&s, Accel::Kvm).as_deref(), Some("no breakpoints"));
+        assert_eq!(hw_unsupported_reason(&s, Accel::Tcg), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! xenolith's simulator: the unicorn-backed platform, the scenario runner and trace recorder.
 
+pub mod bench_shares;
 pub mod console;
 pub mod create;
 pub mod gdb;

@@ -111,6 +111,29 @@ enum Cmd {
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = sim::gdb::DEFAULT_ADDR, requires = "kernel")]
         gdb: Option<String>,
     },
+    /// Each domain's CPU share against the credit target, in the simulator and on the image: the
+    /// median, min and max over the runs, the |error|, and per accelerator the worst and mean.
+    /// Default: every scenario of scenarios/ with `share_within`. Exits non-zero only when a run
+    /// could not be run, never for the size of an error.
+    BenchShares {
+        /// Scenario files, directories, or names of scenarios/NAME.toml.
+        scenarios: Vec<PathBuf>,
+        /// The image ELF (needed for tcg and kvm; cargo xtask bench-shares builds it).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Runs of each scenario on each accelerator.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: u32,
+        /// sim | tcg | kvm | auto (sim, TCG, and KVM when /dev/kvm works) | all (the three) | a
+        /// list such as sim,tcg.
+        #[arg(long, default_value = "auto")]
+        accel: String,
+        /// Seconds before QEMU is killed.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[arg(long)]
+        guests: Option<PathBuf>,
+    },
     /// Hardware benches: launch-to-result of hello, hypercall round trip in TSC cycles per gate.
     BenchHw {
         #[arg(long)]
@@ -207,6 +230,10 @@ fn dispatch(cli: Cli) -> ExitCode {
                 Some(k) => boot_hw_kernel(&o, &k, memory, vcpus, &cmdline, initrd.as_deref()),
                 None => boot_hw(&o, &scenarios),
             }
+        }
+        Cmd::BenchShares { scenarios, image, runs, accel, timeout, guests } => {
+            let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
+            bench_shares(&scenarios, image, runs as usize, &accel, std::time::Duration::from_secs(timeout), guests)
         }
         Cmd::BenchHw { image, runs, guests } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
@@ -489,6 +516,38 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &
     ExitCode::from(code)
 }
 
+/// The scenario files that `paths` name (default: scenarios/): files, directories (their
+/// `*.toml`), or bare names of scenarios there (`weights` is scenarios/weights.toml).
+fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let dir = repo_root().join("scenarios");
+    let default = [dir.clone()];
+    let paths = if paths.is_empty() { &default[..] } else { paths };
+    let mut files = Vec::new();
+    for p in paths {
+        let named = dir.join(p).with_extension("toml");
+        let p = if !p.exists() && p.components().count() == 1 && named.is_file() { &named } else { p };
+        files.extend(scenario::load_dir_or_file(p).map_err(|e| e.to_string())?);
+    }
+    Ok(files)
+}
+
+/// A scenario's boot pack for the image, in the scratch directory, and the memory its domains
+/// need (MiB), refused before QEMU starts if the image could not hold them.
+fn pack_scenario(sc: &scenario::Scenario, file: &Path, guests: &Path) -> Result<(PathBuf, u64), String> {
+    let pack = scratch(&format!("{}.pack", sc.name));
+    sim::hw::write_pack(Some(file), None, 0, "", None, guests, &pack)?;
+    let mem: u64 = sc.domains.iter().map(|d| d.memory_mib + 2).sum();
+    sim::hw::check_image_memory(mem)?;
+    Ok((pack, mem))
+}
+
+/// Boot the image with a packed scenario under `accel`: the scenario's pCPUs as QEMU's `-smp`
+/// and the image's `cpus=`, the gate if one is forced, room for its domains, under the timeout.
+fn run_packed(o: &HwArgs, sc: &scenario::Scenario, pack: &Path, mem: u64, accel: sim::hw::Accel) -> Result<sim::hw::QemuRun, String> {
+    let (extra, app) = smp(sc.pcpus, append(&o.gate));
+    sim::hw::qemu_with(&o.image, pack, accel, sim::hw::qemu_memory(mem), &app, o.timeout, &extra)
+}
+
 fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
     let accels = match sim::hw::accels(&o.accel) {
         Ok(a) => a,
@@ -497,18 +556,13 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default = [repo_root().join("scenarios")];
-    let paths = if paths.is_empty() { &default[..] } else { paths };
-    let mut files = Vec::new();
-    for p in paths {
-        match scenario::load_dir_or_file(p) {
-            Ok(f) => files.extend(f),
-            Err(e) => {
-                eprintln!("xenolith: {e}");
-                return ExitCode::from(2);
-            }
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("xenolith: {e}");
+            return ExitCode::from(2);
         }
-    }
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  detail", "scenario", "accel", "gate", "result", "wall");
     let (mut failed, mut passed, mut skipped) = (0, 0, 0);
@@ -534,26 +588,21 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        let pack = scratch(&format!("{}.pack", sc.name));
-        if let Err(e) = sim::hw::write_pack(Some(f), None, 0, "", None, &o.guests, &pack) {
-            let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
-            failed += 1;
-            continue;
-        }
-        let mem: u64 = sc.domains.iter().map(|d| d.memory_mib + 2).sum();
-        if let Err(e) = sim::hw::check_image_memory(mem) {
-            let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
-            failed += 1;
-            continue;
-        }
+        let (pack, mem) = match pack_scenario(&sc, f, &o.guests) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, "-", "-", "FAIL", "-");
+                failed += 1;
+                continue;
+            }
+        };
         for &a in &accels {
-            if let Some((_, why)) = sc.hw_unsupported.iter().find(|(k, _)| k == a.name()) {
+            if let Some(why) = sim::hw::hw_unsupported_reason(&sc, a) {
                 let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {why}", sc.name, a.name(), "-", "skip", "-");
                 skipped += 1;
                 continue;
             }
-            let (extra, app) = smp(sc.pcpus, append(&o.gate));
-            let run = match sim::hw::qemu_with(&o.image, &pack, a, sim::hw::qemu_memory(mem), &app, o.timeout, &extra) {
+            let run = match run_packed(o, &sc, &pack, mem, a) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("xenolith: {e}");
@@ -608,10 +657,108 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = if v.is_empty() { 0.0 } else { v[v.len() / 2] };
-    (m, v.first().copied().unwrap_or(0.0), v.last().copied().unwrap_or(0.0))
+/// `bench-shares`: each scenario on each platform `runs` times, the simulator in-process as
+/// `xenolith run` runs it, the image as `boot-hw` runs it; then the table of
+/// [`sim::bench_shares`]. Fails (exit 1) only on a run that did not run; bad input exits 2.
+fn bench_shares(paths: &[PathBuf], image: Option<PathBuf>, runs: usize, accel: &str, timeout: std::time::Duration, guests: PathBuf) -> ExitCode {
+    use sim::bench_shares::{aggregate, format_table, parse_accels, Platform, Sample};
+    let platforms = match parse_accels(accel, sim::hw::kvm_usable()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xenolith: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let image = match (image, platforms.iter().any(|p| *p != Platform::Sim)) {
+        (Some(i), _) => i,
+        (None, false) => PathBuf::new(),
+        (None, true) => {
+            eprintln!("xenolith: --accel {accel} runs the image: give --image (cargo xtask bench-shares builds it)");
+            return ExitCode::from(2);
+        }
+    };
+    let o = HwArgs { image, accel: accel.to_string(), gate: None, timeout, guests, verbose: false, gdb: None, pcpus: 1 };
+    let mut scenarios = Vec::new();
+    match scenario_files(paths) {
+        Ok(files) => {
+            for f in files {
+                match scenario::load(&f) {
+                    // By default only the scenarios that state a share tolerance.
+                    Ok(s) if !paths.is_empty() || !s.expect.share_within.is_empty() => scenarios.push((f, s)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("xenolith: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("xenolith: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let (mut samples, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (f, sc) in &scenarios {
+        // Each domain that has a target or a tolerance (not one that powered off on its own).
+        let mut add = |p: Platform, name: &str, measured: f64, target: Option<f64>| {
+            let slack = if p == Platform::Sim { 0.0 } else { sim::hw::HW_SHARE_SLACK };
+            let tolerance = sc.expect.share_within.get(name).map(|t| *t as f64 + slack);
+            if target.is_some() || tolerance.is_some() {
+                samples.push(Sample { scenario: sc.name.clone(), accel: p.name().into(), domain: name.into(), measured, target, tolerance });
+            }
+        };
+        let mut packed = None;
+        for &p in &platforms {
+            let a = match p {
+                Platform::Sim => {
+                    for _ in 0..runs {
+                        let run = runner::run_with(sc, runner::domain_configs(sc, &o.guests), runner::Options::default());
+                        match run.input_errors.iter().chain(&run.host_errors).next() {
+                            Some(e) => failed.push(format!("{} sim: {e}", sc.name)),
+                            None => run.shares.iter().for_each(|s| add(p, &s.name, s.measured, s.target)),
+                        }
+                    }
+                    continue;
+                }
+                Platform::Image(a) => a,
+            };
+            if let Some(why) = sim::hw::hw_unsupported_reason(sc, a) {
+                skipped.push(format!("{} {}: {why}", sc.name, a.name()));
+                continue;
+            }
+            if packed.is_none() {
+                packed = Some(pack_scenario(sc, f, &o.guests));
+            }
+            let (pack, mem) = match packed.as_ref().expect("packed above") {
+                Ok(pm) => pm,
+                Err(e) => {
+                    failed.push(format!("{} {}: {e}", sc.name, a.name()));
+                    continue;
+                }
+            };
+            for i in 0..runs {
+                match run_packed(&o, sc, pack, *mem, a) {
+                    Ok(r) => match r.problem() {
+                        Some(why) => failed.push(format!("{} {} run {}: {why}", sc.name, a.name(), i + 1)),
+                        None => sim::hw::parse_shares(&r.output).into_iter().for_each(|(n, m, t)| add(p, &n, m, t)),
+                    },
+                    Err(e) => failed.push(format!("{} {}: {e}", sc.name, a.name())),
+                }
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", format_table(&aggregate(&samples), runs));
+    let _ = writeln!(out, "tolerance: share_within in the simulator, +{} points on the image (hw::HW_SHARE_SLACK)", sim::hw::HW_SHARE_SLACK);
+    for s in &skipped {
+        let _ = writeln!(out, "skipped {s}");
+    }
+    for f in &failed {
+        let _ = writeln!(out, "FAILED {f}");
+    }
+    let _ = out.flush();
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
@@ -645,7 +792,7 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
                 }
             }
         }
-        let (m, lo, hi) = median_spread(t);
+        let (m, lo, hi) = sim::bench_shares::median_min_max(&t);
         println!("  {:<4} median {m:7.1} ms   spread {lo:.1} .. {hi:.1} ms", a.name());
     }
     // XTF's example kernel (Xen's own "hello"), when the suite is beside the repository.
@@ -666,7 +813,7 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
                     Err(e) => eprintln!("xenolith: {e}"),
                 }
             }
-            let (m, lo, hi) = median_spread(t);
+            let (m, lo, hi) = sim::bench_shares::median_min_max(&t);
             println!("  {:<4} median {m:7.1} ms   spread {lo:.1} .. {hi:.1} ms", a.name());
         }
     }
@@ -689,7 +836,7 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
                     Err(e) => eprintln!("xenolith: {e}"),
                 }
             }
-            let (m, lo, hi) = median_spread(c);
+            let (m, lo, hi) = sim::bench_shares::median_min_max(&c);
             println!("  {:<4} gate {:<8} median {m:8.0} cycles   spread {lo:.0} .. {hi:.0}", a.name(), g);
         }
     }

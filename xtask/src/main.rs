@@ -14,6 +14,9 @@
 //!   guests, run the scenarios on the image under QEMU and compare each domain's trace with the
 //!   simulator's snapshot (`xenolith boot-hw --help` for every option).
 //! - `bench-hw`  hardware benches: hello launch-to-result under TCG/KVM, hypercall cycles per gate.
+//! - `bench-shares [SCENARIO...] [--accel sim|tcg|kvm|auto|all|LIST] [--runs N]`  each domain's CPU
+//!   share against the credit target in the simulator and on the image (the image is built only
+//!   when an image accelerator is asked; `xenolith bench-shares --help`).
 //! - `fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed]`  run the
 //!   `hostile` guest once per seed and fail on any run that does not end in its poweroff and
 //!   summary line (see `fuzz_guest`).
@@ -47,6 +50,9 @@ commands:
   boot-hw [ARGS] build image and guests, run scenarios on the image under QEMU, compare traces
                  (ARGS: [SCENARIO...] [--accel kvm|tcg|auto|all] [--kernel ELF] [--gate syscall|int3])
   bench-hw       hardware benches (launch-to-result, hypercall cycles per gate)
+  bench-shares [SCENARIO...] [--accel sim|tcg|kvm|auto|all|sim,tcg] [--runs N]
+                 each domain's CPU share vs the credit target, simulator and image (default:
+                 the scenarios with share_within, --accel auto: sim, TCG, KVM where it works)
   fuzz-guest --seeds A..B [--accel sim|tcg|kvm] [--calls N] [--mode calls|pt|mixed] [--timeout S]
                  run the hostile guest once per seed (A..B half-open, A..=B inclusive, or N)
   fuzz [TARGET...] [--time SECONDS]
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         "image" => build_image(&root).map(|_| ()),
         "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
+        "bench-shares" => setup(&root).and_then(|()| bench_shares(&root, rest)),
         "fuzz-guest" => setup(&root).and_then(|()| fuzz_guest(&root, rest)),
         "fuzz" => setup(&root).and_then(|()| fuzz::fuzz(&root, rest)),
         "xtf" => setup(&root).and_then(|()| xtf::xtf(&root, rest)),
@@ -323,6 +330,27 @@ fn hw(root: &Path, what: &str, args: &[String]) -> Result {
     let mut all = vec![what.to_string(), "--image".to_string(), image.display().to_string()];
     all.extend(args.iter().cloned());
     run_cli(root, &all)
+}
+
+/// `xenolith bench-shares ARGS`, with a freshly built image (`--image`) unless only the simulator
+/// is asked (`--accel sim`).
+fn bench_shares(root: &Path, args: &[String]) -> Result {
+    let accel = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--accel") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(v) => v.strip_prefix('=').map(str::to_string),
+            None => None,
+        })
+        .unwrap_or_else(|| "auto".to_string());
+    if accel.split(',').all(|a| a == "sim") {
+        let mut all = vec!["bench-shares".to_string()];
+        all.extend(args.iter().cloned());
+        run_cli(root, &all)
+    } else {
+        hw(root, "bench-shares", args)
+    }
 }
 
 /// Every CI step in order, each timed; stops at the first failure.
