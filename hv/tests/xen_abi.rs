@@ -637,7 +637,7 @@ fn xenrt_consts() -> Vec<Const> {
         }
         "errno.h" {
             "EPERM" = EPERM, "ENOENT" = ENOENT, "EFAULT" = EFAULT, "EBUSY" = EBUSY, "EINVAL" = EINVAL, "ENOSYS" = ENOSYS,
-            "ESRCH" = ESRCH, "EACCES" = EACCES,
+            "ESRCH" = ESRCH, "EACCES" = EACCES, "EEXIST" = EEXIST,
         }
         "version.h" { "XENVER_version" = XENVER_VERSION, "XENVER_extraversion" = XENVER_EXTRAVERSION }
         "sched.h" {
@@ -646,9 +646,16 @@ fn xenrt_consts() -> Vec<Const> {
             "SCHEDOP_poll" = SCHEDOP_POLL,
         }
         "io/xs_wire.h" { "XENSTORE_RING_SIZE" = XENSTORE_RING_SIZE, "XENSTORE_PAYLOAD_MAX" = XENSTORE_PAYLOAD_MAX }
-        "event_channel.h" { "EVTCHNOP_send" = EVTCHNOP_SEND }
-        "vcpu.h" { "VCPUOP_register_vcpu_info" = VCPUOP_REGISTER_VCPU_INFO }
-        "arch-x86/xen-x86_64.h" { "FLAT_KERNEL_CS64" = FLAT_KERNEL_CS64 }
+        "event_channel.h" { "EVTCHNOP_send" = EVTCHNOP_SEND, "EVTCHNOP_bind_ipi" = EVTCHNOP_BIND_IPI }
+        "vcpu.h" {
+            "VCPUOP_register_vcpu_info" = VCPUOP_REGISTER_VCPU_INFO, "VCPUOP_initialise" = VCPUOP_INITIALISE,
+            "VCPUOP_up" = VCPUOP_UP, "VCPUOP_down" = VCPUOP_DOWN, "VCPUOP_is_up" = VCPUOP_IS_UP,
+            "VCPUOP_get_runstate_info" = VCPUOP_GET_RUNSTATE_INFO,
+            "VCPUOP_register_runstate_memory_area" = VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+            "RUNSTATE_running" = RUNSTATE_RUNNING, "RUNSTATE_offline" = RUNSTATE_OFFLINE,
+        }
+        "arch-x86/xen-x86_64.h" { "FLAT_KERNEL_CS64" = FLAT_KERNEL_CS64, "FLAT_KERNEL_SS64" = FLAT_KERNEL_SS64 }
+        "arch-x86/xen.h" { "VGCF_in_kernel" = VGCF_IN_KERNEL }
     }
 }
 
@@ -860,6 +867,24 @@ fn xenrt_layouts() -> Vec<Layout> {
         }
         "struct evtchn_send" = EvtchnSend { "port" = port }
         "struct vcpu_register_vcpu_info" = VcpuRegisterVcpuInfo { "mfn" = mfn, "offset" = offset, "rsvd" = rsvd }
+        "struct vcpu_runstate_info" = VcpuRunstateInfo {
+            "state" = state, "state_entry_time" = state_entry_time, "time" = time,
+        }
+        "struct cpu_user_regs" = CpuUserRegs {
+            "r15" = r15, "r14" = r14, "r13" = r13, "r12" = r12, "rbp" = rbp, "rbx" = rbx, "r11" = r11,
+            "r10" = r10, "r9" = r9, "r8" = r8, "rax" = rax, "rcx" = rcx, "rdx" = rdx, "rsi" = rsi, "rdi" = rdi,
+            "error_code" = error_code, "entry_vector" = entry_vector, "rip" = rip, "cs" = cs,
+            "saved_upcall_mask" = saved_upcall_mask, "rflags" = rflags, "rsp" = rsp, "ss" = ss, "es" = es,
+            "ds" = ds, "fs" = fs, "gs" = gs,
+        }
+        "struct vcpu_guest_context" = VcpuGuestContext {
+            "fpu_ctxt" = fpu_ctxt, "flags" = flags, "user_regs" = user_regs, "trap_ctxt" = trap_ctxt,
+            "ldt_base" = ldt_base, "ldt_ents" = ldt_ents, "gdt_frames" = gdt_frames, "gdt_ents" = gdt_ents,
+            "kernel_ss" = kernel_ss, "kernel_sp" = kernel_sp, "ctrlreg" = ctrlreg, "debugreg" = debugreg,
+            "event_callback_eip" = event_callback_eip, "failsafe_callback_eip" = failsafe_callback_eip,
+            "syscall_callback_eip" = syscall_callback_eip, "vm_assist" = vm_assist, "fs_base" = fs_base,
+            "gs_base_kernel" = gs_base_kernel, "gs_base_user" = gs_base_user,
+        }
         "struct xencons_interface" = XenconsInterface {
             "in" = input, "out" = out, "in_cons" = in_cons, "in_prod" = in_prod, "out_cons" = out_cons,
             "out_prod" = out_prod,
@@ -1025,6 +1050,35 @@ fn xenolith_abi_matches_xen_public_headers() {
     };
     println!("xen_abi: {n_consts} constants checked against {}; {c_note}", dir.display());
     assert!(failures.is_empty(), "xenolith's ABI differs from Xen's public headers:\n  {}", failures.join("\n  "));
+}
+
+/// The guests' `vcpu_guest_context` (what `xenrt::vcpu` passes to VCPUOP_initialise) and its
+/// `cpu_user_regs` and `vcpu_runstate_info` have the hypervisor's layout (`hv::abi`, what it
+/// reads and writes): every field at the same offset, the same sizes. Runs with or without the
+/// headers (which the test above checks both against).
+#[test]
+fn xenrt_vcpu_context_matches_the_hypervisors() {
+    macro_rules! same {
+        ($t:ident { $($f:ident),* $(,)? }) => {{
+            assert_eq!(size_of::<xenrt::$t>(), size_of::<abi::$t>(), "size_of::<{}>()", stringify!($t));
+            $(assert_eq!(
+                offset_of!(xenrt::$t, $f),
+                offset_of!(abi::$t, $f),
+                "offset_of!({}, {})", stringify!($t), stringify!($f)
+            );)*
+        }};
+    }
+    same!(VcpuGuestContext {
+        fpu_ctxt, flags, user_regs, trap_ctxt, ldt_base, ldt_ents, gdt_frames, gdt_ents, kernel_ss, kernel_sp,
+        ctrlreg, debugreg, event_callback_eip, failsafe_callback_eip, syscall_callback_eip, vm_assist, fs_base,
+        gs_base_kernel, gs_base_user,
+    });
+    same!(CpuUserRegs {
+        r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, error_code, entry_vector, rip, cs,
+        saved_upcall_mask, rflags, rsp, ss, es, ds, fs, gs,
+    });
+    same!(VcpuRunstateInfo { state, state_entry_time, time });
+    assert_eq!(size_of::<xenrt::TrapInfo>(), size_of::<abi::TrapInfo>());
 }
 
 /// The parser itself, on text shaped like Xen's headers (runs with or without the headers).

@@ -29,6 +29,7 @@ pub const EPERM: i64 = 1; // xen-public/errno.h
 pub const ENOENT: i64 = 2; // xen-public/errno.h
 pub const ESRCH: i64 = 3; // xen-public/errno.h
 pub const EACCES: i64 = 13; // xen-public/errno.h
+pub const EEXIST: i64 = 17; // xen-public/errno.h
 pub const EFAULT: i64 = 14; // xen-public/errno.h
 pub const EBUSY: i64 = 16; // xen-public/errno.h
 pub const EINVAL: i64 = 22; // xen-public/errno.h
@@ -47,7 +48,16 @@ pub const SHUTDOWN_POWEROFF: u32 = 0; // xen-public/sched.h
 pub const SHUTDOWN_REBOOT: u32 = 1; // xen-public/sched.h
 pub const SHUTDOWN_CRASH: u32 = 3; // xen-public/sched.h
 pub const EVTCHNOP_SEND: u64 = 4; // xen-public/event_channel.h
+pub const EVTCHNOP_BIND_IPI: u64 = 7; // xen-public/event_channel.h
+pub const VCPUOP_INITIALISE: u64 = 0; // xen-public/vcpu.h
+pub const VCPUOP_UP: u64 = 1; // xen-public/vcpu.h
+pub const VCPUOP_DOWN: u64 = 2; // xen-public/vcpu.h
+pub const VCPUOP_IS_UP: u64 = 3; // xen-public/vcpu.h
+pub const VCPUOP_GET_RUNSTATE_INFO: u64 = 4; // xen-public/vcpu.h
+pub const VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5; // xen-public/vcpu.h
 pub const VCPUOP_REGISTER_VCPU_INFO: u64 = 10; // xen-public/vcpu.h
+pub const RUNSTATE_RUNNING: u64 = 0; // xen-public/vcpu.h
+pub const RUNSTATE_OFFLINE: u64 = 3; // xen-public/vcpu.h
 pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6; // xen-public/xen.h
 pub const MMUEXT_INVLPG_LOCAL: u32 = 7; // xen-public/xen.h
 pub const DOMID_SELF: u64 = 0x7ff0; // xen-public/xen.h
@@ -63,6 +73,11 @@ pub const PTE_U: u64 = 4;
 
 /// `FLAT_KERNEL_CS64` == `FLAT_RING3_CS64` for 64-bit PV guests.
 pub const FLAT_KERNEL_CS64: u16 = 0xe033; // xen-public/arch-x86/xen-x86_64.h
+/// `FLAT_KERNEL_SS64` == `FLAT_RING3_SS64` for 64-bit PV guests.
+pub const FLAT_KERNEL_SS64: u16 = 0xe02b; // xen-public/arch-x86/xen-x86_64.h
+
+/// `vcpu_guest_context.flags`: the vCPU starts in kernel mode.
+pub const VGCF_IN_KERNEL: u64 = 1 << 2; // xen-public/arch-x86/xen.h
 
 /// `start_info` flags.
 pub const SIF_PRIVILEGED: u32 = 1; // xen-public/xen.h
@@ -180,6 +195,128 @@ pub struct TrapInfo {
 }
 const _: () = assert!(size_of::<TrapInfo>() == 16);
 const _: () = assert!(offset_of!(TrapInfo, address) == 8);
+
+/// `struct cpu_user_regs` for x86_64 (200 bytes): the registers of a `vcpu_guest_context`.
+/// `error_code` and `entry_vector` are Xen's private fields.
+// xen-public/arch-x86/xen-x86_64.h
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct CpuUserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub error_code: u32,
+    pub entry_vector: u32,
+    pub rip: u64,
+    pub cs: u16,
+    pub pad0: u16,
+    pub saved_upcall_mask: u8,
+    pub pad1: [u8; 3],
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u16,
+    pub pad2: [u16; 3],
+    pub es: u16,
+    pub pad3: [u16; 3],
+    pub ds: u16,
+    pub pad4: [u16; 3],
+    pub fs: u16,
+    pub pad5: [u16; 3],
+    pub gs: u16,
+    pub pad6: [u16; 3],
+}
+const _: () = assert!(size_of::<CpuUserRegs>() == 200);
+const _: () = assert!(offset_of!(CpuUserRegs, rbp) == 32);
+const _: () = assert!(offset_of!(CpuUserRegs, rax) == 80);
+const _: () = assert!(offset_of!(CpuUserRegs, rsi) == 104);
+const _: () = assert!(offset_of!(CpuUserRegs, rdi) == 112);
+const _: () = assert!(offset_of!(CpuUserRegs, error_code) == 120);
+const _: () = assert!(offset_of!(CpuUserRegs, rip) == 128);
+const _: () = assert!(offset_of!(CpuUserRegs, cs) == 136);
+const _: () = assert!(offset_of!(CpuUserRegs, saved_upcall_mask) == 140);
+const _: () = assert!(offset_of!(CpuUserRegs, rflags) == 144);
+const _: () = assert!(offset_of!(CpuUserRegs, rsp) == 152);
+const _: () = assert!(offset_of!(CpuUserRegs, ss) == 160);
+const _: () = assert!(offset_of!(CpuUserRegs, gs) == 192);
+
+/// `struct vcpu_guest_context` for x86_64 (5,168 bytes): what VCPUOP_initialise takes. The
+/// x86_64 guest's view (not `__XEN__`'s), so `syscall_callback_eip` is a plain field.
+/// `ctrlreg[3]` is the kernel's L4 as `xen_pfn_to_cr3(mfn)`, `ctrlreg[1]` the user one.
+// xen-public/arch-x86/xen.h
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct VcpuGuestContext {
+    pub fpu_ctxt: [u8; 512],
+    pub flags: u64,
+    pub user_regs: CpuUserRegs,
+    pub trap_ctxt: [TrapInfo; 256],
+    pub ldt_base: u64,
+    pub ldt_ents: u64,
+    pub gdt_frames: [u64; 16],
+    pub gdt_ents: u64,
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    pub ctrlreg: [u64; 8],
+    pub debugreg: [u64; 8],
+    pub event_callback_eip: u64,
+    pub failsafe_callback_eip: u64,
+    pub syscall_callback_eip: u64,
+    pub vm_assist: u64,
+    pub fs_base: u64,
+    pub gs_base_kernel: u64,
+    pub gs_base_user: u64,
+}
+const _: () = assert!(size_of::<VcpuGuestContext>() == 5168);
+const _: () = assert!(offset_of!(VcpuGuestContext, flags) == 512);
+const _: () = assert!(offset_of!(VcpuGuestContext, user_regs) == 520);
+const _: () = assert!(offset_of!(VcpuGuestContext, trap_ctxt) == 720);
+const _: () = assert!(offset_of!(VcpuGuestContext, ldt_base) == 4816);
+const _: () = assert!(offset_of!(VcpuGuestContext, gdt_frames) == 4832);
+const _: () = assert!(offset_of!(VcpuGuestContext, gdt_ents) == 4960);
+const _: () = assert!(offset_of!(VcpuGuestContext, kernel_ss) == 4968);
+const _: () = assert!(offset_of!(VcpuGuestContext, kernel_sp) == 4976);
+const _: () = assert!(offset_of!(VcpuGuestContext, ctrlreg) == 4984);
+const _: () = assert!(offset_of!(VcpuGuestContext, debugreg) == 5048);
+const _: () = assert!(offset_of!(VcpuGuestContext, event_callback_eip) == 5112);
+const _: () = assert!(offset_of!(VcpuGuestContext, syscall_callback_eip) == 5128);
+const _: () = assert!(offset_of!(VcpuGuestContext, vm_assist) == 5136);
+const _: () = assert!(offset_of!(VcpuGuestContext, gs_base_user) == 5160);
+
+impl VcpuGuestContext {
+    /// All zeroes (no flags, no registers, no trap table, no GDT, no page tables).
+    pub const fn zeroed() -> Self {
+        // SAFETY: every field is an integer or an array of integers (or of `TrapInfo`, whose
+        // fields are integers), for which all-zero bytes are a valid value.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+/// `vcpu_runstate_info` (48 bytes): the state (`RUNSTATE_*`), since when, and the time spent
+/// in each state.
+// xen-public/vcpu.h
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct VcpuRunstateInfo {
+    pub state: i32,
+    pub pad: u32,
+    pub state_entry_time: u64,
+    pub time: [u64; 4],
+}
+const _: () = assert!(size_of::<VcpuRunstateInfo>() == 48);
+const _: () = assert!(offset_of!(VcpuRunstateInfo, state_entry_time) == 8);
+const _: () = assert!(offset_of!(VcpuRunstateInfo, time) == 16);
 
 /// `mmu_update` (16 bytes).
 // xen-public/xen.h

@@ -3,8 +3,9 @@
 //! It speaks the Xen PV64 ABI exactly as Xen defines it (so the guests also run on real Xen):
 //! image layout and ELF notes (`boot`), hypercalls (`hypercall`), the PV console ring and
 //! console_io (`console`), address translation and shared_info (`mm`), trap handling through
-//! set_trap_table/HYPERVISOR_iret (`traps`), the command line (`cmdline`), Xen's forced-emulation
-//! CPUID ([`xen_cpuid`]) and a panic handler that reports via console_io and crashes the domain.
+//! set_trap_table/HYPERVISOR_iret (`traps`), bringing up further vCPUs (`vcpu`), the command
+//! line (`cmdline`), Xen's forced-emulation CPUID ([`xen_cpuid`]) and a panic handler that
+//! reports via console_io and crashes the domain.
 //!
 //! A guest is a `#![no_std] #![no_main]` binary that calls `xenrt::entry!(main)` with
 //! `fn main(si: &'static StartInfo) -> !`.
@@ -21,6 +22,7 @@ pub mod hypercall;
 pub mod mm;
 pub mod time;
 pub mod traps;
+pub mod vcpu;
 pub mod xenstore;
 
 pub use abi::StartInfo;
