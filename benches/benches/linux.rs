@@ -92,8 +92,11 @@ fn boot(l: &Linux) -> (Duration, u64, sim::platform::SimStats) {
     let wall = t.elapsed();
     benches::assert_powered_off(&hv, "linux");
     let console = benches::console(&hv, "linux");
-    assert!(console.iter().any(|l| l.contains(MARKER)), "linux: /init did not finish (virtual time {end}); console ends {:?}",
-        &console[console.len().saturating_sub(5)..]);
+    assert!(
+        console.iter().any(|l| l.contains(MARKER)),
+        "linux: /init did not finish (virtual time {end}); console ends {:?}",
+        &console[console.len().saturating_sub(5)..]
+    );
     (wall, hv.platform.instructions, hv.platform.stats())
 }
 
@@ -138,13 +141,19 @@ fn main() {
     }
     let root = repo_root();
     let Some(l) = find_linux(&root) else {
-        eprintln!("linux_boot: skipped: no kernel and initramfs in {}; `cargo xtask linux --once` fetches and builds them", root.join("target/linux").display());
+        eprintln!(
+            "linux_boot: skipped: no kernel and initramfs in {}; `cargo xtask linux --once` fetches and builds them",
+            root.join("target/linux").display()
+        );
         return;
     };
     let elf = sim::kernel::read_kernel(&l.kernel).unwrap_or_else(|e| panic!("linux: {e}"));
     let code = elf.windows(P2M_LOOP.len()).find(|w| *w == P2M_LOOP).map(<[u8]>::to_vec);
     if code.is_none() {
-        eprintln!("linux_boot: {} has no xen_rebuild_p2m_list loop as Debian 12's 6.1 kernel has it; no bare comparison", l.kernel.display());
+        eprintln!(
+            "linux_boot: {} has no xen_rebuild_p2m_list loop as Debian 12's 6.1 kernel has it; no bare comparison",
+            l.kernel.display()
+        );
     }
     let bare = |code: &Option<Vec<u8>>| code.as_ref().map(|c| bare_p2m(c, BARE_ITERS));
     let b1 = bare(&code);

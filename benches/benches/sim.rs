@@ -62,9 +62,7 @@ fn guest_mips(c: &mut Criterion) {
     let mut g = c.benchmark_group("guest_mips");
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(sim_insns));
-    g.bench_function("sim", |b| {
-        b.iter_custom(|n| (0..n).map(|_| sim_compute_run(&elf, ITERS).0).sum())
-    });
+    g.bench_function("sim", |b| b.iter_custom(|n| (0..n).map(|_| sim_compute_run(&elf, ITERS).0).sum()));
     g.throughput(Throughput::Elements(bare_insns));
     g.bench_function("bare", |b| b.iter_custom(|n| (0..n).map(|_| bare_compute_run(ITERS).0).sum()));
     g.finish();
@@ -143,10 +141,23 @@ fn ratio_wanted() -> bool {
             if !a.contains('=')
                 && matches!(
                     a.as_str(),
-                    "--warm-up-time" | "--measurement-time" | "--sample-size" | "--save-baseline" | "--baseline"
-                        | "--baseline-lenient" | "--load-baseline" | "--output-format" | "--color" | "--profile-time"
-                        | "--nresamples" | "--noise-threshold" | "--confidence-level" | "--significance-level"
-                        | "--plotting-backend" | "--format" | "--logfile"
+                    "--warm-up-time"
+                        | "--measurement-time"
+                        | "--sample-size"
+                        | "--save-baseline"
+                        | "--baseline"
+                        | "--baseline-lenient"
+                        | "--load-baseline"
+                        | "--output-format"
+                        | "--color"
+                        | "--profile-time"
+                        | "--nresamples"
+                        | "--noise-threshold"
+                        | "--confidence-level"
+                        | "--significance-level"
+                        | "--plotting-backend"
+                        | "--format"
+                        | "--logfile"
                 )
             {
                 it.next();

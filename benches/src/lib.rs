@@ -107,8 +107,11 @@ pub fn assert_powered_off(hv: &Hypervisor<SimPlatform>, name: &str) {
     let r = hv.record(name).unwrap_or_else(|| panic!("benches: no record of domain {name}"));
     let ok = matches!(r.state, RecordState::Shutdown(ShutdownReason::Poweroff) | RecordState::Destroyed)
         && r.shutdowns.last() == Some(&ShutdownReason::Poweroff);
-    assert!(ok, "benches: domain {name} did not power off: state {:?}, shutdowns {:?}, crash {:?}, console {:?}",
-        r.state, r.shutdowns, r.crash_reason, r.console);
+    assert!(
+        ok,
+        "benches: domain {name} did not power off: state {:?}, shutdowns {:?}, crash {:?}, console {:?}",
+        r.state, r.shutdowns, r.crash_reason, r.console
+    );
 }
 
 /// The console text of domain `name`, one line per entry.
@@ -250,7 +253,11 @@ impl MipsRatio {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Simulator vs bare-unicorn speed on the compute loop, measured interleaved (sim, bare, sim,

@@ -17,11 +17,11 @@
 //! pages), where the unit tests stage hypercall arguments too.
 #![no_main]
 
+use hv::hv::SLICE_NS;
 use hv::mm::paging::walk_slice;
 use hv::mm::{Mfn, PAGE_SIZE};
 use hv::platform::{CpuState, Exit, Gate};
 use hv::testing::mock::Step;
-use hv::hv::SLICE_NS;
 use libfuzzer_sys::fuzz_target;
 use xenolith_fuzz::{check_frames, with_test_domain};
 
@@ -99,11 +99,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let exit = match kind {
             0..=191 => None,
-            192..=223 => Some(Exit::Exception {
-                vector: kind % 32,
-                error_code: Some(args[1] as u32),
-                cr2: args[2],
-            }),
+            192..=223 => Some(Exit::Exception { vector: kind % 32, error_code: Some(args[1] as u32), cr2: args[2] }),
             // A #DB with any status the platform might report.
             224..=231 => Some(Exit::Debug { dr6: args[1] }),
             _ => Some(Exit::SoftInt { vector: args[1] as u8, len: 1 + (args[2] % 2) as u8 }),

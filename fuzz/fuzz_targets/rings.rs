@@ -76,10 +76,7 @@ fn run(slot: &mut Option<Bench>, data: &[u8]) {
         for (i, &x) in sbytes.iter().enumerate() {
             page[(store_ring::REQ + i as u64 % store_ring::RING_SIZE) as usize] = x;
         }
-        for (k, off) in [store_ring::REQ_CONS, store_ring::REQ_PROD, store_ring::RSP_CONS, store_ring::RSP_PROD]
-            .into_iter()
-            .enumerate()
-        {
+        for (k, off) in [store_ring::REQ_CONS, store_ring::REQ_PROD, store_ring::RSP_CONS, store_ring::RSP_PROD].into_iter().enumerate() {
             page[off as usize..][..4].copy_from_slice(&u32_at(data, 2 + k).to_le_bytes());
         }
     }

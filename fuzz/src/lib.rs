@@ -89,12 +89,7 @@ pub fn check_frames(hv: &mut Hypervisor<Mock>) {
             }
             let target = pte_mfn(e);
             if let Some(t) = hv.frames.get(target) {
-                assert!(
-                    t.ty == PageType::None,
-                    "L1 {l1:#x}[{slot}] maps page-table frame {:#x} writable ({:?})",
-                    target.0,
-                    t.ty
-                );
+                assert!(t.ty == PageType::None, "L1 {l1:#x}[{slot}] maps page-table frame {:#x} writable ({:?})", target.0, t.ty);
             }
         }
     }

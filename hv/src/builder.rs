@@ -15,8 +15,8 @@ use crate::elf::{self, ElfError, KernelImage};
 use crate::evtchn::{Backend, EvtchnTable, PortState};
 use crate::mm::frames::{FrameTable, Owner};
 use crate::mm::memory::Pod;
-use crate::mm::paging::*;
 use crate::mm::pagetable::{PtCtx, XenSlots};
+use crate::mm::paging::*;
 use crate::mm::{MachineMemory, Mfn, PAGE_SIZE};
 use crate::platform::{CpuState, Gate, VcpuKey};
 use crate::DomId;
@@ -26,9 +26,15 @@ use crate::DomId;
 pub enum BuildError {
     Elf(ElfError),
     /// The machine has too few free frames.
-    OutOfMemory { need: u64, free: u64 },
+    OutOfMemory {
+        need: u64,
+        free: u64,
+    },
     /// The domain's memory cannot hold its own bootstrap area.
-    TooSmall { need_mib: u64, have_mib: u64 },
+    TooSmall {
+        need_mib: u64,
+        have_mib: u64,
+    },
     Layout(String),
 }
 
@@ -39,10 +45,9 @@ impl core::fmt::Display for BuildError {
             Self::OutOfMemory { need, free } => {
                 write!(f, "out of machine memory: need {need} frames, {free} free")
             }
-            Self::TooSmall { need_mib, have_mib } => write!(
-                f,
-                "memory = {have_mib} MiB is too small for this kernel: it needs at least {need_mib} MiB"
-            ),
+            Self::TooSmall { need_mib, have_mib } => {
+                write!(f, "memory = {have_mib} MiB is too small for this kernel: it needs at least {need_mib} MiB")
+            }
             Self::Layout(w) => write!(f, "bad kernel layout: {w}"),
         }
     }
@@ -164,11 +169,7 @@ fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, Bu
     let pt_va = cons_va.checked_add(PAGE_SIZE).ok_or_else(bad)?;
     let mut nr_pt = 1;
     let map_end = loop {
-        let end = pt_va
-            .checked_add((nr_pt + 1) * PAGE_SIZE + (512 << 10) + (4 << 20) - 1)
-            .ok_or_else(bad)?
-            / (4 << 20)
-            * (4 << 20);
+        let end = pt_va.checked_add((nr_pt + 1) * PAGE_SIZE + (512 << 10) + (4 << 20) - 1).ok_or_else(bad)? / (4 << 20) * (4 << 20);
         let need = 1 + regions(vb, end, 1 << 39) + regions(vb, end, 1 << 30) + regions(vb, end, 1 << 21);
         if need <= nr_pt {
             break end;
@@ -190,10 +191,7 @@ fn layout(img: KernelImage, nr_pages: u64, module_len: u64) -> Result<Layout, Bu
     });
     let used = mapped + p2m_map.map_or(0, |m| m.list_frames + m.pt_frames);
     if used > nr_pages {
-        return Err(BuildError::TooSmall {
-            need_mib: (used * PAGE_SIZE).div_ceil(1 << 20),
-            have_mib: (nr_pages * PAGE_SIZE) >> 20,
-        });
+        return Err(BuildError::TooSmall { need_mib: (used * PAGE_SIZE).div_ceil(1 << 20), have_mib: (nr_pages * PAGE_SIZE) >> 20 });
     }
     Ok(Layout { img, vb, mod_va, p2m_va, p2m_map, si_va, store_va, cons_va, pt_va, nr_pt, stack_va, map_end })
 }
@@ -217,10 +215,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     let nr_pages = config.memory_mib * 256;
     let module_len = config.initrd.as_ref().map_or(0, |m| m.len() as u64);
     if module_len > nr_pages * PAGE_SIZE {
-        return Err(BuildError::TooSmall {
-            need_mib: module_len.div_ceil(1 << 20),
-            have_mib: config.memory_mib,
-        });
+        return Err(BuildError::TooSmall { need_mib: module_len.div_ceil(1 << 20), have_mib: config.memory_mib });
     }
     let l = layout(img, nr_pages, module_len)?;
     let need = nr_pages + 1;
@@ -232,10 +227,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     let shared = env.frames.alloc_contig(1, owner).ok_or(BuildError::OutOfMemory { need, free: 0 })?;
     let p2m: Vec<Mfn> = match env.frames.alloc_contig(nr_pages, owner) {
         Some(base) => (0..nr_pages).map(|i| Mfn(base.0 + i)).collect(),
-        None => env.frames.alloc_many(nr_pages, owner).ok_or(BuildError::OutOfMemory {
-            need,
-            free: env.frames.free_frames(),
-        })?,
+        None => env.frames.alloc_many(nr_pages, owner).ok_or(BuildError::OutOfMemory { need, free: env.frames.free_frames() })?,
     };
     let mem = &mut *env.mem;
     for (pfn, m) in p2m.iter().chain([&shared]).enumerate() {
@@ -300,9 +292,7 @@ pub fn build(env: &mut BuildEnv<'_, '_>, id: DomId, config: &DomainConfig, gener
     let pt_pfn0 = (l.pt_va - vb) / PAGE_SIZE;
     let mut next_pt = 1u64;
     let l4 = p2m[pt_pfn0 as usize];
-    let exec = |va: u64| {
-        l.img.segments.iter().any(|s| s.executable && va + PAGE_SIZE > s.vaddr && va < s.vaddr + s.memsz)
-    };
+    let exec = |va: u64| l.img.segments.iter().any(|s| s.executable && va + PAGE_SIZE > s.vaddr && va < s.vaddr + s.memsz);
     let mut va = vb;
     while va < l.map_end {
         let mut table = l4;

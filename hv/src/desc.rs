@@ -238,10 +238,16 @@ pub fn entry_problem(mem: &MachineMemory<'_>, frames: &FrameTable, dom: DomId, c
         }
     }
     if !code_ok(mem, &cpu.gdt, cpu.cs) {
-        return Some(alloc::format!("code selector {:#x} is not a flat ring-3 selector nor a usable code segment of the guest's GDT", cpu.cs));
+        return Some(alloc::format!(
+            "code selector {:#x} is not a flat ring-3 selector nor a usable code segment of the guest's GDT",
+            cpu.cs
+        ));
     }
     if !stack_ok(mem, &cpu.gdt, cpu.ss) {
-        return Some(alloc::format!("stack selector {:#x} is not a flat ring-3 selector nor a usable data segment of the guest's GDT", cpu.ss));
+        return Some(alloc::format!(
+            "stack selector {:#x} is not a flat ring-3 selector nor a usable data segment of the guest's GDT",
+            cpu.ss
+        ));
     }
     if !crate::mm::paging::is_canonical(cpu.rip) {
         return Some(alloc::format!("rip {:#x} is not canonical", cpu.rip));

@@ -18,14 +18,24 @@ use crate::platform::Platform;
 pub enum StepAction {
     Pause(String),
     Unpause(String),
-    Shutdown { domain: String, reason: ShutdownReason },
+    Shutdown {
+        domain: String,
+        reason: ShutdownReason,
+    },
     Destroy(String),
     /// `sched-credit -d DOMAIN [-w WEIGHT] [-c CAP]`; neither given: trace the values in force.
-    SchedCredit { domain: String, weight: Option<u16>, cap: Option<u16> },
+    SchedCredit {
+        domain: String,
+        weight: Option<u16>,
+        cap: Option<u16>,
+    },
     /// Trace a `console DOMAIN` marker.
     Console(String),
     /// `input DOMAIN TEXT`: bytes typed into the domain's console ring (xenconsoled's part).
-    Input { domain: String, bytes: Vec<u8> },
+    Input {
+        domain: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// A step: `action` at virtual time `at_ns`.
@@ -58,7 +68,11 @@ pub fn target_shares(pcpus: u32, doms: &[(u16, u16, u32)]) -> Vec<f64> {
         .iter()
         .map(|&(_, cap, v)| {
             let full = 100.0 * v as f64;
-            if cap == 0 { full } else { full.min(cap as f64) }
+            if cap == 0 {
+                full
+            } else {
+                full.min(cap as f64)
+            }
         })
         .collect();
     let mut share = vec![0.0; doms.len()];

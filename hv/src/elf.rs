@@ -105,11 +105,7 @@ impl core::fmt::Display for ElfError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Parse(e) => write!(f, "not an ELF file: {e}"),
-            Self::Overlap { a, b } => write!(
-                f,
-                "PT_LOAD segments overlap: {:#x}..{:#x} and {:#x}..{:#x}",
-                a.0, a.1, b.0, b.1
-            ),
+            Self::Overlap { a, b } => write!(f, "PT_LOAD segments overlap: {:#x}..{:#x} and {:#x}..{:#x}", a.0, a.1, b.0, b.1),
             Self::NotX86_64 => write!(f, "not an x86_64 ELF64 image"),
             Self::NoSegments => write!(f, "no PT_LOAD segments"),
             Self::Truncated => write!(f, "a segment lies outside the file"),
@@ -175,22 +171,20 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
 
     let mut found = false;
     let (mut virt_base, mut paddr_offset) = (None::<u64>, None::<u64>);
-    let mut handle = |n_type: u32, desc: &[u8]| {
-        match n_type {
-            elfnote::ENTRY => img.entry = note_u64(desc).unwrap_or(img.entry),
-            elfnote::HYPERCALL_PAGE => img.hypercall_page = note_u64(desc),
-            elfnote::VIRT_BASE => virt_base = note_u64(desc),
-            elfnote::PADDR_OFFSET => paddr_offset = note_u64(desc),
-            elfnote::INIT_P2M => img.init_p2m = note_u64(desc),
-            elfnote::MOD_START_PFN => img.mod_start_pfn = note_u64(desc).is_some_and(|v| v != 0),
-            elfnote::SUPPORTED_FEATURES => img.f_supported |= note_u64(desc).unwrap_or(0) as u32,
-            elfnote::FEATURES => img.features = note_str(desc),
-            elfnote::GUEST_OS => img.guest_os = note_str(desc),
-            elfnote::XEN_VERSION => img.xen_version = note_str(desc),
-            elfnote::LOADER => img.loader = note_str(desc),
-            elfnote::PHYS32_ENTRY => img.pvh_entry = note_u64(desc),
-            _ => {}
-        }
+    let mut handle = |n_type: u32, desc: &[u8]| match n_type {
+        elfnote::ENTRY => img.entry = note_u64(desc).unwrap_or(img.entry),
+        elfnote::HYPERCALL_PAGE => img.hypercall_page = note_u64(desc),
+        elfnote::VIRT_BASE => virt_base = note_u64(desc),
+        elfnote::PADDR_OFFSET => paddr_offset = note_u64(desc),
+        elfnote::INIT_P2M => img.init_p2m = note_u64(desc),
+        elfnote::MOD_START_PFN => img.mod_start_pfn = note_u64(desc).is_some_and(|v| v != 0),
+        elfnote::SUPPORTED_FEATURES => img.f_supported |= note_u64(desc).unwrap_or(0) as u32,
+        elfnote::FEATURES => img.features = note_str(desc),
+        elfnote::GUEST_OS => img.guest_os = note_str(desc),
+        elfnote::XEN_VERSION => img.xen_version = note_str(desc),
+        elfnote::LOADER => img.loader = note_str(desc),
+        elfnote::PHYS32_ENTRY => img.pvh_entry = note_u64(desc),
+        _ => {}
     };
     let mut saw_entry_note = false;
     if let Some(notes) = elf.iter_note_headers(bytes) {
@@ -242,7 +236,9 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
         let Some(va) = va else {
             return Err(ElfError::Unsupported(alloc::format!(
                 "segment at p_paddr {paddr:#x} (+{:#x} bytes) placed beyond the address space by VIRT_BASE {:#x} - PADDR_OFFSET {:#x}",
-                s.memsz, img.virt_base, img.paddr_offset
+                s.memsz,
+                img.virt_base,
+                img.paddr_offset
             )));
         };
         s.vaddr = va;
@@ -260,14 +256,13 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
     if img.entry < img.v_start || img.entry >= img.v_end {
         return Err(ElfError::Unsupported(alloc::format!(
             "entry point {:#x} outside the loaded segments {:#x}..{:#x}",
-            img.entry, img.v_start, img.v_end
+            img.entry,
+            img.v_start,
+            img.v_end
         )));
     }
     if img.virt_base > img.v_start {
-        return Err(ElfError::Unsupported(alloc::format!(
-            "VIRT_BASE {:#x} above the first segment {:#x}",
-            img.virt_base, img.v_start
-        )));
+        return Err(ElfError::Unsupported(alloc::format!("VIRT_BASE {:#x} above the first segment {:#x}", img.virt_base, img.v_start)));
     }
     // As libelf: a P2M base inside the kernel image is refused.
     if let Some(p) = img.init_p2m {

@@ -92,8 +92,16 @@ pub fn m2p_load(ctx: &mut Ctx<'_, '_>, cr2: u64) -> bool {
         return false;
     }
     let size = ins.memory_size().size() as u64;
-    let signed = matches!(ins.code(), Code::Movsx_r16_rm8 | Code::Movsx_r32_rm8 | Code::Movsx_r64_rm8
-        | Code::Movsx_r16_rm16 | Code::Movsx_r32_rm16 | Code::Movsx_r64_rm16 | Code::Movsxd_r64_rm32);
+    let signed = matches!(
+        ins.code(),
+        Code::Movsx_r16_rm8
+            | Code::Movsx_r32_rm8
+            | Code::Movsx_r64_rm8
+            | Code::Movsx_r16_rm16
+            | Code::Movsx_r32_rm16
+            | Code::Movsx_r64_rm16
+            | Code::Movsxd_r64_rm32
+    );
     let plain = matches!(ins.mnemonic(), iced_x86::Mnemonic::Mov | iced_x86::Mnemonic::Movzx) || signed;
     if !plain || !(1..=8).contains(&size) || cr2.saturating_add(size) > RO_MPT_VIRT_START + m2p_len {
         return false;
@@ -140,8 +148,7 @@ pub fn is_stack_fault(bytes: &[u8], cpu: &CpuState) -> bool {
     };
     let mut reg = reg;
     (0..i.op_count()).any(|op| {
-        i.op_kind(op) == OpKind::Memory
-            && i.virtual_address(op, 0, &mut reg).is_some_and(|a| !crate::mm::paging::is_canonical(a))
+        i.op_kind(op) == OpKind::Memory && i.virtual_address(op, 0, &mut reg).is_some_and(|a| !crate::mm::paging::is_canonical(a))
     })
 }
 

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use crate::abi::shinfo;
 use crate::domain::{Domain, VcpuState};
-use crate::mm::{Maddr, MachineMemory, Mfn};
+use crate::mm::{MachineMemory, Maddr, Mfn};
 use crate::DomId;
 
 /// Ports of the 2-level ABI on 64-bit: `BITS_PER_EVTCHN_WORD`² = 64 * 64 (Xen's `max_evtchns`).
@@ -30,11 +30,19 @@ pub enum PortState {
     /// Port 0: never allocated, reads as closed.
     Reserved,
     /// Allocated, waiting for `remote` to bind.
-    Unbound { remote: DomId },
-    Interdomain { remote: DomId, remote_port: u32 },
+    Unbound {
+        remote: DomId,
+    },
+    Interdomain {
+        remote: DomId,
+        remote_port: u32,
+    },
     /// Bound to `virq` of vCPU `vcpu` (the vCPU whose `virq_to_evtchn` holds it; global VIRQs
     /// always on vCPU 0, whichever vCPU `bind_vcpu` later notifies).
-    Virq { virq: u32, vcpu: u32 },
+    Virq {
+        virq: u32,
+        vcpu: u32,
+    },
     Ipi,
     /// Connected to a backend inside the hypervisor (what the guest sees: an interdomain
     /// channel to dom0's backend).

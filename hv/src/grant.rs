@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use crate::abi::hypercall::gnttab as g;
 use crate::abi::{GrantEntryV1, GrantEntryV2};
 use crate::mm::frames::{FrameTable, Owner};
-use crate::mm::{Maddr, MachineMemory, Mfn, PAGE_SIZE};
+use crate::mm::{MachineMemory, Maddr, Mfn, PAGE_SIZE};
 use crate::DomId;
 
 /// Xen's default `max_grant_frames` for a domU created by xl (`opt_max_grant_frames`).

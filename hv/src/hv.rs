@@ -12,8 +12,8 @@ use crate::domain::*;
 use crate::evtchn;
 use crate::hypercall::{self, Ctx, Effects};
 use crate::mm::frames::{FrameTable, Owner};
-use crate::mm::paging::*;
 use crate::mm::pagetable::{PtCtx, XenSlots};
+use crate::mm::paging::*;
 use crate::mm::{MachineMemory, Mfn, PAGE_SIZE};
 use crate::platform::{Exit, Platform};
 use crate::sched::{credit, Credit, UnitId};
@@ -191,9 +191,7 @@ impl<P: Platform> Hypervisor<P> {
     /// `flags` beyond present are the caller's (RW, US, NX).
     pub fn map_xen_page(&mut self, va: u64, mfn: Mfn, flags: u64) -> Result<(), &'static str> {
         let ea = self.xen_entry(va, 1)?;
-        MachineMemory::new(self.platform.memory())
-            .write_u64(ea, mfn.maddr().0 | PTE_P | PTE_A | PTE_D | flags)
-            .ok_or("xen table")
+        MachineMemory::new(self.platform.memory()).write_u64(ea, mfn.maddr().0 | PTE_P | PTE_A | PTE_D | flags).ok_or("xen table")
     }
 
     /// Map 2 MiB of machine memory at `maddr` as one superpage at `va` (hypervisor range, both
@@ -203,9 +201,7 @@ impl<P: Platform> Hypervisor<P> {
             return Err("bad superpage");
         }
         let ea = self.xen_entry(va, 2)?;
-        MachineMemory::new(self.platform.memory())
-            .write_u64(ea, maddr | PTE_P | PTE_PS | PTE_A | PTE_D | flags)
-            .ok_or("xen table")
+        MachineMemory::new(self.platform.memory()).write_u64(ea, maddr | PTE_P | PTE_PS | PTE_A | PTE_D | flags).ok_or("xen table")
     }
 
     /// Emit one trace line.
@@ -234,7 +230,10 @@ impl<P: Platform> Hypervisor<P> {
         self.trace_with(|| {
             alloc::format!(
                 "d{id} create name={} kernel={} memory={}MiB vcpus={}",
-                config.name, config.kernel_name, config.memory_mib, config.vcpus
+                config.name,
+                config.kernel_name,
+                config.memory_mib,
+                config.vcpus
             )
         });
         let gate = self.platform.gate();
@@ -514,7 +513,9 @@ impl<P: Platform> Hypervisor<P> {
         self.doms
             .values()
             .filter(|d| d.state == DomState::Running)
-            .flat_map(|d| d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), crate::vcpu::periodic_deadline(v)]).flatten())
+            .flat_map(|d| {
+                d.vcpus.iter().flat_map(|v| [v.timer, v.poll.and_then(|p| p.deadline), crate::vcpu::periodic_deadline(v)]).flatten()
+            })
             .chain(self.store.next_deadline())
             .min()
     }
@@ -652,7 +653,13 @@ impl<P: Platform> Hypervisor<P> {
     pub(crate) fn prepare_entry(&mut self, id: DomId, vi: u32) -> Option<crate::platform::VcpuKey> {
         let v = vi as usize;
         let (key, started) = self.doms.get(&id).and_then(|d| d.vcpus.get(v)).map(|vc| (vc.key, vc.started))?;
-        crate::vcpu::context_switch(&mut self.doms, &mut MachineMemory::new(self.platform.memory()), self.now, &mut self.on_cpu, Some((id, vi)));
+        crate::vcpu::context_switch(
+            &mut self.doms,
+            &mut MachineMemory::new(self.platform.memory()),
+            self.now,
+            &mut self.on_cpu,
+            Some((id, vi)),
+        );
         if !started {
             let d = &self.doms[&id];
             let line = alloc::format!("d{id}v{vi} start entry={:#x} start_info={:#x}", d.vcpus[v].cpu.rip, d.start_info_va);
@@ -992,9 +999,7 @@ fn handle_exit(ctx: &mut Ctx<'_, '_>, exit: Exit) {
             // As Xen's pv_inject_event: the user bit of a #PF says which guest mode faulted,
             // not the hardware ring (the guest kernel runs in ring 3).
             let ec = match ec {
-                Some(e) if vec == vector::PF => {
-                    Some(if ctx.cur_ref().kernel_mode { e & !traps::pf::USER } else { e | traps::pf::USER })
-                }
+                Some(e) if vec == vector::PF => Some(if ctx.cur_ref().kernel_mode { e & !traps::pf::USER } else { e | traps::pf::USER }),
                 other => other,
             };
             if vec == vector::PF {

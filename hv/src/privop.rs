@@ -237,9 +237,7 @@ pub fn emulate(ctx: &mut Ctx<'_, '_>) -> Outcome {
         Code::Wbinvd if kernel => Some(String::new()),
         // With enough IOPL, Xen skips cli/sti without effect (validate: X86EMUL_DONE).
         Code::Cli | Code::Sti if iopl_ok(ctx) => Some(String::new()),
-        Code::In_AL_imm8 | Code::In_AX_imm8 | Code::In_EAX_imm8 | Code::In_AL_DX | Code::In_AX_DX | Code::In_EAX_DX => {
-            port_in(ctx, &insn)
-        }
+        Code::In_AL_imm8 | Code::In_AX_imm8 | Code::In_EAX_imm8 | Code::In_AL_DX | Code::In_AX_DX | Code::In_EAX_DX => port_in(ctx, &insn),
         Code::Out_imm8_AL | Code::Out_imm8_AX | Code::Out_imm8_EAX | Code::Out_DX_AL | Code::Out_DX_AX | Code::Out_DX_EAX => {
             port_out(ctx, &insn)
         }

@@ -70,7 +70,11 @@ fn read_reg(c: &mut CpuState, r: Register) -> Option<u64> {
 }
 
 fn mask(size: u64) -> u64 {
-    if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 }
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    }
 }
 
 /// A register or immediate source operand, cut to `size` bytes.
@@ -317,9 +321,7 @@ pub fn page_fault(ctx: &mut Ctx<'_, '_>, ec: u32, cr2: u64) -> Outcome {
                 let (o, nw) = (describe_pte(ctx, full), describe_pte(ctx, new_full));
                 let note = if new_full & PTE_P != 0 { crate::hypercall::mmu::owner_note(ctx, pte_mfn(new_full)) } else { String::new() };
                 let sep = if note.is_empty() { "" } else { ", " };
-                ctx.lines.push(alloc::format!(
-                    "{who} ptwr {name} [{ea:#x}] {o} -> {nw} = {e}{sep}{note}: #PF to the guest"
-                ));
+                ctx.lines.push(alloc::format!("{who} ptwr {name} [{ea:#x}] {o} -> {nw} = {e}{sep}{note}: #PF to the guest"));
             }
             return NotMine;
         }

@@ -5,12 +5,12 @@
 
 use crate::abi::hypercall::{vcpu_op as vop, vgcf, vm_assist as vma};
 use crate::abi::{self, shinfo, Errno, VcpuGuestContext, VcpuRunstateInfo};
-use crate::domain::{Domain, DomState, Vcpu, VcpuState};
+use crate::domain::{DomState, Domain, Vcpu, VcpuState};
 use crate::mm::frames::FrameTable;
 use crate::mm::memory::Pod;
-use crate::mm::paging::{self, in_xen_range, is_canonical};
 use crate::mm::pagetable::{PtCtx, XenSlots};
-use crate::mm::{Maddr, MachineMemory, Mfn, PAGE_SIZE};
+use crate::mm::paging::{self, in_xen_range, is_canonical};
+use crate::mm::{MachineMemory, Maddr, Mfn, PAGE_SIZE};
 use crate::DomId;
 use alloc::collections::BTreeMap;
 

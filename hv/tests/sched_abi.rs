@@ -56,14 +56,8 @@ fn domctl_scheduler_op_matches_xen_public() {
          return 0; }\n",
     )
     .unwrap();
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-D__XEN_TOOLS__", "-iquote"])
-        .arg(&dir)
-        .arg(&src)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
+    let out =
+        Command::new("cc").args(["-std=gnu11", "-D__XEN_TOOLS__", "-iquote"]).arg(&dir).arg(&src).arg("-o").arg(&exe).output().unwrap();
     assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
     let run = Command::new(&exe).output().unwrap();
     let got: Vec<usize> = String::from_utf8_lossy(&run.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();

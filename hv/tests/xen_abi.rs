@@ -346,7 +346,10 @@ macro_rules! consts {
 }
 
 fn core_consts() -> Vec<Const> {
-    use hc::{callback as cb, console_io, evtchn_op, gnttab, memory_op, mmu, mmuext, sched_op, segbase, uvmf, vcpu_op, vgcf, virq, vm_assist, xen_version};
+    use hc::{
+        callback as cb, console_io, evtchn_op, gnttab, memory_op, mmu, mmuext, sched_op, segbase, uvmf, vcpu_op, vgcf, virq, vm_assist,
+        xen_version,
+    };
     let errno = |e: Errno| -e.to_ret();
     consts! {
         "xen.h" {
@@ -896,14 +899,27 @@ fn xenrt_layouts() -> Vec<Layout> {
 fn enum_consts() -> Vec<(&'static str, i128)> {
     use abi::xs;
     [
-        ("XS_CONTROL", xs::CONTROL), ("XS_DIRECTORY", xs::DIRECTORY), ("XS_READ", xs::READ),
-        ("XS_GET_PERMS", xs::GET_PERMS), ("XS_WATCH", xs::WATCH), ("XS_UNWATCH", xs::UNWATCH),
-        ("XS_TRANSACTION_START", xs::TRANSACTION_START), ("XS_TRANSACTION_END", xs::TRANSACTION_END),
-        ("XS_INTRODUCE", xs::INTRODUCE), ("XS_RELEASE", xs::RELEASE), ("XS_GET_DOMAIN_PATH", xs::GET_DOMAIN_PATH),
-        ("XS_WRITE", xs::WRITE), ("XS_MKDIR", xs::MKDIR), ("XS_RM", xs::RM), ("XS_SET_PERMS", xs::SET_PERMS),
-        ("XS_WATCH_EVENT", xs::WATCH_EVENT), ("XS_ERROR", xs::ERROR),
-        ("XS_IS_DOMAIN_INTRODUCED", xs::IS_DOMAIN_INTRODUCED), ("XS_RESUME", xs::RESUME),
-        ("XS_SET_TARGET", xs::SET_TARGET), ("XS_RESET_WATCHES", xs::RESET_WATCHES),
+        ("XS_CONTROL", xs::CONTROL),
+        ("XS_DIRECTORY", xs::DIRECTORY),
+        ("XS_READ", xs::READ),
+        ("XS_GET_PERMS", xs::GET_PERMS),
+        ("XS_WATCH", xs::WATCH),
+        ("XS_UNWATCH", xs::UNWATCH),
+        ("XS_TRANSACTION_START", xs::TRANSACTION_START),
+        ("XS_TRANSACTION_END", xs::TRANSACTION_END),
+        ("XS_INTRODUCE", xs::INTRODUCE),
+        ("XS_RELEASE", xs::RELEASE),
+        ("XS_GET_DOMAIN_PATH", xs::GET_DOMAIN_PATH),
+        ("XS_WRITE", xs::WRITE),
+        ("XS_MKDIR", xs::MKDIR),
+        ("XS_RM", xs::RM),
+        ("XS_SET_PERMS", xs::SET_PERMS),
+        ("XS_WATCH_EVENT", xs::WATCH_EVENT),
+        ("XS_ERROR", xs::ERROR),
+        ("XS_IS_DOMAIN_INTRODUCED", xs::IS_DOMAIN_INTRODUCED),
+        ("XS_RESUME", xs::RESUME),
+        ("XS_SET_TARGET", xs::SET_TARGET),
+        ("XS_RESET_WATCHES", xs::RESET_WATCHES),
         ("XS_DIRECTORY_PART", xs::DIRECTORY_PART),
     ]
     .into_iter()
@@ -941,10 +957,26 @@ fn c_probe(dir: &Path, consts: &[Const], layouts: &[Layout], enums: &[(&str, i12
         return Err("no C compiler (`cc`) on this machine".into());
     }
     let mut c = String::from("#include <stdint.h>\n#include <stddef.h>\n#include <stdio.h>\n");
-    for h in ["xen.h", "callback.h", "sched.h", "event_channel.h", "vcpu.h", "memory.h", "version.h", "features.h",
-        "elfnote.h", "errno.h", "grant_table.h", "io/console.h", "io/xs_wire.h", "physdev.h", "nmi.h", "hvm/hvm_op.h",
-        "hvm/params.h", "platform.h"]
-    {
+    for h in [
+        "xen.h",
+        "callback.h",
+        "sched.h",
+        "event_channel.h",
+        "vcpu.h",
+        "memory.h",
+        "version.h",
+        "features.h",
+        "elfnote.h",
+        "errno.h",
+        "grant_table.h",
+        "io/console.h",
+        "io/xs_wire.h",
+        "physdev.h",
+        "nmi.h",
+        "hvm/hvm_op.h",
+        "hvm/params.h",
+        "platform.h",
+    ] {
         writeln!(c, "#include \"{h}\"").unwrap();
     }
 
@@ -994,10 +1026,7 @@ fn c_probe(dir: &Path, consts: &[Const], layouts: &[Layout], enums: &[(&str, i12
 fn xenolith_abi_matches_xen_public_headers() {
     let (dir, there) = xen_public();
     if !there {
-        println!(
-            "xen_abi: SKIPPED: no Xen public headers at {} (<repo>/../shared/xen-public, or set XEN_PUBLIC)",
-            dir.display()
-        );
+        println!("xen_abi: SKIPPED: no Xen public headers at {} (<repo>/../shared/xen-public, or set XEN_PUBLIC)", dir.display());
         return;
     }
     let mut failures = Vec::new();
@@ -1006,8 +1035,7 @@ fn xenolith_abi_matches_xen_public_headers() {
 
     let (core_l, rt_l, enums) = (core_layouts(), xenrt_layouts(), enum_consts());
     let all_consts: Vec<Const> = core.iter().chain(&rt).copied().collect();
-    let all_layouts: Vec<(&str, &Layout)> =
-        core_l.iter().map(|l| ("hv::abi", l)).chain(rt_l.iter().map(|l| ("xenrt::abi", l))).collect();
+    let all_layouts: Vec<(&str, &Layout)> = core_l.iter().map(|l| ("hv::abi", l)).chain(rt_l.iter().map(|l| ("xenrt::abi", l))).collect();
     let c_note = match c_probe(&dir, &all_consts, &core_l.iter().chain(&rt_l).cloned().collect::<Vec<_>>(), &enums) {
         Ok(out) => {
             let c: HashMap<String, i128> = out
@@ -1069,13 +1097,54 @@ fn xenrt_vcpu_context_matches_the_hypervisors() {
         }};
     }
     same!(VcpuGuestContext {
-        fpu_ctxt, flags, user_regs, trap_ctxt, ldt_base, ldt_ents, gdt_frames, gdt_ents, kernel_ss, kernel_sp,
-        ctrlreg, debugreg, event_callback_eip, failsafe_callback_eip, syscall_callback_eip, vm_assist, fs_base,
-        gs_base_kernel, gs_base_user,
+        fpu_ctxt,
+        flags,
+        user_regs,
+        trap_ctxt,
+        ldt_base,
+        ldt_ents,
+        gdt_frames,
+        gdt_ents,
+        kernel_ss,
+        kernel_sp,
+        ctrlreg,
+        debugreg,
+        event_callback_eip,
+        failsafe_callback_eip,
+        syscall_callback_eip,
+        vm_assist,
+        fs_base,
+        gs_base_kernel,
+        gs_base_user,
     });
     same!(CpuUserRegs {
-        r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, error_code, entry_vector, rip, cs,
-        saved_upcall_mask, rflags, rsp, ss, es, ds, fs, gs,
+        r15,
+        r14,
+        r13,
+        r12,
+        rbp,
+        rbx,
+        r11,
+        r10,
+        r9,
+        r8,
+        rax,
+        rcx,
+        rdx,
+        rsi,
+        rdi,
+        error_code,
+        entry_vector,
+        rip,
+        cs,
+        saved_upcall_mask,
+        rflags,
+        rsp,
+        ss,
+        es,
+        ds,
+        fs,
+        gs,
     });
     same!(VcpuRunstateInfo { state, state_entry_time, time });
     assert_eq!(size_of::<xenrt::TrapInfo>(), size_of::<abi::TrapInfo>());
@@ -1097,7 +1166,9 @@ fn define_parser() {
     .unwrap();
     let d = parse_header(&h);
     let _ = std::fs::remove_dir_all(&dir);
-    for (n, v) in [("A", 3), ("B", 256), ("C", 0xFFFF_8000_0000_0000), ("D", 259), ("E", 518), ("F", 2), ("H", 16), ("EPERM", 1), ("Q", 7168)] {
+    for (n, v) in
+        [("A", 3), ("B", 256), ("C", 0xFFFF_8000_0000_0000), ("D", 259), ("E", 518), ("F", 2), ("H", 16), ("EPERM", 1), ("Q", 7168)]
+    {
         assert_eq!(d.value(n), Some(v), "{n}");
     }
     assert_eq!(d.value("G"), None);

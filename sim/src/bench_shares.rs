@@ -157,10 +157,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
         .map(|a| {
             let mine: Vec<&Row> = rows.iter().filter(|r| r.accel == a).collect();
             let errs: Vec<(f64, &Row)> = mine.iter().filter_map(|r| Some((r.error()?, *r))).collect();
-            let worst = errs
-                .iter()
-                .max_by(|x, y| x.0.total_cmp(&y.0))
-                .map(|(e, r)| (*e, format!("{}/{}", r.scenario, r.domain)));
+            let worst = errs.iter().max_by(|x, y| x.0.total_cmp(&y.0)).map(|(e, r)| (*e, format!("{}/{}", r.scenario, r.domain)));
             let mean = (!errs.is_empty()).then(|| errs.iter().map(|e| e.0).sum::<f64>() / errs.len() as f64);
             let checked: Vec<bool> = mine.iter().filter_map(|r| r.within()).collect();
             let mut tolerances: Vec<f64> = mine.iter().filter_map(|r| r.tolerance).collect();

@@ -147,11 +147,7 @@ pub fn build(c: &DomainConfig, what: &Path) -> Result<hv::Hypervisor<crate::SimP
     let mut hv = match crate::new_hypervisor(c.memory_mib + 16) {
         Ok(h) => h,
         Err(e @ StartError::Host(_)) => {
-            eprintln!(
-                "xenolith: {}: domain {}: cannot start the simulator: {e}",
-                what.display(),
-                input::quote(&c.name)
-            );
+            eprintln!("xenolith: {}: domain {}: cannot start the simulator: {e}", what.display(), input::quote(&c.name));
             return Err(EXIT_HOST);
         }
         Err(e) => {
@@ -173,16 +169,8 @@ pub fn create_in(hv: &mut hv::Hypervisor<crate::SimPlatform>, c: DomainConfig, w
     match hv.create_domain(c) {
         Ok(_) => Ok(()),
         Err(e @ ControlError::Platform(_)) => {
-            let why = hv
-                .platform
-                .vcpu_error
-                .take()
-                .unwrap_or_else(|| e.to_string());
-            eprintln!(
-                "xenolith: {}: domain {}: {why}",
-                what.display(),
-                input::quote(&name)
-            );
+            let why = hv.platform.vcpu_error.take().unwrap_or_else(|| e.to_string());
+            eprintln!("xenolith: {}: domain {}: {why}", what.display(), input::quote(&name));
             Err(EXIT_HOST)
         }
         Err(e) => {
@@ -254,26 +242,15 @@ mod tests {
     use super::*;
 
     fn spec(text: &str, file: &str) -> DomainSpec {
-        crate::xlcfg::parse_str_lenient(text, Path::new(file))
-            .unwrap()
-            .0
+        crate::xlcfg::parse_str_lenient(text, Path::new(file)).unwrap().0
     }
 
     #[test]
     fn kernel_is_relative_to_the_config() {
         let k = |text, file| kernel_path(&spec(text, file));
-        assert_eq!(
-            k("name=\"a\"\nkernel=\"k\"", "d/e/x.cfg"),
-            Path::new("d/e/k")
-        );
-        assert_eq!(
-            k("name=\"a\"\nkernel=\"../k\"", "d/x.cfg"),
-            Path::new("d/../k")
-        );
-        assert_eq!(
-            k("name=\"a\"\nkernel=\"/abs/k\"", "d/x.cfg"),
-            Path::new("/abs/k")
-        );
+        assert_eq!(k("name=\"a\"\nkernel=\"k\"", "d/e/x.cfg"), Path::new("d/e/k"));
+        assert_eq!(k("name=\"a\"\nkernel=\"../k\"", "d/x.cfg"), Path::new("d/../k"));
+        assert_eq!(k("name=\"a\"\nkernel=\"/abs/k\"", "d/x.cfg"), Path::new("/abs/k"));
         assert_eq!(k("name=\"a\"\nkernel=\"k\"", "x.cfg"), Path::new("./k"));
     }
 
@@ -281,22 +258,11 @@ mod tests {
     fn xtf_configs_parse_and_unknown_keys_warn() {
         let text = "name=\"test-pv64-pv-iopl~vmassist\"\n\nvcpus=1 \n\ntype=\"pv\"\nloader=\"generic\" # Legacy\n\nmemory=128\nkernel=\"test-pv64-pv-iopl\"\n\n# Test Variation Configuration:\ncmdline=\"vmassist\"\non_watchdog=\"destroy\"\n";
         let (s, w) = crate::xlcfg::parse_str_lenient(text, Path::new("bin/t.cfg")).unwrap();
-        assert_eq!(
-            (s.memory_mib, s.vcpus, s.cmdline.as_str()),
-            (128, 1, "vmassist")
-        );
-        assert_eq!(
-            w,
-            ["bin/t.cfg:13: on_watchdog: unknown key \"on_watchdog\" ignored (as xl does)"]
-        );
+        assert_eq!((s.memory_mib, s.vcpus, s.cmdline.as_str()), (128, 1, "vmassist"));
+        assert_eq!(w, ["bin/t.cfg:13: on_watchdog: unknown key \"on_watchdog\" ignored (as xl does)"]);
         // Strict parsing (scenarios' config = files) still rejects it; `loader` is known to both.
-        let e = crate::xlcfg::parse_str(text, Path::new("bin/t.cfg"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("bin/t.cfg:13: on_watchdog: unknown key"),
-            "{e}"
-        );
+        let e = crate::xlcfg::parse_str(text, Path::new("bin/t.cfg")).unwrap_err().to_string();
+        assert!(e.starts_with("bin/t.cfg:13: on_watchdog: unknown key"), "{e}");
         assert!(describe(&s, Path::new("bin/test-pv64-pv-iopl")).contains("\nmemory=128\n"));
     }
 }

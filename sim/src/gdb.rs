@@ -47,6 +47,7 @@ use std::rc::Rc;
 
 use gdbstub::common::{Signal, Tid};
 use gdbstub::conn::ConnectionExt;
+use gdbstub::outputln;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, MultiThreadStopReason};
 use gdbstub::target::ext::base::multithread::{
@@ -56,12 +57,10 @@ use gdbstub::target::ext::base::multithread::{
 use gdbstub::target::ext::base::reverse_exec::{ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps,
-    WatchKind,
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps, WatchKind,
 };
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
-use gdbstub::outputln;
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
 use hv::debug::CoreView;
@@ -124,9 +123,15 @@ enum Plan {
     /// Stop exactly at this position (a replay).
     RunTo(u64, Why),
     /// Record the vCPU's last instruction before `until`, hooking every instruction from `from`.
-    RecordPrev { vcpu: u32, until: u64, from: u64 },
+    RecordPrev {
+        vcpu: u32,
+        until: u64,
+        from: u64,
+    },
     /// Record the last breakpoint/watchpoint hit before `until`.
-    RecordHits { until: u64 },
+    RecordHits {
+        until: u64,
+    },
     /// gdb is gone: run on, no hooks.
     Detached,
 }
@@ -902,9 +907,21 @@ impl MultiThreadBase for Tgt {
             regs.segments.gs = r(RegisterX86::GS) as u32;
             for (i, x) in regs.xmm.iter_mut().enumerate() {
                 let reg = [
-                    RegisterX86::XMM0, RegisterX86::XMM1, RegisterX86::XMM2, RegisterX86::XMM3, RegisterX86::XMM4,
-                    RegisterX86::XMM5, RegisterX86::XMM6, RegisterX86::XMM7, RegisterX86::XMM8, RegisterX86::XMM9,
-                    RegisterX86::XMM10, RegisterX86::XMM11, RegisterX86::XMM12, RegisterX86::XMM13, RegisterX86::XMM14,
+                    RegisterX86::XMM0,
+                    RegisterX86::XMM1,
+                    RegisterX86::XMM2,
+                    RegisterX86::XMM3,
+                    RegisterX86::XMM4,
+                    RegisterX86::XMM5,
+                    RegisterX86::XMM6,
+                    RegisterX86::XMM7,
+                    RegisterX86::XMM8,
+                    RegisterX86::XMM9,
+                    RegisterX86::XMM10,
+                    RegisterX86::XMM11,
+                    RegisterX86::XMM12,
+                    RegisterX86::XMM13,
+                    RegisterX86::XMM14,
                     RegisterX86::XMM15,
                 ][i];
                 if let Ok(b) = uc.reg_read_long(reg) {

@@ -531,18 +531,27 @@ mod tests {
     fn steps_run_on_the_image_several_pcpus_without_steps_too() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
-        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 5\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 5\"\n",
+        )
+        .unwrap();
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
         assert!(needs_clock(&s));
-        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
+        std::fs::write(&p, "run_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n")
+            .unwrap();
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
         std::fs::write(&p, "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
         assert!(!needs_clock(&s));
-        std::fs::write(&p, "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "run_for = \"10ms\"\npcpus = 2\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n[[step]]\nat = \"1ms\"\ndo = \"pause a\"\n",
+        )
+        .unwrap();
         let s = scenario::load(&p).unwrap();
         assert!(hw_skip_reason(&s).is_none());
         assert!(needs_clock(&s));
@@ -552,7 +561,11 @@ mod tests {
     fn hw_unsupported_is_per_accelerator() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
-        std::fs::write(&p, "hw_unsupported = { kvm = \"no breakpoints\" }\nrun_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "hw_unsupported = { kvm = \"no breakpoints\" }\nrun_for = \"10ms\"\n[[domain]]\nname = \"a\"\nkernel = \"hello\"\n",
+        )
+        .unwrap();
         let s = scenario::load(&p).unwrap();
         assert_eq!(hw_unsupported_reason(&s, Accel::Kvm).as_deref(), Some("no breakpoints"));
         assert_eq!(hw_unsupported_reason(&s, Accel::Tcg), None);
@@ -566,7 +579,9 @@ mod tests {
                     [expect]\nshutdown.a = \"running\"\nshare_within.a = 1\nshare_within.b = 1\ncpu_percent.b = [49, 51]\n";
         std::fs::write(&p, text).unwrap();
         let s = scenario::load(&p).unwrap();
-        let out = |a: f64, b: f64| format!("# share a measured={a:.2} target=50.00\n# share b measured={b:.2} target=50.00\n# done a=running b=running exits=1 hypercalls=2\n");
+        let out = |a: f64, b: f64| {
+            format!("# share a measured={a:.2} target=50.00\n# share b measured={b:.2} target=50.00\n# done a=running b=running exits=1 hypercalls=2\n")
+        };
         assert_eq!(check_expectations(&s, &out(52.9, 47.1)).0, Vec::<String>::new());
         let (f, summary) = check_expectations(&s, &out(53.5, 46.5));
         assert_eq!(f.len(), 3, "{f:?}");

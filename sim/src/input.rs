@@ -60,17 +60,9 @@ impl fmt::Display for InputKind {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{}: cannot read {kind}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        kind: InputKind,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, kind: InputKind, source: std::io::Error },
     #[error("{}: {kind} is {what}, not a regular file", path.display())]
-    NotAFile {
-        path: PathBuf,
-        kind: InputKind,
-        what: &'static str,
-    },
+    NotAFile { path: PathBuf, kind: InputKind, what: &'static str },
     #[error("{}: {kind} is too large: {} (the limit is {})", path.display(), size_text(*size, *limit), mib(*limit))]
     TooLarge {
         path: PathBuf,

@@ -85,10 +85,7 @@ fn codec_of(data: &[u8]) -> Result<Codec, String> {
     } else if has(b"\x89LZO") {
         return Err("LZO-compressed payloads are not supported (gzip, bzip2, xz, lzma, zstd and lz4 are)".into());
     } else {
-        return Err(format!(
-            "unknown payload format (magic {})",
-            data.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
-        ));
+        return Err(format!("unknown payload format (magic {})", data.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()));
     })
 }
 
@@ -128,9 +125,7 @@ pub fn bzimage_payload(bytes: &[u8]) -> Option<Result<&[u8], String>> {
         return Some(Err(format!("bzImage payload offset {off:#x} lies beyond the file ({size} bytes)")));
     }
     if off + len > size {
-        return Some(Err(format!(
-            "bzImage payload {off:#x}+{len:#x} runs past the end of the file ({size} bytes)"
-        )));
+        return Some(Err(format!("bzImage payload {off:#x}+{len:#x} runs past the end of the file ({size} bytes)")));
     }
     Some(Ok(&bytes[off as usize..(off + len) as usize]))
 }

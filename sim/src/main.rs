@@ -215,12 +215,23 @@ fn dispatch(cli: Cli) -> ExitCode {
         Cmd::Boot { kernel, memory, cmdline, initrd, vcpus, max_insns, trace, console, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
-            boot(&kernel, memory, vcpus, &cmdline, initrd.as_deref(), &sim::create::RunOptions { max_insns, trace, gdb, console_input: console })
+            boot(
+                &kernel,
+                memory,
+                vcpus,
+                &cmdline,
+                initrd.as_deref(),
+                &sim::create::RunOptions { max_insns, trace, gdb, console_input: console },
+            )
         }
         Cmd::Create { config, max_insns, trace, console, dry_run, gdb } => {
             let gdb = gdb.map(|a| sim::gdb::parse_addr(&a));
             let max_insns = max_insns.unwrap_or(if console { u64::MAX } else { DEFAULT_MAX_INSNS });
-            ExitCode::from(sim::create::create(&config, &sim::create::RunOptions { max_insns, trace, gdb, console_input: console }, dry_run))
+            ExitCode::from(sim::create::create(
+                &config,
+                &sim::create::RunOptions { max_insns, trace, gdb, console_input: console },
+                dry_run,
+            ))
         }
         Cmd::BootHw { scenarios, image, accel, kernel, memory, cmdline, initrd, vcpus, pcpus, gate, timeout, guests, verbose, gdb } => {
             let guests = guests.unwrap_or_else(|| runner::guests_dir(&repo_root()));
@@ -302,8 +313,7 @@ fn run(
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let opts = runner::Options { spans: timeline.is_some() || perfetto.is_some() };
-    let outcomes: Vec<Outcome> =
-        scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_with(s, c, opts)).collect::<Vec<_>>();
+    let outcomes: Vec<Outcome> = scenarios.par_iter().zip(configs).map(|(s, c)| runner::run_with(s, c, opts)).collect::<Vec<_>>();
     for (path, text) in [(&timeline, sim::timeline::svg as fn(&[Outcome]) -> String), (&perfetto, sim::timeline::perfetto)] {
         if let Some(p) = path {
             if let Err(e) = std::fs::write(p, text(&outcomes)) {
@@ -333,7 +343,8 @@ fn run(
             return ExitCode::from(2);
         }
     }
-    let _ = writeln!(out, "\n{:<28} {:<6} {:>14} {:>10} {:>10} {:>9}", "scenario", "result", "instructions", "hypercalls", "virtual", "wall");
+    let _ =
+        writeln!(out, "\n{:<28} {:<6} {:>14} {:>10} {:>10} {:>9}", "scenario", "result", "instructions", "hypercalls", "virtual", "wall");
     let mut failed = 0;
     for o in &outcomes {
         let _ = writeln!(
@@ -348,7 +359,8 @@ fn run(
         );
         for sh in o.shares.iter().filter(|s| s.measured > 0.0 || s.target.is_some()) {
             let target = sh.target.map_or("-".to_string(), |t| format!("{t:.2}%"));
-            let _ = writeln!(out, "    {:<24} cpu {:>7.2}%  target {:>7}  (of one pCPU; {} pCPU(s))", sh.name, sh.measured, target, o.pcpus);
+            let _ =
+                writeln!(out, "    {:<24} cpu {:>7.2}%  target {:>7}  (of one pCPU; {} pCPU(s))", sh.name, sh.measured, target, o.pcpus);
         }
         for f in &o.failures {
             let _ = writeln!(out, "    {}: {f}", o.path.display());
@@ -503,7 +515,14 @@ fn boot_hw_kernel(o: &HwArgs, kernel: &Path, memory: u64, vcpus: u32, cmdline: &
         }
         let done = run.output.lines().find(|l| l.starts_with("# done")).unwrap_or("").to_string();
         let gate = run.output.lines().find(|l| l.starts_with("# gate=")).unwrap_or("# gate=?").to_string();
-        eprintln!("xenolith: {} under {} ({}): {} in {:.3} s", kernel.display(), a.name(), &gate[2..], done.trim_start_matches("# "), run.wall.as_secs_f64());
+        eprintln!(
+            "xenolith: {} under {} ({}): {} in {:.3} s",
+            kernel.display(),
+            a.name(),
+            &gate[2..],
+            done.trim_start_matches("# "),
+            run.wall.as_secs_f64()
+        );
         let end = sim::hw::kernel_end(&run, &name);
         match &end {
             sim::hw::KernelEnd::ImageFailed(why) => eprintln!("xenolith: under {}: {why}", a.name()),
@@ -583,7 +602,16 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
         let expected = match std::fs::read_to_string(&snap_path) {
             Ok(t) => sim::hw::snapshot_body(&t),
             Err(e) => {
-                let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  no snapshot {}: {e}", sc.name, "-", "-", "FAIL", "-", snap_path.display());
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<5} {:<8} {:<7} {:>8}  no snapshot {}: {e}",
+                    sc.name,
+                    "-",
+                    "-",
+                    "FAIL",
+                    "-",
+                    snap_path.display()
+                );
                 failed += 1;
                 continue;
             }
@@ -654,13 +682,24 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
         }
     }
     let _ = writeln!(out, "boot-hw: {passed} passed, {failed} failed, {skipped} skipped");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `bench-shares`: each scenario on each platform `runs` times, the simulator in-process as
 /// `xenolith run` runs it, the image as `boot-hw` runs it; then the table of
 /// [`sim::bench_shares`]. Fails (exit 1) only on a run that did not run; bad input exits 2.
-fn bench_shares(paths: &[PathBuf], image: Option<PathBuf>, runs: usize, accel: &str, timeout: std::time::Duration, guests: PathBuf) -> ExitCode {
+fn bench_shares(
+    paths: &[PathBuf],
+    image: Option<PathBuf>,
+    runs: usize,
+    accel: &str,
+    timeout: std::time::Duration,
+    guests: PathBuf,
+) -> ExitCode {
     use sim::bench_shares::{aggregate, format_table, parse_accels, Platform, Sample};
     let platforms = match parse_accels(accel, sim::hw::kvm_usable()) {
         Ok(p) => p,
@@ -705,7 +744,14 @@ fn bench_shares(paths: &[PathBuf], image: Option<PathBuf>, runs: usize, accel: &
             let slack = if p == Platform::Sim { 0.0 } else { sim::hw::HW_SHARE_SLACK };
             let tolerance = sc.expect.share_within.get(name).map(|t| *t as f64 + slack);
             if target.is_some() || tolerance.is_some() {
-                samples.push(Sample { scenario: sc.name.clone(), accel: p.name().into(), domain: name.into(), measured, target, tolerance });
+                samples.push(Sample {
+                    scenario: sc.name.clone(),
+                    accel: p.name().into(),
+                    domain: name.into(),
+                    measured,
+                    target,
+                    tolerance,
+                });
             }
         };
         let mut packed = None;
@@ -750,7 +796,8 @@ fn bench_shares(paths: &[PathBuf], image: Option<PathBuf>, runs: usize, accel: &
     }
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", format_table(&aggregate(&samples), runs));
-    let _ = writeln!(out, "tolerance: share_within in the simulator, +{} points on the image (hw::HW_SHARE_SLACK)", sim::hw::HW_SHARE_SLACK);
+    let _ =
+        writeln!(out, "tolerance: share_within in the simulator, +{} points on the image (hw::HW_SHARE_SLACK)", sim::hw::HW_SHARE_SLACK);
     for s in &skipped {
         let _ = writeln!(out, "skipped {s}");
     }
@@ -758,7 +805,11 @@ fn bench_shares(paths: &[PathBuf], image: Option<PathBuf>, runs: usize, accel: &
         let _ = writeln!(out, "FAILED {f}");
     }
     let _ = out.flush();
-    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
@@ -817,7 +868,9 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
             println!("  {:<4} median {m:7.1} ms   spread {lo:.1} .. {hi:.1} ms", a.name());
         }
     }
-    println!("hypercall round trip measured by the guest (nullcall xen_version calls: 20000 under TCG, 50 under KVM; tracing off), TSC cycles:");
+    println!(
+        "hypercall round trip measured by the guest (nullcall xen_version calls: 20000 under TCG, 50 under KVM; tracing off), TSC cycles:"
+    );
     for &a in &accels {
         let gates: &[&str] = if a == sim::hw::Accel::Kvm { &["int3"] } else { &["syscall", "int3"] };
         for g in gates {
@@ -826,9 +879,11 @@ fn bench_hw(image: &Path, runs: usize, guests: &Path) -> ExitCode {
                 let pack = if a == sim::hw::Accel::Kvm { &kp } else { &np };
                 match sim::hw::qemu(image, pack, a, 192, &format!("gate={g} trace=0"), timeout) {
                     Ok(r) if r.completed() => {
-                        if let Some(v) = r.output.lines().find_map(|l| {
-                            l.split("nullcall: cycles/call ").nth(1).and_then(|n| n.trim().parse::<f64>().ok())
-                        }) {
+                        if let Some(v) = r
+                            .output
+                            .lines()
+                            .find_map(|l| l.split("nullcall: cycles/call ").nth(1).and_then(|n| n.trim().parse::<f64>().ok()))
+                        {
                             c.push(v);
                         }
                     }

@@ -262,10 +262,7 @@ impl Hooked {
         self.ran += n as u64;
         // A #DB waiting for the next boundary (or held by a `mov ss` shadow) is not cut off
         // by the end of the time slice: hardware takes no interrupt there either.
-        if self.ran >= self.budget
-            && self.exit.is_none()
-            && self.watch.as_ref().is_none_or(|w| w.pending == 0)
-            && addr & !0xfff != STUB_VA
+        if self.ran >= self.budget && self.exit.is_none() && self.watch.as_ref().is_none_or(|w| w.pending == 0) && addr & !0xfff != STUB_VA
         {
             self.exit = Some(Exit::Budget);
             return true;
@@ -443,8 +440,7 @@ impl SimPlatform {
         }
         // SAFETY: the buffer is `ram.len` bytes, page aligned, and outlives this instance (the
         // platform drops its vCPUs before its memory).
-        unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }
-            .map_err(|e| format!("mem_map_ptr: {e:?}"))?;
+        unsafe { uc.mem_map_ptr(0, self.ram.len as u64, Prot::ALL, self.ram.ptr.cast()) }.map_err(|e| format!("mem_map_ptr: {e:?}"))?;
         if uc.get_data().gdb.is_some() {
             // With gdb, every block goes through gdb's own check first (`crate::gdb::on_block`).
             uc.add_block_hook(1, 0, |uc, addr, size| {
@@ -503,7 +499,9 @@ impl SimPlatform {
             let cr2 = if intno == 14 || intno == 8 { uc.reg_read(RegisterX86::CR2).unwrap_or(0) } else { 0 };
             // Read once per process: this hook runs on every guest exception.
             static XDEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            if *XDEBUG.get_or_init(|| std::env::var_os("XDEBUG").is_some()) { eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0)); }
+            if *XDEBUG.get_or_init(|| std::env::var_os("XDEBUG").is_some()) {
+                eprintln!("intr {intno} rip={:#x} cr2={cr2:#x}", uc.reg_read(RegisterX86::RIP).unwrap_or(0));
+            }
             // Error code and int-vs-fault are filled in after emu_start returns.
             uc.get_data_mut().exit = Some(Exit::Exception { vector: intno as u8, error_code: None, cr2 });
             let _ = uc.emu_stop();
@@ -519,7 +517,17 @@ impl SimPlatform {
         // leaves QEMU's `old_exception` set and turns the guest's next fault into a #DF.
         uc.ctl_exits_enable().map_err(|e| format!("exits: {e:?}"))?;
         let exc = ExceptionState::new(&uc)?;
-        Ok(SimVcpu { uc, exc, entered: false, ring0: None, last: CpuState::default(), flush: true, seen_runs: 0, dbg_code_hook: None, dbg_mem_hook: None })
+        Ok(SimVcpu {
+            uc,
+            exc,
+            entered: false,
+            ring0: None,
+            last: CpuState::default(),
+            flush: true,
+            seen_runs: 0,
+            dbg_code_hook: None,
+            dbg_mem_hook: None,
+        })
     }
 }
 
@@ -599,9 +607,8 @@ fn arm_breakpoints(v: &mut SimVcpu, regs: &DebugRegs) {
         if let Some(h) = v.dbg_code_hook.take() {
             let _ = v.uc.remove_hook(h);
         } else {
-            v.dbg_code_hook = v
-                .uc
-                .add_code_hook(1, 0, |uc, addr, _size| {
+            v.dbg_code_hook =
+                v.uc.add_code_hook(1, 0, |uc, addr, _size| {
                     let d = uc.get_data_mut();
                     if d.exit.is_some() {
                         return;
@@ -626,9 +633,8 @@ fn arm_breakpoints(v: &mut SimVcpu, regs: &DebugRegs) {
         if let Some(h) = v.dbg_mem_hook.take() {
             let _ = v.uc.remove_hook(h);
         } else {
-            v.dbg_mem_hook = v
-                .uc
-                .add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, _value| {
+            v.dbg_mem_hook =
+                v.uc.add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, _value| {
                     if let Some(w) = uc.get_data_mut().watch.as_mut() {
                         w.access(addr, size as u64, ty == MemType::WRITE);
                     }
@@ -786,8 +792,10 @@ fn save_fpu(uc: &Unicorn<'static, Hooked>) -> Vec<(RegisterX86, Vec<u8>)> {
             out.push((r, x.to_le_bytes().to_vec()));
         }
     }
-    let long = [ST0, ST1, ST2, ST3, ST4, ST5, ST6, ST7, YMM0, YMM1, YMM2, YMM3, YMM4, YMM5, YMM6, YMM7, YMM8, YMM9,
-        YMM10, YMM11, YMM12, YMM13, YMM14, YMM15];
+    let long = [
+        ST0, ST1, ST2, ST3, ST4, ST5, ST6, ST7, YMM0, YMM1, YMM2, YMM3, YMM4, YMM5, YMM6, YMM7, YMM8, YMM9, YMM10, YMM11, YMM12, YMM13,
+        YMM14, YMM15,
+    ];
     for r in long {
         if let Ok(b) = uc.reg_read_long(r) {
             out.push((r, b.to_vec()));
@@ -820,10 +828,25 @@ fn iret_into(v: &mut SimVcpu, cpu: &CpuState, mem: &mut [u8]) -> Result<u64, Str
         mem[sp_off + i * 8..sp_off + i * 8 + 8].copy_from_slice(&q.to_le_bytes());
     }
     w(uc, RSP, STACK_VA + 4096 - 64);
-    for (r, val) in [(RAX, cpu.rax), (RBX, cpu.rbx), (RCX, cpu.rcx), (RDX, cpu.rdx), (RSI, cpu.rsi), (RDI, cpu.rdi), (RBP, cpu.rbp),
-        (R8, cpu.r8), (R9, cpu.r9), (R10, cpu.r10), (R11, cpu.r11), (R12, cpu.r12), (R13, cpu.r13), (R14, cpu.r14), (R15, cpu.r15),
-        (FS_BASE, cpu.fs_base), (GS_BASE, cpu.gs_base)]
-    {
+    for (r, val) in [
+        (RAX, cpu.rax),
+        (RBX, cpu.rbx),
+        (RCX, cpu.rcx),
+        (RDX, cpu.rdx),
+        (RSI, cpu.rsi),
+        (RDI, cpu.rdi),
+        (RBP, cpu.rbp),
+        (R8, cpu.r8),
+        (R9, cpu.r9),
+        (R10, cpu.r10),
+        (R11, cpu.r11),
+        (R12, cpu.r12),
+        (R13, cpu.r13),
+        (R14, cpu.r14),
+        (R15, cpu.r15),
+        (FS_BASE, cpu.fs_base),
+        (GS_BASE, cpu.gs_base),
+    ] {
         w(uc, r, val);
     }
     Ok(STUB_VA)

@@ -202,7 +202,8 @@ pub fn run_with(sc: &Scenario, configs: Vec<Result<DomainConfig, String>>, opts:
     }
     failures.extend(input_errors.iter().chain(&host_errors).cloned());
     // The core's scenario driver, as on the image: each step at its time, then to run_for.
-    let steps: Vec<hv::driver::Step> = sc.steps.iter().map(|s| hv::driver::Step { at_ns: s.at_ns, action: core_action(&s.action) }).collect();
+    let steps: Vec<hv::driver::Step> =
+        sc.steps.iter().map(|s| hv::driver::Step { at_ns: s.at_ns, action: core_action(&s.action) }).collect();
     let params = hv.drive(&steps, sc.run_for_ns, |i, e| {
         let step = &sc.steps[i];
         failures.push(format!("{}:{}: step at {} ns: {e}", sc.path.display(), step.line, step.at_ns));

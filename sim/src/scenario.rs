@@ -131,10 +131,7 @@ impl Action {
 
     /// xl's spelling.
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("?", |(n, _)| n)
+        Self::ALL.iter().find(|(_, a)| *a == self).map_or("?", |(n, _)| n)
     }
 }
 
@@ -167,33 +164,19 @@ pub struct Step {
 pub enum StepAction {
     Pause(String),
     Unpause(String),
-    Shutdown {
-        domain: String,
-        reason: ShutdownKind,
-    },
+    Shutdown { domain: String, reason: ShutdownKind },
     Reboot(String),
     Destroy(String),
-    SchedCredit {
-        domain: String,
-        weight: Option<u16>,
-        cap: Option<u16>,
-    },
+    SchedCredit { domain: String, weight: Option<u16>, cap: Option<u16> },
     Console(String),
-    Input {
-        domain: String,
-        bytes: Vec<u8>,
-    },
+    Input { domain: String, bytes: Vec<u8> },
 }
 
 impl StepAction {
     /// The domain the step acts on.
     pub fn domain(&self) -> &str {
         match self {
-            StepAction::Pause(d)
-            | StepAction::Unpause(d)
-            | StepAction::Reboot(d)
-            | StepAction::Destroy(d)
-            | StepAction::Console(d) => d,
+            StepAction::Pause(d) | StepAction::Unpause(d) | StepAction::Reboot(d) | StepAction::Destroy(d) | StepAction::Console(d) => d,
             StepAction::Shutdown { domain, .. } | StepAction::SchedCredit { domain, .. } | StepAction::Input { domain, .. } => domain,
         }
     }
@@ -252,10 +235,7 @@ impl DomainEnd {
     }
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, e)| *e == self)
-            .map_or("?", |(n, _)| n)
+        Self::ALL.iter().find(|(_, e)| *e == self).map_or("?", |(n, _)| n)
     }
 }
 
@@ -269,19 +249,11 @@ impl fmt::Display for DomainEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Input(#[from] crate::input::InputError),
     #[error("{}:{line}: {field}: {message}", file.display())]
-    Invalid {
-        file: PathBuf,
-        line: usize,
-        field: String,
-        message: String,
-    },
+    Invalid { file: PathBuf, line: usize, field: String, message: String },
 }
 
 /// Where a value was written: for error messages.
@@ -294,12 +266,7 @@ pub(crate) struct At {
 
 impl At {
     pub(crate) fn err(&self, message: impl Into<String>) -> ScenarioError {
-        ScenarioError::Invalid {
-            file: self.file.clone(),
-            line: self.line,
-            field: clip(&self.field),
-            message: message.into(),
-        }
+        ScenarioError::Invalid { file: self.file.clone(), line: self.line, field: clip(&self.field), message: message.into() }
     }
 }
 
@@ -347,11 +314,7 @@ pub(crate) fn canonical_key(key: &str) -> Option<&'static str> {
 /// The error for an unknown domain key.
 pub(crate) fn unknown_key(at: &At, key: &str, extra: &str) -> ScenarioError {
     let known: Vec<&str> = DOMAIN_KEYS.iter().map(|(k, _)| *k).collect();
-    at.err(format!(
-        "unknown key {} (expected {extra}{})",
-        quote(key),
-        known.join(", ")
-    ))
+    at.err(format!("unknown key {} (expected {extra}{})", quote(key), known.join(", ")))
 }
 
 type Set<T> = Option<(T, At)>;
@@ -389,19 +352,13 @@ fn want_str(v: FieldValue, at: &At) -> Result<String, ScenarioError> {
 fn want_int(v: FieldValue, at: &At, range: Range<i64>) -> Result<i64, ScenarioError> {
     let i = match v {
         FieldValue::Int(i) => i,
-        FieldValue::Str(s) => {
-            return Err(at.err(format!("expected an integer, found string {}", quote(&s))))
-        }
+        FieldValue::Str(s) => return Err(at.err(format!("expected an integer, found string {}", quote(&s)))),
         FieldValue::List(_) => return Err(at.err("expected an integer, found a list")),
     };
     if range.contains(&i) {
         Ok(i)
     } else {
-        Err(at.err(format!(
-            "{i} is out of range {}..={}",
-            range.start,
-            range.end - 1
-        )))
+        Err(at.err(format!("{i} is out of range {}..={}", range.start, range.end - 1)))
     }
 }
 
@@ -409,11 +366,7 @@ fn want_action(v: FieldValue, at: &At) -> Result<Action, ScenarioError> {
     let s = want_str(v, at)?;
     Action::parse(&s).ok_or_else(|| {
         let all: Vec<&str> = Action::ALL.iter().map(|(n, _)| *n).collect();
-        at.err(format!(
-            "unknown action {} (expected {})",
-            quote(&s),
-            all.join(", ")
-        ))
+        at.err(format!("unknown action {} (expected {})", quote(&s), all.join(", ")))
     })
 }
 
@@ -423,20 +376,11 @@ pub fn check_domain_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("domain name {} must be 1 to 64 characters", quote(name)));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_.~-".contains(*c)))
-    {
-        return Err(format!(
-            "domain name {} has {c:?}; allowed are A-Z a-z 0-9 _ . ~ -",
-            quote(name)
-        ));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.~-".contains(*c))) {
+        return Err(format!("domain name {} has {c:?}; allowed are A-Z a-z 0-9 _ . ~ -", quote(name)));
     }
     if name.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!(
-            "domain name {} is all digits (xl would read it as a domain id)",
-            quote(name)
-        ));
+        return Err(format!("domain name {} is all digits (xl would read it as a domain id)", quote(name)));
     }
     Ok(())
 }
@@ -489,19 +433,13 @@ impl DomainBuilder {
             "type" => {
                 let s = want_str(v, &at)?;
                 if s != "pv" {
-                    return Err(at.err(format!(
-                        "type {} is not supported (xenolith runs PV guests: \"pv\")",
-                        quote(&s)
-                    )));
+                    return Err(at.err(format!("type {} is not supported (xenolith runs PV guests: \"pv\")", quote(&s))));
                 }
             }
             "builder" => {
                 let s = want_str(v, &at)?;
                 if s != "generic" && s != "linux" {
-                    return Err(at.err(format!(
-                        "builder {} is not supported (PV: \"generic\")",
-                        quote(&s)
-                    )));
+                    return Err(at.err(format!("builder {} is not supported (PV: \"generic\")", quote(&s))));
                 }
             }
             // `loader` is HVM firmware in xl.cfg(5), meaningless for PV; XTF's configs carry
@@ -538,21 +476,14 @@ impl DomainBuilder {
         }
         if let Some((cap, at)) = &self.cap {
             if u32::from(*cap) > 100 * vcpus {
-                return Err(at.err(format!(
-                    "cap {cap} is out of range 0..={} for {vcpus} vcpus",
-                    100 * vcpus
-                )));
+                return Err(at.err(format!("cap {cap} is out of range 0..={} for {vcpus} vcpus", 100 * vcpus)));
             }
         }
         let mut cmdline = self.cmdline.map(|(c, _)| c).unwrap_or_default();
         if let Some((root, _)) = self.root {
             cmdline = format!("root={root} {cmdline}").trim_end().to_string();
         }
-        let kernel_base = kernel_at
-            .file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let kernel_base = kernel_at.file.parent().map(Path::to_path_buf).unwrap_or_default();
         let ramdisk = self.ramdisk.map(|(r, at)| match at.file.parent() {
             Some(dir) => dir.join(r),
             None => PathBuf::from(r),
@@ -600,12 +531,9 @@ pub fn resolve_kernel(spec: &DomainSpec, guests_dir: &Path) -> PathBuf {
 /// Parses a virtual-time duration: a number (decimals allowed) and a unit `ns`, `us`, `ms` or `s`,
 /// e.g. `"50ms"`, `"1.5 us"`. The result must be a whole number of nanoseconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad =
-        || format!("bad duration {} (expected a number and ns, us, ms or s, e.g. \"50ms\")", quote(s));
+    let bad = || format!("bad duration {} (expected a number and ns, us, ms or s, e.g. \"50ms\")", quote(s));
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     let scale: u64 = match unit.trim() {
         "ns" => 1,
@@ -619,21 +547,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     let too_big = || format!("duration {} is too large", quote(s));
-    let mut ns = int
-        .parse::<u64>()
-        .map_err(|_| too_big())?
-        .checked_mul(scale)
-        .ok_or_else(too_big)?;
+    let mut ns = int.parse::<u64>().map_err(|_| too_big())?.checked_mul(scale).ok_or_else(too_big)?;
     let mut place = scale;
     for d in frac.bytes() {
         place /= 10;
         let digit = u64::from(d - b'0');
         if place == 0 {
             if digit != 0 {
-                return Err(format!(
-                    "duration {} is not a whole number of nanoseconds",
-                    quote(s)
-                ));
+                return Err(format!("duration {} is not a whole number of nanoseconds", quote(s)));
             }
             continue;
         }
@@ -646,19 +567,13 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 /// first that is not found. The matching rule of `expect.console` and `expect.trace`.
 pub fn first_missing<'a>(expected: &'a [String], text: &str) -> Option<&'a str> {
     let mut lines = text.lines();
-    expected
-        .iter()
-        .find(|want| !lines.any(|l| l.contains(want.as_str())))
-        .map(String::as_str)
+    expected.iter().find(|want| !lines.any(|l| l.contains(want.as_str()))).map(String::as_str)
 }
 
 /// The scenario files under `path`: `path` itself if it is a file, else the `*.toml` directly in the
 /// directory, sorted. A directory without any is an error (so CI cannot pass vacuously).
 pub fn load_dir_or_file(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
-    let io = |source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| ScenarioError::Io { path: path.to_path_buf(), source };
     if !path.is_dir() {
         std::fs::metadata(path).map_err(io)?;
         return Ok(vec![path.to_path_buf()]);
@@ -672,10 +587,7 @@ pub fn load_dir_or_file(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     }
     files.sort();
     if files.is_empty() {
-        let e = std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no *.toml scenario files in directory",
-        );
+        let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no *.toml scenario files in directory");
         return Err(io(e));
     }
     Ok(files)
@@ -710,11 +622,7 @@ struct Sp {
 /// The serde protocol by which the toml crate hands out spans (`serde_spanned`'s private names). Were it
 /// ever to change, values would simply arrive without spans and errors would point at line 1.
 const SPANNED: &str = "$__serde_spanned_private_Spanned";
-const SPANNED_FIELDS: [&str; 3] = [
-    "$__serde_spanned_private_start",
-    "$__serde_spanned_private_end",
-    "$__serde_spanned_private_value",
-];
+const SPANNED_FIELDS: [&str; 3] = ["$__serde_spanned_private_start", "$__serde_spanned_private_end", "$__serde_spanned_private_value"];
 
 /// Builds [`Tv`]s; with `spanned`, a map may be the span protocol's `{start, end, value}`.
 struct TvVisitor {
@@ -727,62 +635,37 @@ impl<'de> Visitor<'de> for TvVisitor {
         f.write_str("a TOML value")
     }
     fn visit_str<E>(self, s: &str) -> Result<Sp, E> {
-        Ok(Sp {
-            span: None,
-            v: Tv::Str(s.to_string()),
-        })
+        Ok(Sp { span: None, v: Tv::Str(s.to_string()) })
     }
     fn visit_i64<E>(self, i: i64) -> Result<Sp, E> {
-        Ok(Sp {
-            span: None,
-            v: Tv::Int(i),
-        })
+        Ok(Sp { span: None, v: Tv::Int(i) })
     }
     fn visit_u64<E>(self, i: u64) -> Result<Sp, E> {
-        Ok(Sp {
-            span: None,
-            v: i64::try_from(i).map_or(Tv::Other("a huge integer"), Tv::Int),
-        })
+        Ok(Sp { span: None, v: i64::try_from(i).map_or(Tv::Other("a huge integer"), Tv::Int) })
     }
     fn visit_f64<E>(self, _: f64) -> Result<Sp, E> {
-        Ok(Sp {
-            span: None,
-            v: Tv::Other("a float"),
-        })
+        Ok(Sp { span: None, v: Tv::Other("a float") })
     }
     fn visit_bool<E>(self, b: bool) -> Result<Sp, E> {
-        Ok(Sp {
-            span: None,
-            v: Tv::Bool(b),
-        })
+        Ok(Sp { span: None, v: Tv::Bool(b) })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sp, A::Error> {
         let mut v = Vec::new();
         while let Some(e) = seq.next_element()? {
             v.push(e);
         }
-        Ok(Sp {
-            span: None,
-            v: Tv::Array(v),
-        })
+        Ok(Sp { span: None, v: Tv::Array(v) })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sp, A::Error> {
         let mut entries = Vec::new();
         let (mut start, mut end) = (None, None);
         while let Some(k) = map.next_key::<String>()? {
             match k.as_str() {
-                k if self.spanned && k == SPANNED_FIELDS[0] => {
-                    start = Some(map.next_value::<usize>()?)
-                }
-                k if self.spanned && k == SPANNED_FIELDS[1] => {
-                    end = Some(map.next_value::<usize>()?)
-                }
+                k if self.spanned && k == SPANNED_FIELDS[0] => start = Some(map.next_value::<usize>()?),
+                k if self.spanned && k == SPANNED_FIELDS[1] => end = Some(map.next_value::<usize>()?),
                 k if self.spanned && k == SPANNED_FIELDS[2] => {
                     let Unspanned(inner) = map.next_value()?;
-                    return Ok(Sp {
-                        span: start.zip(end).map(|(s, e)| s..e),
-                        v: inner.v,
-                    });
+                    return Ok(Sp { span: start.zip(end).map(|(s, e)| s..e), v: inner.v });
                 }
                 _ => {
                     let value = map.next_value::<Sp>()?;
@@ -790,10 +673,7 @@ impl<'de> Visitor<'de> for TvVisitor {
                 }
             }
         }
-        Ok(Sp {
-            span: None,
-            v: Tv::Table(entries),
-        })
+        Ok(Sp { span: None, v: Tv::Table(entries) })
     }
 }
 
@@ -802,8 +682,7 @@ struct Unspanned(Sp);
 
 impl<'de> Deserialize<'de> for Unspanned {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TvVisitor { spanned: false })
-            .map(Unspanned)
+        d.deserialize_any(TvVisitor { spanned: false }).map(Unspanned)
     }
 }
 
@@ -865,45 +744,31 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
         let bytes = self.text.as_bytes();
-        bytes[..offset.min(bytes.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        bytes[..offset.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
     fn at(&self, span: Range<usize>, field: impl Into<String>) -> At {
-        At {
-            file: self.file.to_path_buf(),
-            line: self.line(span.start),
-            field: field.into(),
-        }
+        At { file: self.file.to_path_buf(), line: self.line(span.start), field: field.into() }
     }
 
     fn str(&self, v: &Sp, field: &str) -> Result<String, ScenarioError> {
         match v.get_ref() {
             Tv::Str(s) => Ok(s.clone()),
-            other => Err(self
-                .at(v.span(), field)
-                .err(format!("expected a string, found {}", other.kind()))),
+            other => Err(self.at(v.span(), field).err(format!("expected a string, found {}", other.kind()))),
         }
     }
 
     fn table<'v>(&self, v: &'v Sp, field: &str) -> Result<&'v Entries, ScenarioError> {
         match v.get_ref() {
             Tv::Table(t) => Ok(t),
-            other => Err(self
-                .at(v.span(), field)
-                .err(format!("expected a table, found {}", other.kind()))),
+            other => Err(self.at(v.span(), field).err(format!("expected a table, found {}", other.kind()))),
         }
     }
 
     fn array<'v>(&self, v: &'v Sp, field: &str) -> Result<&'v [Sp], ScenarioError> {
         match v.get_ref() {
             Tv::Array(a) => Ok(a),
-            other => Err(self
-                .at(v.span(), field)
-                .err(format!("expected an array, found {}", other.kind()))),
+            other => Err(self.at(v.span(), field).err(format!("expected an array, found {}", other.kind()))),
         }
     }
 
@@ -917,20 +782,10 @@ impl Ctx<'_> {
         let offset = e.span().map_or(0, |s| s.start);
         let line = self.line(offset);
         let text = self.text.lines().nth(line - 1).unwrap_or("").trim();
-        let field = if text.starts_with('[') {
-            text.to_string()
-        } else {
-            text.split_once('=')
-                .map_or("syntax", |(k, _)| k.trim())
-                .to_string()
-        };
+        let field =
+            if text.starts_with('[') { text.to_string() } else { text.split_once('=').map_or("syntax", |(k, _)| k.trim()).to_string() };
         let message = e.message().trim().to_string();
-        At {
-            file: self.file.to_path_buf(),
-            line,
-            field,
-        }
-        .err(format!("syntax error: {message}"))
+        At { file: self.file.to_path_buf(), line, field }.err(format!("syntax error: {message}"))
     }
 }
 
@@ -953,29 +808,17 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let get = |key: &str| top.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     for (k, v) in &top {
         if !["description", "run_for", "pcpus", "domain", "step", "expect", "hw_unsupported"].contains(&k.as_str()) {
-            let msg = format!(
-                "unknown key {} (expected description, run_for, pcpus, domain, step, expect, hw_unsupported)",
-                quote(k)
-            );
+            let msg = format!("unknown key {} (expected description, run_for, pcpus, domain, step, expect, hw_unsupported)", quote(k));
             return Err(cx.at(v.span(), k.clone()).err(msg));
         }
     }
-    let description = get("description")
-        .map(|v| cx.str(v, "description"))
-        .transpose()?
-        .unwrap_or_default();
+    let description = get("description").map(|v| cx.str(v, "description")).transpose()?.unwrap_or_default();
     let run_for_ns = match get("run_for") {
         Some(v) => cx.duration(v, "run_for")?,
-        None => {
-            return Err(cx
-                .at(0..0, "run_for")
-                .err("missing (how long to run, e.g. \"50ms\")"))
-        }
+        None => return Err(cx.at(0..0, "run_for").err("missing (how long to run, e.g. \"50ms\")")),
     };
     if run_for_ns == 0 {
-        return Err(cx
-            .at(get("run_for").map_or(0..0, |v| v.span()), "run_for")
-            .err("must be more than 0"));
+        return Err(cx.at(get("run_for").map_or(0..0, |v| v.span()), "run_for").err("must be more than 0"));
     }
 
     let pcpus = match get("pcpus") {
@@ -987,41 +830,21 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     };
 
     let mut domains: Vec<DomainSpec> = Vec::new();
-    for (i, d) in get("domain")
-        .map(|v| cx.array(v, "domain"))
-        .transpose()?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, d) in get("domain").map(|v| cx.array(v, "domain")).transpose()?.unwrap_or_default().iter().enumerate() {
         let field = format!("domain[{i}]");
         let spec = parse_domain(&cx, d, &field)?;
         if domains.iter().any(|o| o.name == spec.name) {
-            let name_line = cx
-                .table(d, &field)?
-                .iter()
-                .find(|(k, _)| k == "name")
-                .map_or(d.span(), |(_, v)| v.span());
-            return Err(cx
-                .at(name_line, format!("{field}.name"))
-                .err(format!("duplicate domain name {}", quote(&spec.name))));
+            let name_line = cx.table(d, &field)?.iter().find(|(k, _)| k == "name").map_or(d.span(), |(_, v)| v.span());
+            return Err(cx.at(name_line, format!("{field}.name")).err(format!("duplicate domain name {}", quote(&spec.name))));
         }
         domains.push(spec);
     }
     if domains.is_empty() {
-        return Err(cx
-            .at(0..0, "domain")
-            .err("no [[domain]] tables: a scenario needs at least one domain"));
+        return Err(cx.at(0..0, "domain").err("no [[domain]] tables: a scenario needs at least one domain"));
     }
 
     let mut steps = Vec::new();
-    for (i, s) in get("step")
-        .map(|v| cx.array(v, "step"))
-        .transpose()?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, s) in get("step").map(|v| cx.array(v, "step")).transpose()?.unwrap_or_default().iter().enumerate() {
         steps.push(parse_step(&cx, s, i, run_for_ns, &domains)?);
     }
     steps.sort_by_key(|s: &Step| s.at_ns);
@@ -1041,21 +864,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
             hw_unsupported.push((k.clone(), cx.str(why, &field)?));
         }
     }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(Scenario {
-        hw_unsupported,
-        path: path.to_path_buf(),
-        name,
-        description,
-        run_for_ns,
-        pcpus,
-        domains,
-        steps,
-        expect,
-    })
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Scenario { hw_unsupported, path: path.to_path_buf(), name, description, run_for_ns, pcpus, domains, steps, expect })
 }
 
 fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioError> {
@@ -1066,8 +876,7 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         let cfg_field = format!("{field}.config");
         let rel = cx.str(v, &cfg_field)?;
         let cfg = cx.file.parent().unwrap_or(Path::new("")).join(&rel);
-        let text = input::read_text(&cfg, InputKind::XlConfig)
-            .map_err(|e| cx.at(v.span(), &cfg_field).err(e.to_string()))?;
+        let text = input::read_text(&cfg, InputKind::XlConfig).map_err(|e| cx.at(v.span(), &cfg_field).err(e.to_string()))?;
         xlcfg::apply(&text, &cfg, &mut b)?;
         source = cfg;
     }
@@ -1090,19 +899,12 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
         let at = cx.at(v.span(), format!("{field}.{key}"));
         let canon = canonical_key(key).ok_or_else(|| unknown_key(&at, key, "config, "))?;
         if !seen.insert(canon) {
-            return Err(at.err(format!(
-                "{} given twice (aliases: cmdline/extra, weight/cpu_weight)",
-                quote(key)
-            )));
+            return Err(at.err(format!("{} given twice (aliases: cmdline/extra, weight/cpu_weight)", quote(key))));
         }
         let value = match v.get_ref() {
             Tv::Str(s) => FieldValue::Str(s.clone()),
             Tv::Int(i) => FieldValue::Int(*i),
-            Tv::Array(a) => FieldValue::List(
-                a.iter()
-                    .map(|e| cx.str(e, &format!("{field}.{key}")))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Tv::Array(a) => FieldValue::List(a.iter().map(|e| cx.str(e, &format!("{field}.{key}"))).collect::<Result<_, _>>()?),
             other => return Err(at.err(format!("unexpected {}", other.kind()))),
         };
         b.set(canon, value, at)?;
@@ -1112,13 +914,7 @@ fn parse_domain(cx: &Ctx, d: &Sp, field: &str) -> Result<DomainSpec, ScenarioErr
     Ok(spec)
 }
 
-fn parse_step(
-    cx: &Ctx,
-    s: &Sp,
-    i: usize,
-    run_for: u64,
-    domains: &[DomainSpec],
-) -> Result<Step, ScenarioError> {
+fn parse_step(cx: &Ctx, s: &Sp, i: usize, run_for: u64, domains: &[DomainSpec]) -> Result<Step, ScenarioError> {
     let field = format!("step[{i}]");
     let entries = cx.table(s, &field)?;
     let (mut at, mut action) = (None, None);
@@ -1132,26 +928,15 @@ fn parse_step(
             }
         }
     }
-    let (at_ns, at_span) = at.ok_or_else(|| {
-        cx.at(s.span(), format!("{field}.at"))
-            .err("missing (e.g. at = \"10ms\")")
-    })?;
+    let (at_ns, at_span) = at.ok_or_else(|| cx.at(s.span(), format!("{field}.at")).err("missing (e.g. at = \"10ms\")"))?;
     if at_ns >= run_for {
         let msg = format!("step at {at_ns} ns is not before run_for ({run_for} ns)");
         return Err(cx.at(at_span, format!("{field}.at")).err(msg));
     }
-    let (text, do_span) = action.ok_or_else(|| {
-        cx.at(s.span(), format!("{field}.do"))
-            .err("missing (e.g. do = \"pause NAME\")")
-    })?;
+    let (text, do_span) = action.ok_or_else(|| cx.at(s.span(), format!("{field}.do")).err("missing (e.g. do = \"pause NAME\")"))?;
     let do_at = cx.at(do_span, format!("{field}.do"));
     let action = parse_action(&text, domains).map_err(|m| do_at.err(m))?;
-    Ok(Step {
-        at_ns,
-        action,
-        text: text.split_whitespace().collect::<Vec<_>>().join(" "),
-        line: do_at.line,
-    })
+    Ok(Step { at_ns, action, text: text.split_whitespace().collect::<Vec<_>>().join(" "), line: do_at.line })
 }
 
 /// Parses a step's `do` command (see [`StepAction`]), checking the domain exists.
@@ -1258,11 +1043,7 @@ fn parse_sched_credit(
         let number = |lo: u32, hi: u32| -> Result<u16, String> {
             match value.parse::<u32>() {
                 Ok(n) if (lo..=hi).contains(&n) => Ok(n as u16),
-                _ => Err(format!(
-                    "{} {}: expected an integer in {lo}..={hi}",
-                    clip(name),
-                    clip(value)
-                )),
+                _ => Err(format!("{} {}: expected an integer in {lo}..={hi}", clip(name), clip(value))),
             }
         };
         match name {
@@ -1277,18 +1058,10 @@ fn parse_sched_credit(
     };
     if let (Some(c), Some(d)) = (cap, domains.iter().find(|d| d.name == dom)) {
         if u32::from(c) > 100 * d.vcpus {
-            return Err(format!(
-                "cap {c} is out of range 0..={} for {} vcpus",
-                100 * d.vcpus,
-                d.vcpus
-            ));
+            return Err(format!("cap {c} is out of range 0..={} for {} vcpus", 100 * d.vcpus, d.vcpus));
         }
     }
-    Ok(StepAction::SchedCredit {
-        domain: dom,
-        weight,
-        cap,
-    })
+    Ok(StepAction::SchedCredit { domain: dom, weight, cap })
 }
 
 fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, ScenarioError> {
@@ -1296,10 +1069,7 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
     for (kind, table) in cx.table(v, "expect")? {
         let kind = kind.as_str();
         if !["console", "shutdown", "trace", "cpu_percent", "share_within", "store"].contains(&kind) {
-            let msg = format!(
-                "unknown key {} (expected console, shutdown, trace, cpu_percent, share_within, store)",
-                quote(kind)
-            );
+            let msg = format!("unknown key {} (expected console, shutdown, trace, cpu_percent, share_within, store)", quote(kind));
             return Err(cx.at(table.span(), format!("expect.{kind}")).err(msg));
         }
         for (name, value) in cx.table(table, &format!("expect.{kind}"))? {
@@ -1311,17 +1081,8 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
             let name = dom.name.clone();
             match kind {
                 "console" | "trace" => {
-                    let lines = cx
-                        .array(value, &field)?
-                        .iter()
-                        .map(|l| cx.str(l, &field))
-                        .collect::<Result<_, _>>()?;
-                    if kind == "console" {
-                        &mut expect.console
-                    } else {
-                        &mut expect.trace
-                    }
-                    .insert(name, lines);
+                    let lines = cx.array(value, &field)?.iter().map(|l| cx.str(l, &field)).collect::<Result<_, _>>()?;
+                    if kind == "console" { &mut expect.console } else { &mut expect.trace }.insert(name, lines);
                 }
                 "share_within" => match value.get_ref() {
                     Tv::Int(i) if (0..=100).contains(i) => {
@@ -1358,14 +1119,8 @@ fn parse_expect(cx: &Ctx, v: &Sp, domains: &[DomainSpec]) -> Result<Expect, Scen
                         })
                         .collect();
                     match bounds[..] {
-                        [lo, hi] if range.len() == 2 && lo <= hi => {
-                            expect.cpu_percent.insert(name, (lo, hi))
-                        }
-                        _ => {
-                            return Err(at.err(format!(
-                                "expected [LOW, HIGH] with 0 <= LOW <= HIGH <= {max}"
-                            )))
-                        }
+                        [lo, hi] if range.len() == 2 && lo <= hi => expect.cpu_percent.insert(name, (lo, hi)),
+                        _ => return Err(at.err(format!("expected [LOW, HIGH] with 0 <= LOW <= HIGH <= {max}"))),
                     };
                 }
             }
@@ -1445,50 +1200,19 @@ cpu_percent.spin = [10, 200]
         assert_eq!(s.description, "two domains");
         assert_eq!(s.run_for_ns, 50_000_000);
         let h = &s.domains[0];
-        assert_eq!(
-            (h.memory_mib, h.vcpus, h.cmdline.as_str()),
-            (16, 1, "loglevel=3")
-        );
-        assert_eq!(
-            (h.on_poweroff, h.on_reboot, h.on_crash),
-            (Action::Destroy, Action::Restart, Action::Destroy)
-        );
-        assert_eq!(
-            resolve_kernel(h, Path::new("guests/bin")),
-            Path::new("guests/bin/hello")
-        );
+        assert_eq!((h.memory_mib, h.vcpus, h.cmdline.as_str()), (16, 1, "loglevel=3"));
+        assert_eq!((h.on_poweroff, h.on_reboot, h.on_crash), (Action::Destroy, Action::Restart, Action::Destroy));
+        assert_eq!(resolve_kernel(h, Path::new("guests/bin")), Path::new("guests/bin/hello"));
         let sp = s.domain("spin").unwrap();
-        assert_eq!(
-            (sp.memory_mib, sp.vcpus, sp.weight, sp.cap),
-            (32, 2, Some(512), Some(150))
-        );
+        assert_eq!((sp.memory_mib, sp.vcpus, sp.weight, sp.cap), (32, 2, Some(512), Some(150)));
         assert_eq!(sp.on_crash, Action::Preserve);
         assert_eq!(sp.disks, ["file:/x,xvda,w"]);
-        assert_eq!(
-            resolve_kernel(sp, Path::new("g")),
-            Path::new("scenarios/../elf/spin")
-        );
+        assert_eq!(resolve_kernel(sp, Path::new("g")), Path::new("scenarios/../elf/spin"));
         let order: Vec<(u64, usize)> = s.steps.iter().map(|s| (s.at_ns, s.line)).collect();
-        assert_eq!(
-            order,
-            [(10_000_000, 26), (10_000_000, 30), (20_000_000, 22)]
-        );
+        assert_eq!(order, [(10_000_000, 26), (10_000_000, 30), (20_000_000, 22)]);
         assert_eq!(s.steps[0].action, StepAction::Pause("hello".into()));
-        assert_eq!(
-            s.steps[1].action,
-            StepAction::Shutdown {
-                domain: "spin".into(),
-                reason: ShutdownKind::Reboot
-            }
-        );
-        assert_eq!(
-            s.steps[2].action,
-            StepAction::SchedCredit {
-                domain: "spin".into(),
-                weight: Some(64),
-                cap: Some(25)
-            }
-        );
+        assert_eq!(s.steps[1].action, StepAction::Shutdown { domain: "spin".into(), reason: ShutdownKind::Reboot });
+        assert_eq!(s.steps[2].action, StepAction::SchedCredit { domain: "spin".into(), weight: Some(64), cap: Some(25) });
         assert_eq!(s.expect.console["hello"], ["Hello from xenolith"]);
         assert_eq!(s.expect.shutdown["spin"], DomainEnd::Running);
         assert_eq!(s.expect.cpu_percent["spin"], (10, 200));
@@ -1528,23 +1252,44 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}privileged = \"yes\"\n"), "scenarios/x.toml:5: domain[0].privileged: expected true or false, found a string"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"input a\"\n"), "scenarios/x.toml:7: step[0].do: usage: input DOMAIN TEXT"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input a x\\q'\n"), "scenarios/x.toml:7: step[0].do: bad escape at byte 1"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input a \\x4'\n"), "scenarios/x.toml:7: step[0].do: bad escape at byte 0: \\x needs two hex digits"),
+            (
+                &format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input a \\x4'\n"),
+                "scenarios/x.toml:7: step[0].do: bad escape at byte 0: \\x needs two hex digits",
+            ),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = 'input b hi'\n"), "scenarios/x.toml:7: step[0].do: no domain named \"b\""),
             (&format!("{DOM}type = \"hvm\"\n"), "scenarios/x.toml:5: domain[0].type: type \"hvm\" is not supported"),
-            (&format!("{DOM}[[domain]]\nname = \"a\"\nkernel = \"k\"\n"), "scenarios/x.toml:6: domain[1].name: duplicate domain name \"a\""),
+            (
+                &format!("{DOM}[[domain]]\nname = \"a\"\nkernel = \"k\"\n"),
+                "scenarios/x.toml:6: domain[1].name: duplicate domain name \"a\"",
+            ),
             ("run_for = \"1s\"\n[[domain]]\nname = \"a b\"\n", "scenarios/x.toml:3: domain[0].name: domain name \"a b\" has ' '"),
             ("run_for = \"1s\"\n[[domain]]\nname = \"\"\n", "scenarios/x.toml:3: domain[0].name: domain name \"\" must be 1 to 64"),
             ("run_for = \"1s\"\n[[domain]]\nname = \"12\"\n", "scenarios/x.toml:3: domain[0].name: domain name \"12\" is all digits"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"paws a\"\n"), "scenarios/x.toml:7: step[0].do: unknown action \"paws\" (expected pause, unpause,"),
+            (
+                &format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"paws a\"\n"),
+                "scenarios/x.toml:7: step[0].do: unknown action \"paws\" (expected pause, unpause,",
+            ),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"pause b\"\n"), "scenarios/x.toml:7: step[0].do: no domain named \"b\""),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"pause a b\"\n"), "scenarios/x.toml:7: step[0].do: usage: pause DOMAIN"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"\"\n"), "scenarios/x.toml:7: step[0].do: empty command"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"shutdown a halt\"\n"), "scenarios/x.toml:7: step[0].do: usage: shutdown"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 0\"\n"), "scenarios/x.toml:7: step[0].do: -w 0: expected an integer in 1..=65535"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -c 200\"\n"), "scenarios/x.toml:7: step[0].do: cap 200 is out of range 0..=100"),
+            (
+                &format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -w 0\"\n"),
+                "scenarios/x.toml:7: step[0].do: -w 0: expected an integer in 1..=65535",
+            ),
+            (
+                &format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -d a -c 200\"\n"),
+                "scenarios/x.toml:7: step[0].do: cap 200 is out of range 0..=100",
+            ),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -w\"\n"), "scenarios/x.toml:7: step[0].do: -w needs a value"),
-            (&format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -x 1\"\n"), "scenarios/x.toml:7: step[0].do: unknown option \"-x\""),
-            (&format!("{DOM}[[step]]\nat = \"2s\"\ndo = \"pause a\"\n"), "scenarios/x.toml:6: step[0].at: step at 2000000000 ns is not before run_for"),
+            (
+                &format!("{DOM}[[step]]\nat = \"1ms\"\ndo = \"sched-credit -x 1\"\n"),
+                "scenarios/x.toml:7: step[0].do: unknown option \"-x\"",
+            ),
+            (
+                &format!("{DOM}[[step]]\nat = \"2s\"\ndo = \"pause a\"\n"),
+                "scenarios/x.toml:6: step[0].at: step at 2000000000 ns is not before run_for",
+            ),
             (&format!("{DOM}[[step]]\ndo = \"pause a\"\n"), "scenarios/x.toml:5: step[0].at: missing"),
             (&format!("{DOM}[[step]]\nat = \"1ms\"\n"), "scenarios/x.toml:5: step[0].do: missing"),
             (&format!("{DOM}[[step]]\nwhen = \"1ms\"\n"), "scenarios/x.toml:6: step[0].when: unknown key \"when\" (expected at, do)"),
@@ -1553,8 +1298,14 @@ cpu_percent.spin = [10, 200]
             (&format!("{DOM}[expect]\nshutdown.a = \"melted\"\n"), "scenarios/x.toml:6: expect.shutdown.a: unknown end \"melted\""),
             (&format!("{DOM}[expect]\ncpu_percent.a = [50, 10]\n"), "scenarios/x.toml:6: expect.cpu_percent.a: expected [LOW, HIGH]"),
             (&format!("{DOM}[expect]\nlogs.a = 1\n"), "scenarios/x.toml:6: expect.logs: unknown key \"logs\""),
-            (&format!("{DOM}[expect]\nstore.a = [\"domid\"]\n"), "scenarios/x.toml:6: expect.store.a: expected \"PATH=VALUE\", found \"domid\""),
-            (&format!("{DOM}config = \"nope.cfg\"\n"), "scenarios/x.toml:5: domain[0].config: scenarios/nope.cfg: cannot read xl.cfg file: No such file"),
+            (
+                &format!("{DOM}[expect]\nstore.a = [\"domid\"]\n"),
+                "scenarios/x.toml:6: expect.store.a: expected \"PATH=VALUE\", found \"domid\"",
+            ),
+            (
+                &format!("{DOM}config = \"nope.cfg\"\n"),
+                "scenarios/x.toml:5: domain[0].config: scenarios/nope.cfg: cannot read xl.cfg file: No such file",
+            ),
             ("run_for = \"1s\"\n[[domain]\n", "scenarios/x.toml:2: [[domain]: syntax error:"),
             ("run_for = \"1s\"\nmemory = = 3\n", "scenarios/x.toml:2: memory: syntax error:"),
             ("run_for = \"1s\"\nrun_for = \"2s\"\n", "scenarios/x.toml:2: run_for: syntax error:"),
@@ -1562,10 +1313,7 @@ cpu_percent.spin = [10, 200]
         ];
         for (text, want) in cases {
             let got = err(text);
-            assert!(
-                got.starts_with(want),
-                "for {text:?}\n got: {got}\nwant: {want}..."
-            );
+            assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}...");
         }
     }
 
@@ -1577,23 +1325,8 @@ cpu_percent.spin = [10, 200]
         assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
         assert_eq!(parse_duration("1.5ms"), Ok(1_500_000));
         assert_eq!(parse_duration("0.000000001s"), Ok(1));
-        assert_eq!(
-            parse_duration("1.50ns"),
-            Err("duration \"1.50ns\" is not a whole number of nanoseconds".into())
-        );
-        for bad in [
-            "",
-            "ms",
-            "5",
-            "5m",
-            "1.ms",
-            ".5ms",
-            "1.2.3ms",
-            "-1ms",
-            "1e3ns",
-            "99999999999999999999s",
-            "18446744073709551615s",
-        ] {
+        assert_eq!(parse_duration("1.50ns"), Err("duration \"1.50ns\" is not a whole number of nanoseconds".into()));
+        for bad in ["", "ms", "5", "5m", "1.ms", ".5ms", "1.2.3ms", "-1ms", "1e3ns", "99999999999999999999s", "18446744073709551615s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
         assert!(parse_duration("1.5ns").is_err());
@@ -1623,51 +1356,25 @@ cpu_percent.spin = [10, 200]
         std::fs::write(&scen, text).unwrap();
         let s = load(&scen).unwrap();
         let (a, b) = (&s.domains[0], &s.domains[1]);
-        assert_eq!(
-            (a.name.as_str(), a.memory_mib, a.weight, a.cmdline.as_str()),
-            ("spin", 64, Some(128), "quiet")
-        );
-        assert_eq!(
-            (b.name.as_str(), b.memory_mib, b.weight),
-            ("spin2", 64, Some(512))
-        );
+        assert_eq!((a.name.as_str(), a.memory_mib, a.weight, a.cmdline.as_str()), ("spin", 64, Some(128), "quiet"));
+        assert_eq!((b.name.as_str(), b.memory_mib, b.weight), ("spin2", 64, Some(512)));
         assert_eq!(a.source, dir.path().join("domains/spin.cfg"));
-        assert_eq!(
-            resolve_kernel(a, Path::new("g")),
-            dir.path().join("domains/../k/spin")
-        );
+        assert_eq!(resolve_kernel(a, Path::new("g")), dir.path().join("domains/../k/spin"));
 
         // An error inside the config file names the config file and its line.
-        std::fs::write(
-            dir.path().join("domains/spin.cfg"),
-            "name = \"spin\"\n\nmemory = 99999\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("domains/spin.cfg"), "name = \"spin\"\n\nmemory = 99999\n").unwrap();
         let e = load(&scen).unwrap_err().to_string();
-        assert!(
-            e.ends_with("domains/spin.cfg:3: memory: 99999 is out of range 1..=4096"),
-            "{e}"
-        );
+        assert!(e.ends_with("domains/spin.cfg:3: memory: 99999 is out of range 1..=4096"), "{e}");
 
         let files = load_dir_or_file(dir.path()).unwrap();
         assert_eq!(files, std::slice::from_ref(&scen));
         assert!(load_dir_or_file(&dir.path().join("domains")).is_err());
-        assert!(load(&dir.path().join("missing.toml"))
-            .unwrap_err()
-            .to_string()
-            .contains("missing.toml: cannot read scenario file"));
+        assert!(load(&dir.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml: cannot read scenario file"));
     }
 
     #[test]
     fn never_panics_on_garbage() {
-        let samples = [
-            GOOD,
-            DOM,
-            "",
-            "\u{0}",
-            "[[[[",
-            "a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-        ];
+        let samples = [GOOD, DOM, "", "\u{0}", "[[[[", "a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"];
         for s in samples {
             for cut in 0..=s.len() {
                 if let Some(prefix) = s.get(..cut) {

@@ -9,10 +9,8 @@ use std::fmt::Write;
 use crate::runner::Outcome;
 
 /// Colour-blind-friendly palette (Okabe–Ito, then Tableau), one per domain in scenario order.
-const PALETTE: [&str; 12] = [
-    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#8C564B", "#7F7F7F",
-    "#BCBD22", "#17BECF",
-];
+const PALETTE: [&str; 12] =
+    ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000", "#8C564B", "#7F7F7F", "#BCBD22", "#17BECF"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -52,7 +50,15 @@ pub fn svg(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let total = o.virtual_ns.max(1);
         let col = colours(o);
-        let _ = writeln!(body, r#"<text x="10" y="{:.1}" font-weight="bold">{} ({} pCPU{}, {})</text>"#, y + 14.0, esc(&o.name), o.pcpus, if o.pcpus == 1 { "" } else { "s" }, fmt_ns(total));
+        let _ = writeln!(
+            body,
+            r#"<text x="10" y="{:.1}" font-weight="bold">{} ({} pCPU{}, {})</text>"#,
+            y + 14.0,
+            esc(&o.name),
+            o.pcpus,
+            if o.pcpus == 1 { "" } else { "s" },
+            fmt_ns(total)
+        );
         y += 24.0;
         // Legend: each domain with its colour, measured share and target.
         let mut x = 10.0;
@@ -60,10 +66,23 @@ pub fn svg(outcomes: &[Outcome]) -> String {
             let c = col.get(&s.name).copied().unwrap_or("#999");
             let t = s.target.map_or(String::new(), |t| format!(" / target {t:.1}%"));
             let label = format!("{} {:.1}%{t}", s.name, s.measured);
-            let _ = writeln!(body, r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#, y, x + 16.0, y + 11.0, esc(&label));
+            let _ = writeln!(
+                body,
+                r#"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                y,
+                x + 16.0,
+                y + 11.0,
+                esc(&label)
+            );
             x += 30.0 + 7.0 * label.len() as f64;
         }
-        let _ = writeln!(body, r##"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="#f4f4f4" stroke="#ccc"/><text x="{:.1}" y="{:.1}">idle</text>"##, y, x + 16.0, y + 11.0);
+        let _ = writeln!(
+            body,
+            r##"<rect x="{x:.1}" y="{:.1}" width="12" height="12" fill="#f4f4f4" stroke="#ccc"/><text x="{:.1}" y="{:.1}">idle</text>"##,
+            y,
+            x + 16.0,
+            y + 11.0
+        );
         y += 20.0;
         // The steps, one mark per distinct time: numbered above the lanes, spelled out below the axis.
         let mut marks: Vec<(u64, Vec<&str>)> = Vec::new();
@@ -80,7 +99,13 @@ pub fn svg(outcomes: &[Outcome]) -> String {
         // Name the vCPU in each wide enough block when some domain ran more than one.
         let many_vcpus = o.spans.iter().any(|s| s.vcpu != 0);
         for p in 0..o.pcpus {
-            let _ = writeln!(body, r##"<text x="10" y="{:.1}">pCPU {p}</text><rect x="{LEFT}" y="{:.1}" width="{plot:.1}" height="{:.1}" fill="#f4f4f4"/>"##, y + LANE * 0.65, y, LANE - 4.0);
+            let _ = writeln!(
+                body,
+                r##"<text x="10" y="{:.1}">pCPU {p}</text><rect x="{LEFT}" y="{:.1}" width="{plot:.1}" height="{:.1}" fill="#f4f4f4"/>"##,
+                y + LANE * 0.65,
+                y,
+                LANE - 4.0
+            );
             for s in o.spans.iter().filter(|s| s.pcpu == p) {
                 let x0 = LEFT + plot * s.start_ns as f64 / total as f64;
                 let w = (plot * (s.end_ns - s.start_ns) as f64 / total as f64).max(0.5);
@@ -95,26 +120,52 @@ pub fn svg(outcomes: &[Outcome]) -> String {
                     fmt_ns(s.end_ns)
                 );
                 if many_vcpus && w >= 16.0 {
-                    let _ = writeln!(body, r#"<text x="{:.2}" y="{:.1}" text-anchor="middle" font-size="9" fill="white">v{}</text>"#, x0 + w / 2.0, y + LANE * 0.55, s.vcpu);
+                    let _ = writeln!(
+                        body,
+                        r#"<text x="{:.2}" y="{:.1}" text-anchor="middle" font-size="9" fill="white">v{}</text>"#,
+                        x0 + w / 2.0,
+                        y + LANE * 0.55,
+                        s.vcpu
+                    );
                 }
             }
             y += LANE;
         }
         for (i, (at, _)) in marks.iter().enumerate() {
             let x = LEFT + plot * *at as f64 / total as f64;
-            let _ = writeln!(body, r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#c00" stroke-width="1.5" stroke-dasharray="4 3"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10" font-weight="bold" fill="#c00">{}</text>"##, top - 10.0, y - 4.0, top - 2.0, i + 1);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#c00" stroke-width="1.5" stroke-dasharray="4 3"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10" font-weight="bold" fill="#c00">{}</text>"##,
+                top - 10.0,
+                y - 4.0,
+                top - 2.0,
+                i + 1
+            );
         }
         // Time axis.
         let step = tick_step(total);
         let mut t = 0;
         while t <= total {
             let x = LEFT + plot * t as f64 / total as f64;
-            let _ = writeln!(body, r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{:.1}" stroke="#888" stroke-width="0.5"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##, y + 2.0, y + 14.0, fmt_ns(t));
+            let _ = writeln!(
+                body,
+                r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{:.1}" stroke="#888" stroke-width="0.5"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
+                y + 2.0,
+                y + 14.0,
+                fmt_ns(t)
+            );
             t += step;
         }
         y += 20.0;
         for (i, (at, texts)) in marks.iter().enumerate() {
-            let _ = writeln!(body, r##"<text x="{LEFT}" y="{:.1}" font-size="11"><tspan fill="#c00" font-weight="bold">{}</tspan> at {}: {}</text>"##, y + 10.0, i + 1, fmt_ns(*at), esc(&texts.join("; ")));
+            let _ = writeln!(
+                body,
+                r##"<text x="{LEFT}" y="{:.1}" font-size="11"><tspan fill="#c00" font-weight="bold">{}</tspan> at {}: {}</text>"##,
+                y + 10.0,
+                i + 1,
+                fmt_ns(*at),
+                esc(&texts.join("; "))
+            );
             y += 15.0;
         }
         y += 14.0;
@@ -144,7 +195,10 @@ fn json_str(s: &str) -> String {
 pub fn perfetto(outcomes: &[Outcome]) -> String {
     let mut ev = Vec::new();
     for (pid, o) in outcomes.iter().enumerate() {
-        ev.push(format!(r#"{{"ph":"M","name":"process_name","pid":{pid},"args":{{"name":{}}}}}"#, json_str(&format!("scenario {}", o.name))));
+        ev.push(format!(
+            r#"{{"ph":"M","name":"process_name","pid":{pid},"args":{{"name":{}}}}}"#,
+            json_str(&format!("scenario {}", o.name))
+        ));
         for p in 0..o.pcpus {
             ev.push(format!(r#"{{"ph":"M","name":"thread_name","pid":{pid},"tid":{p},"args":{{"name":"pCPU {p}"}}}}"#));
         }
@@ -160,7 +214,11 @@ pub fn perfetto(outcomes: &[Outcome]) -> String {
             ));
         }
         for (at, text) in &o.marks {
-            ev.push(format!(r#"{{"ph":"i","s":"p","name":{},"cat":"step","pid":{pid},"tid":0,"ts":{:.3}}}"#, json_str(text), *at as f64 / 1e3));
+            ev.push(format!(
+                r#"{{"ph":"i","s":"p","name":{},"cat":"step","pid":{pid},"tid":0,"ts":{:.3}}}"#,
+                json_str(text),
+                *at as f64 / 1e3
+            ));
         }
     }
     format!("[\n{}\n]\n", ev.join(",\n"))
@@ -191,7 +249,11 @@ mod tests {
             ],
             pcpus: 2,
             spans: vec![span(0, "a", 0, 0, 500_000_000), span(1, "a", 1, 0, 600_000_000), span(0, "b<x>", 0, 500_000_000, 1_000_000_000)],
-            marks: vec![(250_000_000, "pause a".into()), (250_000_000, "unpause a".into()), (700_000_000, "sched-credit -d a -w 512".into())],
+            marks: vec![
+                (250_000_000, "pause a".into()),
+                (250_000_000, "unpause a".into()),
+                (700_000_000, "sched-credit -d a -w 512".into()),
+            ],
         }
     }
 

@@ -131,16 +131,11 @@ fn calibrate() -> Result<Offsets, String> {
         // error_code, exception_is_int, exception_next_eip, dr[8], 4 pointers, old_exception.
         let cands: Vec<usize> = (0..size.saturating_sub(120))
             .step_by(4)
-            .filter(|&x| {
-                rd_i32(&a, x + 4) == Some(1) && rd_u64(&a, x + 8) == Some(0x1002) && rd_i32(&a, x + 112) == Some(-1)
-            })
+            .filter(|&x| rd_i32(&a, x + 4) == Some(1) && rd_u64(&a, x + 8) == Some(0x1002) && rd_i32(&a, x + 112) == Some(-1))
             .collect();
         uc.emu_start(0x1002, 0x2000, 0, 0).map_err(|e| format!("{e:?}"))?;
         let b = save(&uc, ctx, size)?;
-        let found: Vec<usize> = cands
-            .into_iter()
-            .filter(|&x| rd_i32(&b, x + 4) == Some(0) && rd_i32(&b, x + 112) == Some(0))
-            .collect();
+        let found: Vec<usize> = cands.into_iter().filter(|&x| rd_i32(&b, x + 4) == Some(0) && rd_i32(&b, x + 112) == Some(0)).collect();
         match found.as_slice() {
             [x] => Ok(Offsets { error_code: *x, is_int: *x + 4, old_exception: *x + 112 }),
             other => Err(format!("calibration found {} candidates", other.len())),

@@ -25,9 +25,7 @@
 use std::path::Path;
 
 use super::input::quote;
-use super::scenario::{
-    canonical_key, unknown_key, At, DomainBuilder, DomainSpec, FieldValue, ScenarioError,
-};
+use super::scenario::{canonical_key, unknown_key, At, DomainBuilder, DomainSpec, FieldValue, ScenarioError};
 
 /// A value in an xl.cfg file.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,14 +72,7 @@ pub fn parse_str(text: &str, file: &Path) -> Result<DomainSpec, ScenarioError> {
 fn parse_into(text: &str, file: &Path, unknown: Option<&mut Vec<String>>) -> Result<DomainSpec, ScenarioError> {
     let mut b = DomainBuilder::default();
     apply_with(text, file, &mut b, unknown)?;
-    b.finish(
-        file.to_path_buf(),
-        &At {
-            file: file.to_path_buf(),
-            line: 1,
-            field: String::new(),
-        },
-    )
+    b.finish(file.to_path_buf(), &At { file: file.to_path_buf(), line: 1, field: String::new() })
 }
 
 /// Parses xl.cfg text and sets each of its keys in `b` (a scenario may then override them).
@@ -91,19 +82,10 @@ pub(crate) fn apply(text: &str, file: &Path, b: &mut DomainBuilder) -> Result<()
 
 /// [`apply`]; with `unknown`, a key xenolith does not know is skipped and a warning pushed there
 /// instead of failing.
-fn apply_with(
-    text: &str,
-    file: &Path,
-    b: &mut DomainBuilder,
-    mut unknown: Option<&mut Vec<String>>,
-) -> Result<(), ScenarioError> {
+fn apply_with(text: &str, file: &Path, b: &mut DomainBuilder, mut unknown: Option<&mut Vec<String>>) -> Result<(), ScenarioError> {
     let mut seen: Vec<&str> = Vec::new();
     for e in parse(text, file)? {
-        let at = At {
-            file: file.to_path_buf(),
-            line: e.line,
-            field: e.key.clone(),
-        };
+        let at = At { file: file.to_path_buf(), line: e.line, field: e.key.clone() };
         let canon = match (canonical_key(&e.key), unknown.as_deref_mut()) {
             (Some(c), _) => c,
             (None, Some(w)) => {
@@ -114,10 +96,7 @@ fn apply_with(
             (None, None) => return Err(unknown_key(&at, &e.key, "")),
         };
         if seen.contains(&canon) {
-            return Err(at.err(format!(
-                "{} given twice (aliases: cmdline/extra, weight/cpu_weight)",
-                quote(&e.key)
-            )));
+            return Err(at.err(format!("{} given twice (aliases: cmdline/extra, weight/cpu_weight)", quote(&e.key))));
         }
         seen.push(canon);
         let value = match e.value {
@@ -184,12 +163,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
                             Some('t') => '\t',
                             Some('r') => '\r',
                             Some(e @ ('\\' | '"' | '\'')) => e,
-                            e => {
-                                return Err((
-                                    line,
-                                    format!("unknown escape \\{}", e.unwrap_or(' ')),
-                                ))
-                            }
+                            e => return Err((line, format!("unknown escape \\{}", e.unwrap_or(' ')))),
                         }),
                         Some(ch) => s.push(ch),
                     }
@@ -220,72 +194,32 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, (usize, String)> {
 
 /// Parses xl.cfg text into its statements, in file order.
 pub fn parse(text: &str, file: &Path) -> Result<Vec<XlEntry>, ScenarioError> {
-    let err = |line: usize, field: &str, msg: String| {
-        At {
-            file: file.to_path_buf(),
-            line,
-            field: field.to_string(),
-        }
-        .err(msg)
-    };
+    let err = |line: usize, field: &str, msg: String| At { file: file.to_path_buf(), line, field: field.to_string() }.err(msg);
     let toks = lex(text).map_err(|(line, m)| {
-        let key = text
-            .lines()
-            .nth(line - 1)
-            .and_then(|l| l.split_once('='))
-            .map(|(k, _)| k.trim());
-        err(
-            line,
-            key.filter(|k| !k.is_empty()).unwrap_or("syntax"),
-            format!("syntax error: {m}"),
-        )
+        let key = text.lines().nth(line - 1).and_then(|l| l.split_once('=')).map(|(k, _)| k.trim());
+        err(line, key.filter(|k| !k.is_empty()).unwrap_or("syntax"), format!("syntax error: {m}"))
     })?;
     let last_line = text.lines().count().max(1);
-    let mut p = Parser {
-        toks: &toks,
-        pos: 0,
-        last_line,
-    };
+    let mut p = Parser { toks: &toks, pos: 0, last_line };
     let mut out = Vec::new();
     loop {
         p.skip(|t| matches!(t, Tok::Newline | Tok::Semi));
         let Some((tok, line)) = p.next() else { break };
         let Tok::Ident(key) = tok else {
-            return Err(err(
-                line,
-                "syntax",
-                format!(
-                    "syntax error: expected a key, found {}",
-                    describe(Some(&tok))
-                ),
-            ));
+            return Err(err(line, "syntax", format!("syntax error: expected a key, found {}", describe(Some(&tok)))));
         };
         match p.next() {
             Some((Tok::Eq, _)) => {}
-            t => {
-                return Err(err(
-                    p.line(&t),
-                    &key,
-                    format!(
-                        "syntax error: expected '=', found {}",
-                        describe(t.map(|t| t.0).as_ref())
-                    ),
-                ))
-            }
+            t => return Err(err(p.line(&t), &key, format!("syntax error: expected '=', found {}", describe(t.map(|t| t.0).as_ref())))),
         }
-        let value = p
-            .value(0)
-            .map_err(|(l, m)| err(l, &key, format!("syntax error: {m}")))?;
+        let value = p.value(0).map_err(|(l, m)| err(l, &key, format!("syntax error: {m}")))?;
         match p.next() {
             None | Some((Tok::Newline | Tok::Semi, _)) => {}
             t => {
                 return Err(err(
                     p.line(&t),
                     &key,
-                    format!(
-                        "syntax error: expected end of line, found {}",
-                        describe(t.map(|t| t.0).as_ref())
-                    ),
+                    format!("syntax error: expected end of line, found {}", describe(t.map(|t| t.0).as_ref())),
                 ))
             }
         }
@@ -341,11 +275,7 @@ impl Parser<'_> {
                 let mut items = Vec::new();
                 loop {
                     self.skip(|t| *t == Tok::Newline);
-                    if self
-                        .toks
-                        .get(self.pos)
-                        .is_some_and(|(t, _)| *t == Tok::Close)
-                    {
+                    if self.toks.get(self.pos).is_some_and(|(t, _)| *t == Tok::Close) {
                         self.pos += 1;
                         return Ok(XlValue::List(items));
                     }
@@ -354,25 +284,11 @@ impl Parser<'_> {
                     match self.next() {
                         Some((Tok::Comma, _)) => {}
                         Some((Tok::Close, _)) => return Ok(XlValue::List(items)),
-                        t => {
-                            return Err((
-                                self.line(&t),
-                                format!(
-                                    "expected ',' or ']', found {}",
-                                    describe(t.map(|t| t.0).as_ref())
-                                ),
-                            ))
-                        }
+                        t => return Err((self.line(&t), format!("expected ',' or ']', found {}", describe(t.map(|t| t.0).as_ref())))),
                     }
                 }
             }
-            t => Err((
-                self.line(&t),
-                format!(
-                    "expected a value, found {}",
-                    describe(t.map(|t| t.0).as_ref())
-                ),
-            )),
+            t => Err((self.line(&t), format!("expected a value, found {}", describe(t.map(|t| t.0).as_ref())))),
         }
     }
 }
@@ -411,14 +327,7 @@ vif = [
         assert_eq!(s.kernel, "guests/hello");
         assert_eq!((s.memory_mib, s.vcpus), (32, 2));
         assert_eq!(s.cmdline, "root=/dev/xvda1 console=hvc0 # not a comment");
-        assert_eq!(
-            (s.on_poweroff, s.on_reboot, s.on_crash),
-            (
-                Action::Destroy,
-                Action::RenameRestart,
-                Action::CoredumpRestart
-            )
-        );
+        assert_eq!((s.on_poweroff, s.on_reboot, s.on_crash), (Action::Destroy, Action::RenameRestart, Action::CoredumpRestart));
         assert_eq!((s.weight, s.cap), (Some(512), Some(200)));
         assert_eq!(s.disks, ["file:/img,xvda,w", "file:/img2,xvdb,r"]);
         assert!(s.vifs.is_empty());
@@ -429,117 +338,40 @@ vif = [
     #[test]
     fn raw_entries_and_escapes() {
         let e = parse("a = \"x\\\"y\\n\"\nb = [1, [\"c\"],]\n", Path::new("f")).unwrap();
-        assert_eq!(
-            e[0],
-            XlEntry {
-                key: "a".into(),
-                line: 1,
-                value: XlValue::Str("x\"y\n".into())
-            }
-        );
-        let list = XlValue::List(vec![
-            XlValue::Int(1),
-            XlValue::List(vec![XlValue::Str("c".into())]),
-        ]);
-        assert_eq!(
-            e[1],
-            XlEntry {
-                key: "b".into(),
-                line: 2,
-                value: list
-            }
-        );
+        assert_eq!(e[0], XlEntry { key: "a".into(), line: 1, value: XlValue::Str("x\"y\n".into()) });
+        let list = XlValue::List(vec![XlValue::Int(1), XlValue::List(vec![XlValue::Str("c".into())])]);
+        assert_eq!(e[1], XlEntry { key: "b".into(), line: 2, value: list });
     }
 
     #[test]
     fn errors_name_file_line_and_field() {
         let ok = "name = \"a\"\nkernel = \"k\"\n"; // lines 1-2
         let cases: &[(&str, &str)] = &[
-            (
-                &format!("{ok}memroy = 3\n"),
-                "d/x.cfg:3: memroy: unknown key \"memroy\" (expected name, kernel,",
-            ),
-            (
-                &format!("{ok}memory = 5000\n"),
-                "d/x.cfg:3: memory: 5000 is out of range 1..=4096",
-            ),
-            (
-                &format!("{ok}memory = \"5\"\n"),
-                "d/x.cfg:3: memory: expected an integer, found string \"5\"",
-            ),
-            (
-                &format!("{ok}memory = 8\nmaxmem = 4\n"),
-                "d/x.cfg:4: maxmem: maxmem 4 is below memory 8",
-            ),
-            (
-                &format!("{ok}extra = \"a\"\ncmdline = \"b\"\n"),
-                "d/x.cfg:4: cmdline: \"cmdline\" given twice",
-            ),
-            (
-                &format!("{ok}name = \"b\"\n"),
-                "d/x.cfg:3: name: \"name\" given twice",
-            ),
-            (
-                &format!("{ok}disk = [1]\n"),
-                "d/x.cfg:3: disk: expected a list of strings",
-            ),
-            (
-                &format!("{ok}builder = \"hvm\"\n"),
-                "d/x.cfg:3: builder: builder \"hvm\" is not supported",
-            ),
-            (
-                &format!("{ok}config = \"x\"\n"),
-                "d/x.cfg:3: config: unknown key",
-            ),
-            (
-                &format!("{ok}memory 5\n"),
-                "d/x.cfg:3: memory: syntax error: expected '=', found number 5",
-            ),
-            (
-                &format!("{ok}memory =\n"),
-                "d/x.cfg:3: memory: syntax error: expected a value, found end of line",
-            ),
-            (
-                &format!("{ok}memory = 5 6\n"),
-                "d/x.cfg:3: memory: syntax error: expected end of line, found number 6",
-            ),
-            (
-                &format!("{ok}memory = 12M\n"),
-                "d/x.cfg:3: memory: syntax error: bad number \"12M\"",
-            ),
-            (
-                &format!("{ok}extra = \"open\n"),
-                "d/x.cfg:3: extra: syntax error: unterminated string",
-            ),
-            (
-                &format!("{ok}extra = \"\\q\"\n"),
-                "d/x.cfg:3: extra: syntax error: unknown escape \\q",
-            ),
-            (
-                &format!("{ok}disk = [\"a\"\n\"b\"]\n"),
-                "d/x.cfg:4: disk: syntax error: expected ',' or ']', found string \"b\"",
-            ),
-            (
-                &format!("{ok}disk = [\"a\",\n"),
-                "d/x.cfg:3: disk: syntax error: expected a value, found end of file",
-            ),
-            (
-                &format!("{ok}= 3\n"),
-                "d/x.cfg:3: syntax: syntax error: expected a key, found '='",
-            ),
-            (
-                &format!("{ok}vcpus = 1\n@\n"),
-                "d/x.cfg:4: syntax: syntax error: unexpected character '@'",
-            ),
+            (&format!("{ok}memroy = 3\n"), "d/x.cfg:3: memroy: unknown key \"memroy\" (expected name, kernel,"),
+            (&format!("{ok}memory = 5000\n"), "d/x.cfg:3: memory: 5000 is out of range 1..=4096"),
+            (&format!("{ok}memory = \"5\"\n"), "d/x.cfg:3: memory: expected an integer, found string \"5\""),
+            (&format!("{ok}memory = 8\nmaxmem = 4\n"), "d/x.cfg:4: maxmem: maxmem 4 is below memory 8"),
+            (&format!("{ok}extra = \"a\"\ncmdline = \"b\"\n"), "d/x.cfg:4: cmdline: \"cmdline\" given twice"),
+            (&format!("{ok}name = \"b\"\n"), "d/x.cfg:3: name: \"name\" given twice"),
+            (&format!("{ok}disk = [1]\n"), "d/x.cfg:3: disk: expected a list of strings"),
+            (&format!("{ok}builder = \"hvm\"\n"), "d/x.cfg:3: builder: builder \"hvm\" is not supported"),
+            (&format!("{ok}config = \"x\"\n"), "d/x.cfg:3: config: unknown key"),
+            (&format!("{ok}memory 5\n"), "d/x.cfg:3: memory: syntax error: expected '=', found number 5"),
+            (&format!("{ok}memory =\n"), "d/x.cfg:3: memory: syntax error: expected a value, found end of line"),
+            (&format!("{ok}memory = 5 6\n"), "d/x.cfg:3: memory: syntax error: expected end of line, found number 6"),
+            (&format!("{ok}memory = 12M\n"), "d/x.cfg:3: memory: syntax error: bad number \"12M\""),
+            (&format!("{ok}extra = \"open\n"), "d/x.cfg:3: extra: syntax error: unterminated string"),
+            (&format!("{ok}extra = \"\\q\"\n"), "d/x.cfg:3: extra: syntax error: unknown escape \\q"),
+            (&format!("{ok}disk = [\"a\"\n\"b\"]\n"), "d/x.cfg:4: disk: syntax error: expected ',' or ']', found string \"b\""),
+            (&format!("{ok}disk = [\"a\",\n"), "d/x.cfg:3: disk: syntax error: expected a value, found end of file"),
+            (&format!("{ok}= 3\n"), "d/x.cfg:3: syntax: syntax error: expected a key, found '='"),
+            (&format!("{ok}vcpus = 1\n@\n"), "d/x.cfg:4: syntax: syntax error: unexpected character '@'"),
             ("kernel = \"k\"\n", "d/x.cfg:1: name: missing name"),
             ("name = \"a\"\n", "d/x.cfg:1: kernel: missing kernel"),
         ];
         for (text, want) in cases {
             let got = spec(text).unwrap_err();
-            assert!(
-                got.starts_with(want),
-                "for {text:?}\n got: {got}\nwant: {want}..."
-            );
+            assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}...");
         }
     }
 

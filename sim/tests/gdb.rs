@@ -114,9 +114,7 @@ fn values(out: &str) -> BTreeMap<String, Vec<u64>> {
 
 /// `monitor position` answers, in order.
 fn positions(out: &str) -> Vec<u64> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("instruction ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()))
-        .collect()
+    out.lines().filter_map(|l| l.strip_prefix("instruction ").and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok())).collect()
 }
 
 fn hex_after(trace: &str, key: &str) -> u64 {

@@ -22,7 +22,32 @@ macro_rules! scenarios {
     };
 }
 
-scenarios!(hello, faults, crash, badcalls, lifecycle, reboot, ptswitch, badiret, fpu, debugregs, weights, cap, sched_credit, reweight, latency, smp, credit_smp, xenstore, xl_shutdown, console_input, domctl_sched, smp_parallel, credit_smp_steps, cap_smp);
+scenarios!(
+    hello,
+    faults,
+    crash,
+    badcalls,
+    lifecycle,
+    reboot,
+    ptswitch,
+    badiret,
+    fpu,
+    debugregs,
+    weights,
+    cap,
+    sched_credit,
+    reweight,
+    latency,
+    smp,
+    credit_smp,
+    xenstore,
+    xl_shutdown,
+    console_input,
+    domctl_sched,
+    smp_parallel,
+    credit_smp_steps,
+    cap_smp
+);
 
 /// A new scenario file without a test case would silently go untested.
 #[test]

@@ -99,10 +99,7 @@ pub fn fuzz(root: &Path, args: &[String]) -> Result {
 /// Files in `dir` written since `since`.
 fn new_files(dir: &Path, since: SystemTime) -> Vec<PathBuf> {
     let Ok(rd) = fs::read_dir(dir) else { return Vec::new() };
-    rd.flatten()
-        .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= since))
-        .map(|e| e.path())
-        .collect()
+    rd.flatten().filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= since)).map(|e| e.path()).collect()
 }
 
 /// Copy `src` into the corpus as `seed-NAME` (libFuzzer's own entries are named by hash).

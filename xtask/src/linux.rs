@@ -95,7 +95,8 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300, shell: false, vcpus: 1 };
+    let mut o =
+        Opts { accels: vec!["sim".into()], twice: true, memory: 256, max_insns: 20_000_000_000, timeout: 300, shell: false, vcpus: 1 };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -260,7 +261,12 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
     let busybox = fs::read(bdir.join("bin/busybox")).map_err(|e| format!("busybox-static: bin/busybox: {e}"))?;
     let initrd = dir.join("initrd.cpio");
     fs::write(&initrd, initramfs(&busybox)).map_err(|e| format!("{}: {e}", initrd.display()))?;
-    eprintln!("xtask linux: kernel {} ({kpkg}), initramfs {} ({} KiB)", vmlinuz.display(), initrd.display(), fs::metadata(&initrd).map(|m| m.len() >> 10).unwrap_or(0));
+    eprintln!(
+        "xtask linux: kernel {} ({kpkg}), initramfs {} ({} KiB)",
+        vmlinuz.display(),
+        initrd.display(),
+        fs::metadata(&initrd).map(|m| m.len() >> 10).unwrap_or(0)
+    );
     cargo(root, ["build", "--release", "-p", "sim"], &[])?;
     let xenolith = root.join("target/release/xenolith");
     let cmdline = format!("{CMDLINE} xenolith.cpus={}", o.vcpus);
@@ -271,7 +277,16 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
         let mut cmd = Command::new(&xenolith);
         if accel == "sim" {
             cmd.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd.args(["--memory", &o.memory.to_string(), "--vcpus", &vcpus, "--cmdline", &cmdline, "--max-insns", &o.max_insns.to_string()]);
+            cmd.args([
+                "--memory",
+                &o.memory.to_string(),
+                "--vcpus",
+                &vcpus,
+                "--cmdline",
+                &cmdline,
+                "--max-insns",
+                &o.max_insns.to_string(),
+            ]);
             cmd.arg("--trace").arg(dir.join("sim.trace"));
         } else {
             let image = super::build_image(root)?;
@@ -294,12 +309,25 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
             let again = dir.join("sim-again.trace");
             let mut cmd2 = Command::new(&xenolith);
             cmd2.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd2.args(["--memory", &o.memory.to_string(), "--vcpus", &vcpus, "--cmdline", &cmdline, "--max-insns", &o.max_insns.to_string()]);
+            cmd2.args([
+                "--memory",
+                &o.memory.to_string(),
+                "--vcpus",
+                &vcpus,
+                "--cmdline",
+                &cmdline,
+                "--max-insns",
+                &o.max_insns.to_string(),
+            ]);
             cmd2.arg("--trace").arg(&again);
             let out2 = cmd2.output().map_err(|e| format!("cannot run {cmd2:?}: {e}"))?;
             let (a, b) = (fs::read(dir.join("sim.trace")).unwrap_or_default(), fs::read(&again).unwrap_or_default());
             if a.is_empty() || a != b || out2.stdout != out.stdout {
-                eprintln!("xtask linux: sim: FAIL: a second boot gave a different trace or console ({} vs {} trace bytes)", a.len(), b.len());
+                eprintln!(
+                    "xtask linux: sim: FAIL: a second boot gave a different trace or console ({} vs {} trace bytes)",
+                    a.len(),
+                    b.len()
+                );
                 failed.push("sim (determinism)".into());
                 continue;
             }
@@ -307,7 +335,10 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
             eprintln!("xtask linux: sim: a second boot gave the same trace, byte for byte ({lines} lines) and the same console");
         }
         if ok {
-            eprintln!("xtask linux: {accel}: PASS in {secs:.1}s with {} vCPU(s) (reached /init, which counted them and powered off)", o.vcpus);
+            eprintln!(
+                "xtask linux: {accel}: PASS in {secs:.1}s with {} vCPU(s) (reached /init, which counted them and powered off)",
+                o.vcpus
+            );
         } else {
             eprintln!("xtask linux: {accel}: FAIL after {secs:.1}s with {} vCPU(s) ({}); the console's last lines:", o.vcpus, out.status);
             let lines: Vec<&str> = console.lines().collect();
@@ -348,7 +379,8 @@ mod tests {
         let mut names = Vec::new();
         while at < a.len() {
             assert_eq!(&a[at..at + 6], b"070701", "header at {at}");
-            let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&a[at + 6 + 8 * i..at + 14 + 8 * i]).unwrap(), 16).unwrap() as usize;
+            let field =
+                |i: usize| u32::from_str_radix(std::str::from_utf8(&a[at + 6 + 8 * i..at + 14 + 8 * i]).unwrap(), 16).unwrap() as usize;
             let (size, namesize) = (field(6), field(11));
             let name = std::str::from_utf8(&a[at + 110..at + 110 + namesize - 1]).unwrap().to_string();
             let data = (at + 110 + namesize).div_ceil(4) * 4;

@@ -41,7 +41,8 @@ mod xtf;
 const USAGE: &str = "usage: cargo xtask <command> [args]
 
 commands:
-  setup          install missing system packages and the x86_64-unknown-none target, build the guests
+  setup          install missing system packages, the x86_64-unknown-none target and rustfmt, build the guests
+  fmt [--check]  cargo fmt in the three workspaces (root, guests/, fuzz/); --check fails on any difference
   guests         build the guests
   test [ARGS]    setup, then cargo test --workspace ARGS
   run [ARGS]     setup, then the release xenolith CLI with ARGS (default: run scenarios/)
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
         "bench" => setup(&root).and_then(|()| cargo(&root, ["bench", "-p", "benches"], rest)),
         "ci" => ci(&root),
         "image" => build_image(&root).map(|_| ()),
+        "fmt" => install_rustfmt().and_then(|()| fmt(&root, rest)),
         "boot-hw" => setup(&root).and_then(|()| hw(&root, "boot-hw", rest)),
         "bench-hw" => setup(&root).and_then(|()| hw(&root, "bench-hw", rest)),
         "bench-shares" => setup(&root).and_then(|()| bench_shares(&root, rest)),
@@ -140,10 +142,7 @@ fn run(cmd: &mut Command) -> Result {
 
 /// Whether `cmd` runs and exits 0, quietly.
 fn succeeds<S: AsRef<OsStr>>(program: &str, args: &[S]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
 }
 
 /// Whether `program` is on PATH.
@@ -158,26 +157,20 @@ fn cargo_bin() -> String {
 
 /// `cargo <fixed> <extra>` in the repo root.
 fn cargo<const N: usize>(root: &Path, fixed: [&str; N], extra: &[String]) -> Result {
-    run(Command::new(cargo_bin())
-        .current_dir(root)
-        .args(fixed)
-        .args(extra))
+    run(Command::new(cargo_bin()).current_dir(root).args(fixed).args(extra))
 }
 
 /// The release `xenolith` CLI with `args`, by default `run scenarios/`.
 fn run_cli(root: &Path, args: &[String]) -> Result {
     let default = ["run".to_string(), "scenarios/".to_string()];
     let args = if args.is_empty() { &default[..] } else { args };
-    cargo(
-        root,
-        ["run", "--release", "-p", "sim", "--bin", "xenolith", "--"],
-        args,
-    )
+    cargo(root, ["run", "--release", "-p", "sim", "--bin", "xenolith", "--"], args)
 }
 
 fn setup(root: &Path) -> Result {
     install_packages()?;
     install_target()?;
+    install_rustfmt()?;
     install_cargo_fuzz()?;
     build_guests(root)
 }
@@ -199,20 +192,14 @@ fn install_cargo_fuzz() -> Result {
 /// apt-get installs whatever is missing, non-interactively; nothing is run when all is present.
 fn install_packages() -> Result {
     if !have("dpkg") || !have("apt-get") {
-        eprintln!(
-            "xtask setup: no dpkg/apt-get; make sure {} (or equivalents) are installed",
-            APT_PACKAGES.join(", ")
-        );
+        eprintln!("xtask setup: no dpkg/apt-get; make sure {} (or equivalents) are installed", APT_PACKAGES.join(", "));
         return Ok(());
     }
     let mut missing: Vec<&str> = APT_PACKAGES
         .into_iter()
         .filter(|p| {
             let out = Command::new("dpkg").args(["-s", p]).output();
-            !out.is_ok_and(|o| {
-                o.status.success()
-                    && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed")
-            })
+            !out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Status: install ok installed"))
         })
         .collect();
     if !have("cc") || !have("make") {
@@ -222,10 +209,7 @@ fn install_packages() -> Result {
         return Ok(());
     }
     eprintln!("xtask setup: installing {}", missing.join(" "));
-    let root_user = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     let apt = |args: &[&str]| -> Result {
         let mut cmd = if root_user {
             Command::new("apt-get")
@@ -234,10 +218,7 @@ fn install_packages() -> Result {
             c.args(["--preserve-env=DEBIAN_FRONTEND", "apt-get"]);
             c
         } else {
-            return Err(format!(
-                "need root (or sudo) to install {}",
-                missing.join(" ")
-            ));
+            return Err(format!("need root (or sudo) to install {}", missing.join(" ")));
         };
         run(cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args))
     };
@@ -249,32 +230,44 @@ fn install_packages() -> Result {
 
 /// rustup adds the guests' target when it is not installed.
 fn install_target() -> Result {
-    let out = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match out {
         Ok(o) if o.status.success() => {
-            if String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == GUEST_TARGET)
-            {
+            if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == GUEST_TARGET) {
                 return Ok(());
             }
             eprintln!("xtask setup: adding rust target {GUEST_TARGET}");
             run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))
         }
-        _ if succeeds(
-            "rustc",
-            &["--print", "target-libdir", "--target", GUEST_TARGET],
-        ) =>
-        {
+        _ if succeeds("rustc", &["--print", "target-libdir", "--target", GUEST_TARGET]) => {
             eprintln!("xtask setup: no rustup; assuming rustc's {GUEST_TARGET} target is usable");
             Ok(())
         }
-        _ => Err(format!(
-            "no rustup to add the {GUEST_TARGET} target; install rustup from https://rustup.rs"
-        )),
+        _ => Err(format!("no rustup to add the {GUEST_TARGET} target; install rustup from https://rustup.rs")),
     }
+}
+
+/// rustup adds rustfmt (`cargo xtask fmt`) when `cargo fmt` is missing.
+fn install_rustfmt() -> Result {
+    if have_cargo_subcommand("fmt") {
+        return Ok(());
+    }
+    eprintln!("xtask setup: adding the rustfmt component");
+    run(Command::new("rustup").args(["component", "add", "rustfmt"]))
+}
+
+/// `cargo fmt --all [--check]` in each of the three workspaces (the root, `guests/`, `fuzz/`),
+/// with the root's rustfmt.toml.
+fn fmt(root: &Path, rest: &[String]) -> Result {
+    for dir in [root.to_path_buf(), root.join("guests"), root.join("fuzz")] {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&dir).args(["fmt", "--all"]);
+        if !rest.is_empty() {
+            cmd.arg("--").args(rest);
+        }
+        run(&mut cmd).map_err(|e| format!("{}: {e} (run `cargo xtask fmt` to format)", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// `cargo build --release` in `guests/`, from there so `guests/.cargo/config.toml` applies, with none
@@ -283,23 +276,11 @@ fn build_guests(root: &Path) -> Result {
     let dir = root.join("guests");
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(format!(
-            "{} not found: no guests to build",
-            manifest.display()
-        ));
+        return Err(format!("{} not found: no guests to build", manifest.display()));
     }
     let mut cmd = Command::new("cargo"); // the rustup proxy, so a guests/rust-toolchain.toml would apply
-    cmd.current_dir(&dir)
-        .arg("build")
-        .arg("--release")
-        .arg("--manifest-path")
-        .arg(&manifest);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
+    cmd.current_dir(&dir).arg("build").arg("--release").arg("--manifest-path").arg(&manifest);
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
     }
     if dir.join("rust-toolchain.toml").is_file() || dir.join("rust-toolchain").is_file() {
@@ -360,15 +341,9 @@ fn ci(root: &Path) -> Result {
     let fuzz_args = ["--time".to_string(), "20".to_string()];
     let steps: [(&str, &dyn Fn() -> Result); 5] = [
         ("setup", &|| setup(root)),
-        ("cargo test --workspace", &|| {
-            cargo(root, ["test", "--workspace"], no_args)
-        }),
-        ("xenolith run scenarios/ (release)", &|| {
-            run_cli(root, no_args)
-        }),
-        ("boot-hw: scenarios on the image, TCG and KVM where it works", &|| {
-            hw(root, "boot-hw", &hw_args)
-        }),
+        ("cargo test --workspace", &|| cargo(root, ["test", "--workspace"], no_args)),
+        ("xenolith run scenarios/ (release)", &|| run_cli(root, no_args)),
+        ("boot-hw: scenarios on the image, TCG and KVM where it works", &|| hw(root, "boot-hw", &hw_args)),
         ("fuzz: every cargo-fuzz target for 20 s", &|| fuzz::fuzz(root, &fuzz_args)),
     ];
     let total = Instant::now();
@@ -382,10 +357,7 @@ fn ci(root: &Path) -> Result {
             Err(e) => return Err(format!("step \"{name}\" failed after {secs:.1}s: {e}")),
         }
     }
-    eprintln!(
-        "==> ci: all steps passed in {:.1}s",
-        total.elapsed().as_secs_f64()
-    );
+    eprintln!("==> ci: all steps passed in {:.1}s", total.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -458,12 +430,9 @@ fn fuzz_guest(root: &Path, args: &[String]) -> Result {
         let t = Instant::now();
         let (status, out, err) = run_with_timeout(&mut cmd, std::time::Duration::from_secs(timeout + 10))?;
         let wall = t.elapsed().as_secs_f64();
-        let summary = out
-            .lines()
-            .find(|l| l.starts_with(&format!("hostile: seed={seed} ")) && l.ends_with("invariants held"));
-        let issued = summary
-            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("hypercalls=")))
-            .and_then(|n| n.parse::<u64>().ok());
+        let summary = out.lines().find(|l| l.starts_with(&format!("hostile: seed={seed} ")) && l.ends_with("invariants held"));
+        let issued =
+            summary.and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("hypercalls="))).and_then(|n| n.parse::<u64>().ok());
         let verdict = match (status, summary) {
             (Some(0), Some(_)) => Ok(()),
             (None, _) => Err(format!("no end after {timeout} s (killed)")),
@@ -508,12 +477,8 @@ fn fuzz_guest(root: &Path, args: &[String]) -> Result {
 fn run_with_timeout(cmd: &mut Command, timeout: std::time::Duration) -> Result<(Option<i32>, String, String)> {
     use std::io::Read;
     use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     let mut pipes = (child.stdout.take(), child.stderr.take());
     let reader = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {

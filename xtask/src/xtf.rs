@@ -49,13 +49,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    const ALL: [Verdict; 5] = [
-        Verdict::Success,
-        Verdict::Skip,
-        Verdict::Failure,
-        Verdict::Error,
-        Verdict::Crash,
-    ];
+    const ALL: [Verdict; 5] = [Verdict::Success, Verdict::Skip, Verdict::Failure, Verdict::Error, Verdict::Crash];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -108,35 +102,19 @@ pub fn classify(stdout: &str, stderr: &str) -> (Verdict, String) {
         let word = l.split("Test result: ").nth(1)?.split_whitespace().next()?;
         Verdict::parse(word).map(|v| (v, l))
     });
-    let last = |text: &str, pred: &dyn Fn(&str) -> bool| {
-        text.lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && pred(l))
-            .map(str::to_string)
-    };
+    let last =
+        |text: &str, pred: &dyn Fn(&str) -> bool| text.lines().rev().map(str::trim).find(|l| !l.is_empty() && pred(l)).map(str::to_string);
     match result {
         Some((Verdict::Success, _)) => (Verdict::Success, String::new()),
         Some((v, line)) => {
             // The line before the result usually says why (XTF prints its reason, then the result).
-            let before = stdout
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .take_while(|l| *l != line.trim())
-                .last();
+            let before = stdout.lines().map(str::trim).filter(|l| !l.is_empty()).take_while(|l| *l != line.trim()).last();
             (v, before.unwrap_or("").to_string())
         }
         None => {
             let detail = last(stdout, &|l| l.contains("PANIC"))
                 // xenolith's last word (crash reason, budget, timeout), not boot-hw's summary line.
-                .or_else(|| {
-                    last(stderr, &|l| {
-                        l.starts_with("xenolith:")
-                            && !l.contains("): done ")
-                            && !l.ends_with(": powered off")
-                    })
-                })
+                .or_else(|| last(stderr, &|l| l.starts_with("xenolith:") && !l.contains("): done ") && !l.ends_with(": powered off")))
                 .or_else(|| last(stdout, &|_| true))
                 .unwrap_or_else(|| "no output".into());
             (Verdict::Crash, detail)
@@ -178,10 +156,7 @@ fn parse_args(root: &Path, args: &[String]) -> Result<Options> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("xtf: {a} needs a value"));
-        let num = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("xtf: {a} {v}: not a number"))
-        };
+        let num = |v: String| v.parse::<u64>().map_err(|_| format!("xtf: {a} {v}: not a number"));
         match a.as_str() {
             "--accel" => {
                 let v = val()?;
@@ -191,9 +166,7 @@ fn parse_args(root: &Path, args: &[String]) -> Result<Options> {
                         "sim" | "tcg" | "kvm" => &[p],
                         "all" if kvm_usable() => &["sim", "tcg", "kvm"],
                         "all" => &["sim", "tcg"],
-                        _ => return Err(format!(
-                            "xtf: --accel {v}: expected sim, tcg, kvm or all (or a list: sim,tcg)"
-                        )),
+                        _ => return Err(format!("xtf: --accel {v}: expected sim, tcg, kvm or all (or a list: sim,tcg)")),
                     };
                     for a in add {
                         if !o.platforms.iter().any(|x| x == a) {
@@ -215,11 +188,7 @@ fn parse_args(root: &Path, args: &[String]) -> Result<Options> {
 }
 
 fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
 /// Reads `path` as `test platform result` lines (`#` comments).
@@ -238,17 +207,12 @@ fn read_expected(path: &Path) -> Result<BTreeMap<(String, String), Verdict>> {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f[..] {
             [test, platform, result] => {
-                let v = Verdict::parse(result)
-                    .ok_or_else(|| format!("{}:{}: unknown result {result:?} (expected SUCCESS, SKIP, FAILURE, ERROR or CRASH)", path.display(), i + 1))?;
+                let v = Verdict::parse(result).ok_or_else(|| {
+                    format!("{}:{}: unknown result {result:?} (expected SUCCESS, SKIP, FAILURE, ERROR or CRASH)", path.display(), i + 1)
+                })?;
                 m.insert((test.to_string(), platform.to_string()), v);
             }
-            _ => {
-                return Err(format!(
-                    "{}:{}: expected \"TEST PLATFORM RESULT\"",
-                    path.display(),
-                    i + 1
-                ))
-            }
+            _ => return Err(format!("{}:{}: expected \"TEST PLATFORM RESULT\"", path.display(), i + 1)),
         }
     }
     Ok(m)
@@ -280,30 +244,15 @@ fn load_tests(cli: &Path, dir: &Path) -> Result<Vec<Test>> {
     Ok(cfgs
         .into_iter()
         .map(|cfg| {
-            let name = cfg
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let out = Command::new(cli)
-                .arg("create")
-                .arg(&cfg)
-                .arg("--dry-run")
-                .output();
+            let name = cfg.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let out = Command::new(cli).arg("create").arg(&cfg).arg("--dry-run").output();
             let domain = match out {
                 Ok(o) if o.status.success() => {
                     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-                    let get = |k: &str| {
-                        text.lines()
-                            .find_map(|l| l.strip_prefix(k))
-                            .unwrap_or("")
-                            .to_string()
-                    };
+                    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap_or("").to_string();
                     match get("memory=").parse::<u64>() {
                         Ok(m) => Ok((PathBuf::from(get("kernel=")), m, get("cmdline="), get("vcpus=").parse::<u32>().unwrap_or(1))),
-                        Err(_) => Err(format!(
-                            "xenolith create --dry-run gave no memory: {text:?}"
-                        )),
+                        Err(_) => Err(format!("xenolith create --dry-run gave no memory: {text:?}")),
                     }
                 }
                 Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
@@ -327,29 +276,18 @@ fn run_one(cli: &Path, image: Option<&Path>, t: &Test, platform: &str, o: &Optio
         Ok(d) => d,
         Err(e) => {
             let detail = format!("bad config: {}", e.lines().last().unwrap_or(""));
-            return Run {
-                verdict: Verdict::Crash,
-                detail,
-                wall: Duration::ZERO,
-                reproduce: String::new(),
-            };
+            return Run { verdict: Verdict::Crash, detail, wall: Duration::ZERO, reproduce: String::new() };
         }
     };
     let mut cmd = Command::new(cli);
     let limit = match (platform, image) {
         ("sim", _) => {
-            cmd.arg("create")
-                .arg(&t.cfg)
-                .args(["--max-insns", &o.max_insns.to_string()]);
+            cmd.arg("create").arg(&t.cfg).args(["--max-insns", &o.max_insns.to_string()]);
             // A backstop only: the instruction budget ends a hung test long before.
             Duration::from_secs(600)
         }
         (accel, Some(img)) => {
-            let timeout = o.timeout.unwrap_or(if accel == "kvm" {
-                KVM_TIMEOUT
-            } else {
-                TCG_TIMEOUT
-            });
+            let timeout = o.timeout.unwrap_or(if accel == "kvm" { KVM_TIMEOUT } else { TCG_TIMEOUT });
             cmd.arg("boot-hw")
                 .arg("--image")
                 .arg(img)
@@ -378,12 +316,7 @@ fn run_one(cli: &Path, image: Option<&Path>, t: &Test, platform: &str, o: &Optio
     if detail.chars().count() > 110 {
         detail = detail.chars().take(109).collect::<String>() + "…";
     }
-    Run {
-        verdict,
-        detail,
-        wall: start.elapsed(),
-        reproduce,
-    }
+    Run { verdict, detail, wall: start.elapsed(), reproduce }
 }
 
 /// `cargo xtask xtf ...` (see the module docs).
@@ -393,24 +326,13 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
         o.dir = d;
     }
     if !o.dir.is_dir() {
-        println!(
-            "xtf: {} does not exist (XTF's test kernels are not here): skipped",
-            o.dir.display()
-        );
+        println!("xtf: {} does not exist (XTF's test kernels are not here): skipped", o.dir.display());
         return Ok(());
     }
     let total = Instant::now();
-    cargo(
-        root,
-        ["build", "--release", "-p", "sim", "--bin", "xenolith"],
-        &[],
-    )?;
+    cargo(root, ["build", "--release", "-p", "sim", "--bin", "xenolith"], &[])?;
     let cli = root.join("target/release/xenolith");
-    let image = if o.platforms.iter().any(|p| p != "sim") {
-        Some(build_image(root)?)
-    } else {
-        None
-    };
+    let image = if o.platforms.iter().any(|p| p != "sim") { Some(build_image(root)?) } else { None };
     let tests = load_tests(&cli, &o.dir)?;
     if tests.is_empty() {
         println!("xtf: no *.cfg in {}: skipped", o.dir.display());
@@ -424,17 +346,10 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
         o.platforms.join(", "),
         o.jobs,
         o.max_insns,
-        o.timeout.map_or(
-            format!("{TCG_TIMEOUT} s under TCG, {KVM_TIMEOUT} s under KVM"),
-            |t| format!("{t} s")
-        ),
+        o.timeout.map_or(format!("{TCG_TIMEOUT} s under TCG, {KVM_TIMEOUT} s under KVM"), |t| format!("{t} s")),
     );
     // Every (test, platform) run, two at a time; QEMU's and the simulator's alike take one core.
-    let jobs: Vec<(usize, &str)> = tests
-        .iter()
-        .enumerate()
-        .flat_map(|(i, _)| o.platforms.iter().map(move |p| (i, p.as_str())))
-        .collect();
+    let jobs: Vec<(usize, &str)> = tests.iter().enumerate().flat_map(|(i, _)| o.platforms.iter().map(move |p| (i, p.as_str()))).collect();
     let next = AtomicUsize::new(0);
     let results: Mutex<BTreeMap<(usize, String), Run>> = Mutex::new(BTreeMap::new());
     let run_start = Instant::now();
@@ -443,17 +358,8 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
             s.spawn(|| {
                 while let Some(&(i, p)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let r = run_one(&cli, image.as_deref(), &tests[i], p, &o);
-                    eprintln!(
-                        "xtf: {:<32} {:<4} {:<8} {:>6.2}s",
-                        tests[i].name,
-                        p,
-                        r.verdict.name(),
-                        r.wall.as_secs_f64()
-                    );
-                    results
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((i, p.to_string()), r);
+                    eprintln!("xtf: {:<32} {:<4} {:<8} {:>6.2}s", tests[i].name, p, r.verdict.name(), r.wall.as_secs_f64());
+                    results.lock().unwrap_or_else(|e| e.into_inner()).insert((i, p.to_string()), r);
                 }
             });
         }
@@ -469,8 +375,7 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
     }
     println!("\n{head}");
     let mut details = Vec::new();
-    let (mut regressions, mut improvements, mut others, mut new) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut regressions, mut improvements, mut others, mut new) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut counts: BTreeMap<(&str, Verdict), usize> = BTreeMap::new();
     let mut current = expected.clone();
     for (i, t) in tests.iter().enumerate() {
@@ -479,19 +384,10 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
             let Some(r) = results.get(&(i, p.clone())) else {
                 continue;
             };
-            row.push_str(&format!(
-                "  {:<8} {:>7.2}s",
-                r.verdict.name(),
-                r.wall.as_secs_f64()
-            ));
+            row.push_str(&format!("  {:<8} {:>7.2}s", r.verdict.name(), r.wall.as_secs_f64()));
             *counts.entry((p.as_str(), r.verdict)).or_default() += 1;
             if !r.detail.is_empty() {
-                details.push(format!(
-                    "  {} {p} {}: {}",
-                    t.name,
-                    r.verdict.name(),
-                    r.detail
-                ));
+                details.push(format!("  {} {p} {}: {}", t.name, r.verdict.name(), r.detail));
             }
             let key = (t.name.clone(), p.clone());
             let what = format!("{} {p}", t.name);
@@ -501,9 +397,7 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
                     let line = format!("  {what}: {} -> {}", e.name(), r.verdict.name());
                     match compare(e, r.verdict) {
                         Change::Same => {}
-                        Change::Regression => {
-                            regressions.push(format!("{line}\n      reproduce: {}", r.reproduce))
-                        }
+                        Change::Regression => regressions.push(format!("{line}\n      reproduce: {}", r.reproduce)),
                         Change::Improvement => improvements.push(line),
                         Change::Other => others.push(line),
                     }
@@ -521,14 +415,8 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
     }
     println!();
     for p in &o.platforms {
-        let summary: Vec<String> = Verdict::ALL
-            .iter()
-            .filter_map(|v| {
-                counts
-                    .get(&(p.as_str(), *v))
-                    .map(|n| format!("{n} {}", v.name()))
-            })
-            .collect();
+        let summary: Vec<String> =
+            Verdict::ALL.iter().filter_map(|v| counts.get(&(p.as_str(), *v)).map(|n| format!("{n} {}", v.name()))).collect();
         println!("xtf {p}: {}", summary.join(", "));
     }
     let missing: Vec<String> = expected
@@ -537,10 +425,7 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
         .map(|(t, p)| format!("  {t} {p}"))
         .collect();
     for (title, list) in [
-        (
-            "improvements (run `cargo xtask xtf --accel all --bless` to keep them)",
-            &improvements,
-        ),
+        ("improvements (run `cargo xtask xtf --accel all --bless` to keep them)", &improvements),
         ("changed, neither better nor a regression", &others),
         ("new (not in the expected file; --bless adds them)", &new),
         ("in the expected file but not in the directory", &missing),
@@ -553,12 +438,7 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
             }
         }
     }
-    println!(
-        "xtf: {} runs in {:.1} s ({:.1} s with the builds)",
-        results.len(),
-        runs_wall.as_secs_f64(),
-        total.elapsed().as_secs_f64()
-    );
+    println!("xtf: {} runs in {:.1} s ({:.1} s with the builds)", results.len(), runs_wall.as_secs_f64(), total.elapsed().as_secs_f64());
     if o.bless {
         write_expected(&o.expected, &current)?;
         println!("xtf: wrote {}", o.expected.display());
@@ -567,11 +447,7 @@ pub fn xtf(root: &Path, args: &[String]) -> Result {
     if regressions.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} regressions against {}",
-            regressions.len(),
-            o.expected.display()
-        ))
+        Err(format!("{} regressions against {}", regressions.len(), o.expected.display()))
     }
 }
 
@@ -584,29 +460,14 @@ mod tests {
         let out = "--- Xen Test Framework ---\nEnvironment: PV 64bit\nTest result: SUCCESS\n";
         assert_eq!(classify(out, ""), (Verdict::Success, String::new()));
         let out = "Environment: PV 64bit\nFail: IOPL 1 not honoured\nTest result: FAILURE\n";
-        assert_eq!(
-            classify(out, ""),
-            (Verdict::Failure, "Fail: IOPL 1 not honoured".into())
-        );
+        assert_eq!(classify(out, ""), (Verdict::Failure, "Fail: IOPL 1 not honoured".into()));
         let out = "Test result: SKIP\n";
         assert_eq!(classify(out, "").0, Verdict::Skip);
         let out = "Environment: PV 64bit\n******************************\nPANIC: Failed to register callback[2]: -22\n******************************\n";
         let err = "xenolith: test-pv64-example: crashed (the guest asked)\n";
-        assert_eq!(
-            classify(out, err),
-            (
-                Verdict::Crash,
-                "PANIC: Failed to register callback[2]: -22".into()
-            )
-        );
+        assert_eq!(classify(out, err), (Verdict::Crash, "PANIC: Failed to register callback[2]: -22".into()));
         let err = "xenolith: t: crashed (unhandled #GP at 0x1234)\n";
-        assert_eq!(
-            classify("Environment: PV 64bit\n", err),
-            (
-                Verdict::Crash,
-                "xenolith: t: crashed (unhandled #GP at 0x1234)".into()
-            )
-        );
+        assert_eq!(classify("Environment: PV 64bit\n", err), (Verdict::Crash, "xenolith: t: crashed (unhandled #GP at 0x1234)".into()));
         assert_eq!(classify("", ""), (Verdict::Crash, "no output".into()));
         assert_eq!(classify("Test result: BOGUS\n", "").0, Verdict::Crash);
     }
@@ -630,20 +491,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtf-expected-{}", std::process::id()));
         let path = dir.join("expected.txt");
         let mut m = BTreeMap::new();
-        m.insert(
-            ("test-pv64-example".to_string(), "sim".to_string()),
-            Verdict::Crash,
-        );
-        m.insert(
-            ("test-pv64-pv-iopl~vmassist".to_string(), "tcg".to_string()),
-            Verdict::Success,
-        );
+        m.insert(("test-pv64-example".to_string(), "sim".to_string()), Verdict::Crash);
+        m.insert(("test-pv64-pv-iopl~vmassist".to_string(), "tcg".to_string()), Verdict::Success);
         write_expected(&path, &m).unwrap();
         assert_eq!(read_expected(&path).unwrap(), m);
         std::fs::write(&path, "a sim MAYBE\n").unwrap();
-        assert!(read_expected(&path)
-            .unwrap_err()
-            .contains("expected.txt:1: unknown result \"MAYBE\""));
+        assert!(read_expected(&path).unwrap_err().contains("expected.txt:1: unknown result \"MAYBE\""));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

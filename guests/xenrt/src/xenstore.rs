@@ -58,10 +58,7 @@ struct Queue(core::cell::UnsafeCell<EventQueue>);
 // SAFETY: used only from the guest's single flow of control (one vCPU, no handlers use it).
 unsafe impl Sync for Queue {}
 
-static QUEUE: Queue = Queue(core::cell::UnsafeCell::new(EventQueue {
-    n: 0,
-    ev: [const { Reply::new() }; EVENTS],
-}));
+static QUEUE: Queue = Queue(core::cell::UnsafeCell::new(EventQueue { n: 0, ev: [const { Reply::new() }; EVENTS] }));
 
 fn queue() -> &'static mut EventQueue {
     // SAFETY: see `Queue`: no other reference is live while the caller uses this one.

@@ -122,4 +122,3 @@ pub struct PhysdevOpCompat {
     pub u: [u64; 2],
 }
 layout!(PhysdevOpCompat, size = 24, cmd @ 0, u @ 8);
-

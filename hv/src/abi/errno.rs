@@ -7,26 +7,26 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i64)]
 pub enum Errno {
-    EPERM = 1, // xen-public/errno.h
-    ENOENT = 2, // xen-public/errno.h
-    ESRCH = 3, // xen-public/errno.h
-    ENXIO = 6, // xen-public/errno.h
-    E2BIG = 7, // xen-public/errno.h
-    EAGAIN = 11, // xen-public/errno.h
-    ENOMEM = 12, // xen-public/errno.h
-    EACCES = 13, // xen-public/errno.h
-    EFAULT = 14, // xen-public/errno.h
-    EBUSY = 16, // xen-public/errno.h
-    EEXIST = 17, // xen-public/errno.h
-    ENODEV = 19, // xen-public/errno.h
-    EINVAL = 22, // xen-public/errno.h
-    ENOSPC = 28, // xen-public/errno.h
-    EDOM = 33, // xen-public/errno.h
-    ERANGE = 34, // xen-public/errno.h
-    ENOSYS = 38, // xen-public/errno.h
-    EILSEQ = 84, // xen-public/errno.h
+    EPERM = 1,       // xen-public/errno.h
+    ENOENT = 2,      // xen-public/errno.h
+    ESRCH = 3,       // xen-public/errno.h
+    ENXIO = 6,       // xen-public/errno.h
+    E2BIG = 7,       // xen-public/errno.h
+    EAGAIN = 11,     // xen-public/errno.h
+    ENOMEM = 12,     // xen-public/errno.h
+    EACCES = 13,     // xen-public/errno.h
+    EFAULT = 14,     // xen-public/errno.h
+    EBUSY = 16,      // xen-public/errno.h
+    EEXIST = 17,     // xen-public/errno.h
+    ENODEV = 19,     // xen-public/errno.h
+    EINVAL = 22,     // xen-public/errno.h
+    ENOSPC = 28,     // xen-public/errno.h
+    EDOM = 33,       // xen-public/errno.h
+    ERANGE = 34,     // xen-public/errno.h
+    ENOSYS = 38,     // xen-public/errno.h
+    EILSEQ = 84,     // xen-public/errno.h
     EOPNOTSUPP = 95, // xen-public/errno.h
-    ENOBUFS = 105, // xen-public/errno.h
+    ENOBUFS = 105,   // xen-public/errno.h
 }
 
 impl Errno {

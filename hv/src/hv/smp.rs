@@ -34,7 +34,9 @@ pub struct SmpEntry {
 pub enum SmpStep {
     Run(SmpEntry),
     /// Nothing to run: wait until this time (or a wake-up), then ask again.
-    Idle { until: u64 },
+    Idle {
+        until: u64,
+    },
 }
 
 impl<P: Platform> Hypervisor<P> {
@@ -173,7 +175,11 @@ impl<P: Platform> Hypervisor<P> {
     /// Is some vCPU runnable but on no pCPU (an idle pCPU should look at the queues)?
     pub fn smp_work_waiting(&self) -> bool {
         let running: Vec<UnitId> = self.sched.pcpus.iter().filter_map(|p| p.curr).collect();
-        self.doms.values().any(|d| d.vcpus.iter().any(|v| !running.contains(&(d.id, v.id)) && vcpu_runnable(&self.doms, (d.id, v.id)) && !self.sched.parked((d.id, v.id))))
+        self.doms.values().any(|d| {
+            d.vcpus
+                .iter()
+                .any(|v| !running.contains(&(d.id, v.id)) && vcpu_runnable(&self.doms, (d.id, v.id)) && !self.sched.parked((d.id, v.id)))
+        })
     }
 
     /// Which pCPUs the scheduler asked to decide again (credit's tickle), clearing nothing.

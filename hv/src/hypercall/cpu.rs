@@ -301,9 +301,7 @@ pub fn vcpu_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         vop::GET_PHYSID => "get_physid",
         _ => "",
     };
-    ctx.describe(|d| {
-        *d = if name.is_empty() { alloc::format!("vcpu_op({cmd}, {id})") } else { alloc::format!("vcpu_op({name}, {id})") }
-    });
+    ctx.describe(|d| *d = if name.is_empty() { alloc::format!("vcpu_op({cmd}, {id})") } else { alloc::format!("vcpu_op({name}, {id})") });
     // domain_vcpu(): the vCPU id is an unsigned int.
     let nr = ctx.domain_ref().vcpus.len();
     if id as usize >= nr || a[1] > u32::MAX as u64 {

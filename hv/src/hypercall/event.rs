@@ -8,9 +8,8 @@
 use super::Ctx;
 use crate::abi::hypercall::{evtchn_op as op, virq};
 use crate::abi::{
-    evtchn_fifo, evtchn_stat as stat, Errno, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu,
-    EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSetPriority, EvtchnStatus,
-    DOMID_SELF,
+    evtchn_fifo, evtchn_stat as stat, Errno, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnExpandArray, EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSetPriority, EvtchnStatus, DOMID_SELF,
 };
 use crate::evtchn::{self, Backend, PortState};
 use crate::mm::frames::{Owner, PageType};
@@ -105,13 +104,13 @@ pub fn close(ctx: &mut Ctx<'_, '_>, dom: DomId, port: u32) -> Result<(), Errno> 
 pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
     let (cmd, arg) = (a[0], a[1]);
     let name = op_name(cmd);
-    ctx.describe(|d| *d = if name.is_empty() { alloc::format!("event_channel_op({cmd})") } else { alloc::format!("event_channel_op({name})") });
+    ctx.describe(|d| {
+        *d = if name.is_empty() { alloc::format!("event_channel_op({cmd})") } else { alloc::format!("event_channel_op({name})") }
+    });
     match cmd {
         op::ALLOC_UNBOUND => {
             let mut s: EvtchnAllocUnbound = ctx.read_guest(arg)?;
-            ctx.describe(|d| {
-                *d = alloc::format!("event_channel_op(alloc_unbound, {} for {})", dom_name(s.dom), dom_name(s.remote_dom))
-            });
+            ctx.describe(|d| *d = alloc::format!("event_channel_op(alloc_unbound, {} for {})", dom_name(s.dom), dom_name(s.remote_dom)));
             let d = lookup(ctx, s.dom)?;
             let remote = if s.remote_dom == DOMID_SELF { ctx.dom } else { s.remote_dom };
             // Xen takes the port first, then asks XSM (and frees the port again on refusal).
@@ -131,22 +130,12 @@ pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno
         }
         op::BIND_INTERDOMAIN => {
             let mut s: EvtchnBindInterdomain = ctx.read_guest(arg)?;
-            ctx.describe(|d| {
-                *d = alloc::format!(
-                    "event_channel_op(bind_interdomain, {} port {})",
-                    dom_name(s.remote_dom),
-                    s.remote_port
-                )
-            });
+            ctx.describe(|d| *d = alloc::format!("event_channel_op(bind_interdomain, {} port {})", dom_name(s.remote_dom), s.remote_port));
             let rd = lookup(ctx, s.remote_dom)?;
             let me = ctx.dom;
             let lport = ctx.domain().evtchn.alloc(PortState::Free)?;
             let rport = s.remote_port;
-            let ok = ctx
-                .doms
-                .get(&rd)
-                .and_then(|d| d.evtchn.get(rport))
-                .is_some_and(|p| p.state == PortState::Unbound { remote: me });
+            let ok = ctx.doms.get(&rd).and_then(|d| d.evtchn.get(rport)).is_some_and(|p| p.state == PortState::Unbound { remote: me });
             if !ok {
                 return Err(Errno::EINVAL);
             }
@@ -300,10 +289,7 @@ pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno
         op::INIT_CONTROL => {
             let s: EvtchnInitControl = ctx.read_guest(arg)?;
             ctx.describe(|d| {
-                *d = alloc::format!(
-                    "event_channel_op(init_control, gfn {:#x} offset {:#x} vcpu {})",
-                    s.control_gfn, s.offset, s.vcpu
-                )
+                *d = alloc::format!("event_channel_op(init_control, gfn {:#x} offset {:#x} vcpu {})", s.control_gfn, s.offset, s.vcpu)
             });
             if s.vcpu as usize >= ctx.domain_ref().vcpus.len() {
                 return Err(Errno::ENOENT);
@@ -353,9 +339,7 @@ pub fn event_channel_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno
 /// Ports of `dom` polled by a `sched_op(poll)`: is any of them pending (and usable)?
 pub fn any_pending(ctx: &Ctx<'_, '_>, ports: &[u32]) -> bool {
     let d = ctx.domain_ref();
-    ports.iter().any(|&p| {
-        d.evtchn.get(p).is_some_and(|e| e.state.usable()) && evtchn::is_pending(&ctx.mem, d.shared_info, p)
-    })
+    ports.iter().any(|&p| d.evtchn.get(p).is_some_and(|e| e.state.usable()) && evtchn::is_pending(&ctx.mem, d.shared_info, p))
 }
 
 /// When domain `dead` goes away, every channel to it in other domains becomes unbound (Xen's

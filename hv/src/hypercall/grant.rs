@@ -12,8 +12,8 @@ use core::fmt::Write;
 use super::Ctx;
 use crate::abi::hypercall::gnttab as g;
 use crate::abi::{
-    Errno, GnttabCacheFlush, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef,
-    GnttabQuerySize, GnttabSetupTable, GnttabUnmapAndReplace, GnttabUnmapGrantRef, DOMID_SELF,
+    Errno, GnttabCacheFlush, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable,
+    GnttabUnmapAndReplace, GnttabUnmapGrantRef, DOMID_SELF,
 };
 use crate::grant::{Active, MapTrack, PIN_MAX};
 use crate::mm::frames::{Owner, PageType};
@@ -300,11 +300,7 @@ fn set_version_inner(ctx: &mut Ctx<'_, '_>, want: u32) -> Result<i64, Errno> {
                 _ => {}
             }
             if e.flags & g::GTF_TYPE_MASK == g::GTF_PERMIT_ACCESS {
-                *r = crate::abi::GrantEntryV1 {
-                    flags: e.flags | gt.status(mem, i as u32),
-                    domid: e.domid,
-                    frame: e.frame as u32,
-                };
+                *r = crate::abi::GrantEntryV1 { flags: e.flags | gt.status(mem, i as u32), domid: e.domid, frame: e.frame as u32 };
             }
         }
     }
@@ -691,11 +687,7 @@ fn unmap_one(ctx: &mut Ctx<'_, '_>, handle: u32, host_addr: u64, dev_bus_addr: u
         unpin(ctx, m.dom, m.gref, readonly, false);
     }
     if let Some(slot) = ctx.domain().grant.maptrack.get_mut(handle as usize) {
-        *slot = if flags & (g::GNTMAP_HOST_MAP | g::GNTMAP_DEVICE_MAP) == 0 {
-            None
-        } else {
-            Some(MapTrack { flags, ..m })
-        };
+        *slot = if flags & (g::GNTMAP_HOST_MAP | g::GNTMAP_DEVICE_MAP) == 0 { None } else { Some(MapTrack { flags, ..m }) };
     }
     g::GNTST_OKAY
 }
@@ -867,10 +859,18 @@ pub fn release_domain(
             let gt = &mut rd.grant;
             if let Some(a) = gt.active.get_mut(&m.gref) {
                 if m.flags & g::GNTMAP_HOST_MAP != 0 {
-                    if readonly { a.hstr = a.hstr.saturating_sub(1) } else { a.hstw = a.hstw.saturating_sub(1) }
+                    if readonly {
+                        a.hstr = a.hstr.saturating_sub(1)
+                    } else {
+                        a.hstw = a.hstw.saturating_sub(1)
+                    }
                 }
                 if m.flags & g::GNTMAP_DEVICE_MAP != 0 {
-                    if readonly { a.devr = a.devr.saturating_sub(1) } else { a.devw = a.devw.saturating_sub(1) }
+                    if readonly {
+                        a.devr = a.devr.saturating_sub(1)
+                    } else {
+                        a.devw = a.devw.saturating_sub(1)
+                    }
                 }
                 if !a.pinned() {
                     gt.active.remove(&m.gref);
@@ -893,10 +893,8 @@ pub fn release_domain(
             *slot = None;
             if m.flags & g::GNTMAP_HOST_MAP != 0 {
                 // Find the grant PTEs in the mapper's L1 tables that map the frame.
-                let l1s: alloc::vec::Vec<Mfn> = frames
-                    .domain_frames(id)
-                    .filter(|f| frames.get(*f).is_some_and(|fi| fi.ty == PageType::PageTable(1)))
-                    .collect();
+                let l1s: alloc::vec::Vec<Mfn> =
+                    frames.domain_frames(id).filter(|f| frames.get(*f).is_some_and(|fi| fi.ty == PageType::PageTable(1))).collect();
                 'found: for t in l1s {
                     for s in 0..512u64 {
                         let a = t.maddr().add(s * 8);

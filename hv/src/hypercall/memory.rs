@@ -15,10 +15,9 @@ use alloc::vec::Vec;
 use super::Ctx;
 use crate::abi::hypercall::memory_op as op;
 use crate::abi::{
-    mapspace, memf, AddToPhysmap, AddToPhysmapBatch, E820Entry, Errno, ForeignMemoryMap, MachphysMapping,
-    MachphysMfnList, MemAccessOp, MemAcquireResource, MemoryExchange, MemoryMap, MemoryReservation, PodTarget,
-    RemoveFromPhysmap, ReservedDeviceMemoryMap, VnumaTopologyInfo, DOMID_SELF, HYPERVISOR_VIRT_END, RDM_ALL,
-    RO_MPT_VIRT_END, RO_MPT_VIRT_START,
+    mapspace, memf, AddToPhysmap, AddToPhysmapBatch, E820Entry, Errno, ForeignMemoryMap, MachphysMapping, MachphysMfnList, MemAccessOp,
+    MemAcquireResource, MemoryExchange, MemoryMap, MemoryReservation, PodTarget, RemoveFromPhysmap, ReservedDeviceMemoryMap,
+    VnumaTopologyInfo, DOMID_SELF, HYPERVISOR_VIRT_END, RDM_ALL, RO_MPT_VIRT_END, RO_MPT_VIRT_START,
 };
 use crate::mm::frames::{Owner, NO_PFN};
 use crate::mm::Mfn;
@@ -120,9 +119,7 @@ fn frame_limit(bits: u32) -> u64 {
 /// Is `mfn` one of the domain's Xen-heap pages (shared_info, grant-table frames): shared with
 /// the guest, never in its tot_pages, never freed by it (Xen's `share_xen_page_with_guest`).
 fn xen_heap(ctx: &Ctx<'_, '_>, d: DomId, mfn: Mfn) -> bool {
-    ctx.doms.get(&d).is_some_and(|dd| {
-        dd.shared_info == mfn || dd.grant.shared.contains(&mfn) || dd.grant.status.contains(&mfn)
-    })
+    ctx.doms.get(&d).is_some_and(|dd| dd.shared_info == mfn || dd.grant.shared.contains(&mfn) || dd.grant.status.contains(&mfn))
 }
 
 /// Is the frame still in use by its domain: referenced in the frame table, or a vCPU's GDT
@@ -293,15 +290,7 @@ fn construct_memop(ctx: &Ctx<'_, '_>, r: &MemoryReservation, d: DomId) -> Option
             return None;
         }
     }
-    Some(Memop {
-        d,
-        list: r.extent_start,
-        nr_extents: r.nr_extents,
-        order: r.extent_order,
-        limit,
-        pod: false,
-        nr_done: 0,
-    })
+    Some(Memop { d, list: r.extent_start, nr_extents: r.nr_extents, order: r.extent_order, limit, pod: false, nr_done: 0 })
 }
 
 fn increase_reservation(ctx: &mut Ctx<'_, '_>, a: &mut Memop) {
@@ -408,7 +397,9 @@ fn exchange(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
     ctx.describe(|d| {
         *d = alloc::format!(
             "memory_op(exchange, {} extents of order {} for order {})",
-            x.input.nr_extents, x.input.extent_order, x.output.extent_order
+            x.input.nr_extents,
+            x.input.extent_order,
+            x.output.extent_order
         )
     });
     let field = arg.wrapping_add(64);
@@ -422,12 +413,7 @@ fn exchange(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
     }
     let (inn, outn) = (x.input.nr_extents, x.output.nr_extents);
     let shr = |o: u32| if o >= 64 { 0 } else { !0u64 >> o };
-    if x.nr_exchanged > inn
-        || x.input.domid != x.output.domid
-        || shr(ino) < inn
-        || shr(outo) < outn
-        || inn << ino != outn << outo
-    {
+    if x.nr_exchanged > inn || x.input.domid != x.output.domid || shr(ino) < inn || shr(outo) < outn || inn << ino != outn << outo {
         return fail_early(ctx, &x, Errno::EINVAL);
     }
     if x.nr_exchanged == inn {
@@ -451,7 +437,15 @@ fn exchange(ctx: &mut Ctx<'_, '_>, arg: u64) -> Result<i64, Errno> {
         return fail_early(ctx, &x, e);
     }
     let bits = x.output.mem_flags & memf::ADDRESS_BITS_MASK;
-    let limit = if bits == 0 || bits <= 12 { if bits == 0 { u64::MAX } else { 0 } } else { frame_limit(bits) };
+    let limit = if bits == 0 || bits <= 12 {
+        if bits == 0 {
+            u64::MAX
+        } else {
+            0
+        }
+    } else {
+        frame_limit(bits)
+    };
 
     let mut rc: Result<(), Errno> = Ok(());
     let mut i = x.nr_exchanged >> in_chunk;
@@ -587,9 +581,7 @@ pub fn memory_op(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
 
 fn memory_op_inner(ctx: &mut Ctx<'_, '_>, sub: u64, start: u64, cmd: u64, arg: u64) -> Result<i64, Errno> {
     match sub {
-        op::INCREASE_RESERVATION | op::DECREASE_RESERVATION | op::POPULATE_PHYSMAP => {
-            Ok(reservation_op(ctx, sub, start, arg))
-        }
+        op::INCREASE_RESERVATION | op::DECREASE_RESERVATION | op::POPULATE_PHYSMAP => Ok(reservation_op(ctx, sub, start, arg)),
         op::EXCHANGE => {
             if start != 0 {
                 return Err(Errno::EINVAL);

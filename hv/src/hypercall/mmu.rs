@@ -7,8 +7,8 @@ use super::Ctx;
 use crate::abi::hypercall::{mmu, mmuext as op, uvmf};
 use crate::abi::{Errno, MmuUpdate, MmuextOp, DOMID_SELF};
 use crate::mm::frames::{Owner, PageType};
-use crate::mm::paging::{self, pte_mfn, PTE_NX, PTE_P, PTE_RW};
 use crate::mm::pagetable::PtCtx;
+use crate::mm::paging::{self, pte_mfn, PTE_NX, PTE_P, PTE_RW};
 use crate::mm::{Maddr, Mfn, PAGE_SIZE};
 
 /// Upper bound on requests per call (Xen would preempt; we refuse absurd counts).

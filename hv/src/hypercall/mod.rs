@@ -11,8 +11,8 @@ mod event;
 pub(crate) mod grant;
 mod memory;
 pub(crate) mod mmu;
-mod physdev;
 mod multicall;
+mod physdev;
 mod sched;
 mod version;
 
@@ -30,7 +30,7 @@ use crate::domain::{Domain, Vcpu};
 use crate::mm::frames::FrameTable;
 use crate::mm::memory::Pod;
 use crate::mm::paging::{self, in_xen_range};
-use crate::mm::{Maddr, MachineMemory, Mfn, PAGE_SIZE};
+use crate::mm::{MachineMemory, Maddr, Mfn, PAGE_SIZE};
 use crate::{DomId, XenState};
 
 /// A hypercall handler: arguments rdi, rsi, rdx, r10, r8.

@@ -3,9 +3,9 @@
 use alloc::vec::Vec;
 
 use super::Ctx;
+use crate::abi::{hypercall::sched_op as op, Errno, SchedPoll, SchedShutdown, ShutdownReason};
 use crate::domain::Poll;
 use crate::mm::paging::{in_xen_range, is_canonical};
-use crate::abi::{hypercall::sched_op as op, Errno, SchedPoll, SchedShutdown, ShutdownReason};
 
 /// The legacy sched_op (hypercall 6), still there for 64-bit PV guests: yield, block, and
 /// shutdown with the reason in `arg` itself (xen-public/sched.h, "Versions of Xen prior to

@@ -5,7 +5,7 @@
 //! commandline and build_id privileged (XSM_PRIV), so a domU gets "<denied>" and -EPERM).
 
 use super::Ctx;
-use crate::abi::{feat, hypercall::xen_version as op, hypercall::vm_assist as vma, Errno, FeatureInfo, HYPERVISOR_VIRT_START};
+use crate::abi::{feat, hypercall::vm_assist as vma, hypercall::xen_version as op, Errno, FeatureInfo, HYPERVISOR_VIRT_START};
 
 /// The Xen version xenolith implements the interface of.
 pub const XEN_MAJOR: u32 = 4;
@@ -71,9 +71,7 @@ pub fn xen_version(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
         op::BUILD_ID => "build_id",
         _ => "",
     };
-    ctx.describe(|d| {
-        *d = if name.is_empty() { alloc::format!("xen_version({})", a[0]) } else { alloc::format!("xen_version({name})") }
-    });
+    ctx.describe(|d| *d = if name.is_empty() { alloc::format!("xen_version({})", a[0]) } else { alloc::format!("xen_version({name})") });
     match cmd {
         op::VERSION => Ok(((XEN_MAJOR << 16) | XEN_MINOR) as i64),
         op::EXTRAVERSION => ctx.copy_to_guest(arg, &fixed_str(EXTRAVERSION, EXTRAVERSION_LEN)).map(|_| 0),
@@ -97,7 +95,13 @@ pub fn xen_version(ctx: &mut Ctx<'_, '_>, a: [u64; 5]) -> Result<i64, Errno> {
             ctx.write_guest(arg, &fi).map(|_| 0)
         }
         // A non-null argument is -EINVAL.
-        op::PAGESIZE => if arg != 0 { Err(Errno::EINVAL) } else { Ok(4096) },
+        op::PAGESIZE => {
+            if arg != 0 {
+                Err(Errno::EINVAL)
+            } else {
+                Ok(4096)
+            }
+        }
         // The domain handle (its UUID): xl gives every domain a random one; xenolith's domains
         // have none (all zero), like a domain created without one.
         op::GUEST_HANDLE => ctx.copy_to_guest(arg, &[0u8; HANDLE_LEN]).map(|_| 0),

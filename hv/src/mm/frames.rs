@@ -206,9 +206,7 @@ impl FrameTable {
     /// reference): a mapping, a type (page table, pin, base pointer) or a writable use by the
     /// hypervisor itself (rings, vcpu_info)?
     pub fn referenced(&self, mfn: Mfn) -> bool {
-        self.get(mfn).is_some_and(|f| {
-            f.type_refs != 0 || f.writable_refs != 0 || f.map_refs != 0 || f.pinned || f.ty != PageType::None
-        })
+        self.get(mfn).is_some_and(|f| f.type_refs != 0 || f.writable_refs != 0 || f.map_refs != 0 || f.pinned || f.ty != PageType::None)
     }
 
     /// Return one frame to the free pool.
@@ -245,10 +243,6 @@ impl FrameTable {
 
     /// Frames a domain owns, in machine order.
     pub fn domain_frames(&self, dom: DomId) -> impl Iterator<Item = Mfn> + '_ {
-        self.frames
-            .iter()
-            .enumerate()
-            .filter(move |(_, f)| f.owner == Owner::Dom(dom))
-            .map(|(i, _)| Mfn(i as u64))
+        self.frames.iter().enumerate().filter(move |(_, f)| f.owner == Owner::Dom(dom)).map(|(i, _)| Mfn(i as u64))
     }
 }

@@ -3,7 +3,7 @@
 //! The core never asks the CPU (or unicorn) to translate a guest pointer: it walks the tables in
 //! machine memory itself, so a bad guest pointer is an `EFAULT`, never a pending fault.
 
-use super::{Maddr, MachineMemory, Mfn, PAGE_SIZE};
+use super::{MachineMemory, Maddr, Mfn, PAGE_SIZE};
 use crate::abi::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 
 pub const PTE_P: u64 = 1 << 0;

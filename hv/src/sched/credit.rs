@@ -157,9 +157,7 @@ impl Credit {
     pub fn new(npcpus: usize) -> Self {
         let n = npcpus.max(1);
         Self {
-            pcpus: (0..n)
-                .map(|_| Pcpu { now: 0, curr: None, slice_end: 0, next_tick: TICK_NS, resched: false, span_start: 0 })
-                .collect(),
+            pcpus: (0..n).map(|_| Pcpu { now: 0, curr: None, slice_end: 0, next_tick: TICK_NS, resched: false, span_start: 0 }).collect(),
             units: BTreeMap::new(),
             doms: BTreeMap::new(),
             active_doms: Vec::new(),
@@ -365,10 +363,7 @@ impl Credit {
     }
 
     fn over_tick_preempt(&mut self, p: usize) {
-        let waiting = self
-            .units
-            .iter()
-            .any(|(&u, x)| x.pri > Pri::Over && !x.parked && x.processor == p && self.running_on(u).is_none());
+        let waiting = self.units.iter().any(|(&u, x)| x.pri > Pri::Over && !x.parked && x.processor == p && self.running_on(u).is_none());
         if waiting {
             self.pcpus[p].resched = true;
         }
@@ -434,8 +429,7 @@ impl Credit {
             }
             // Fair share per unit.
             let credit_fair = (credit_fair + (active - 1)) / active;
-            let units: Vec<UnitId> =
-                self.units.range((d, 0)..=(d, u32::MAX)).filter(|(_, x)| x.active).map(|(&k, _)| k).collect();
+            let units: Vec<UnitId> = self.units.range((d, 0)..=(d, u32::MAX)).filter(|(_, x)| x.active).map(|(&k, _)| k).collect();
             for u in units {
                 let running = self.running_on(u);
                 let Some(x) = self.units.get_mut(&u) else { continue };
@@ -771,4 +765,3 @@ mod tests {
         assert_eq!(s.schedule(0, r), Some((2, 0)));
     }
 }
-

@@ -345,7 +345,9 @@ impl Store {
         let args = strings(p);
         let path_arg = args.first().map(|a| show_path(a)).unwrap_or_default();
         match ty {
-            xs::WRITE => *desc = alloc::format!("write {path_arg} {}", show(p.get(args.first().map_or(0, |a| a.len() + 1)..).unwrap_or(&[]))),
+            xs::WRITE => {
+                *desc = alloc::format!("write {path_arg} {}", show(p.get(args.first().map_or(0, |a| a.len() + 1)..).unwrap_or(&[])))
+            }
             xs::WATCH | xs::UNWATCH => {
                 *desc = alloc::format!("{name} {path_arg} token {}", args.get(1).map(|t| show(t)).unwrap_or_default())
             }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use super::Store;
 use crate::abi::{store_ring as r, XENSTORE_ERROR_PROTO, XENSTORE_ERROR_RINGIDX, XENSTORE_PAYLOAD_MAX};
-use crate::mm::{Maddr, MachineMemory};
+use crate::mm::{MachineMemory, Maddr};
 use crate::DomId;
 
 const HDR: usize = 16;
@@ -158,11 +158,7 @@ impl Store {
             return false;
         }
         let Some(c) = self.conns.get_mut(&dom) else { return false };
-        let need = if c.inbuf.len() < HDR {
-            HDR - c.inbuf.len()
-        } else {
-            HDR + payload_len(&c.inbuf) - c.inbuf.len()
-        };
+        let need = if c.inbuf.len() < HDR { HDR - c.inbuf.len() } else { HDR + payload_len(&c.inbuf) - c.inbuf.len() };
         let n = (avail as usize).min(need);
         for _ in 0..n {
             c.inbuf.push(ring.byte(r::REQ + (cons & (SIZE - 1)) as u64));

@@ -2,18 +2,18 @@
 //! update_descriptor (pv/descriptor-tables.c), HYPERVISOR_iret inside a multicall.
 
 use super::{nr, World, EBUSY, EINVAL, ENOSYS};
-use crate::platform::Exit;
 use crate::abi::{IretContext, MulticallEntry, VcpuGuestContext};
 use crate::desc::check_descriptor;
 use crate::mm::frames::PageType;
 use crate::mm::memory::Pod;
+use crate::platform::Exit;
 
 const ENOENT: i64 = -2; // xen-public/errno.h
 const ENXIO: i64 = -6; // xen-public/errno.h
 const EEXIST: i64 = -17; // xen-public/errno.h
 const SET_GDT: u64 = 2; // xen-public/xen.h
 const UPDATE_DESCRIPTOR: u64 = 10; // xen-public/xen.h
-// xen-public/vcpu.h
+                                   // xen-public/vcpu.h
 const INITIALISE: u64 = 0;
 const UP: u64 = 1;
 const DOWN: u64 = 2;

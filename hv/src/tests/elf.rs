@@ -57,10 +57,7 @@ fn rejects_what_is_not_a_pv64_kernel() {
     assert_eq!(parse(&image::build(&Spec { notes: Notes::None, ..Spec::default() })).unwrap_err(), ElfError::NoXenNotes);
     assert_eq!(parse(&image::build(&Spec { truncate: true, ..Spec::default() })).unwrap_err(), ElfError::Truncated);
     // VIRT_BASE above the first segment.
-    assert!(matches!(
-        parse(&image::build(&Spec { virt_base: VB + 0x1000, ..Spec::default() })),
-        Err(ElfError::Unsupported(_))
-    ));
+    assert!(matches!(parse(&image::build(&Spec { virt_base: VB + 0x1000, ..Spec::default() })), Err(ElfError::Unsupported(_))));
 }
 
 #[test]
@@ -132,7 +129,13 @@ fn hostile_layouts_are_build_errors() {
     let free = w.hv.frames.free_frames();
     let cases = [
         // Inside the hypervisor's reserved range.
-        Spec { vaddr: 0xffff_8000_0000_0000, virt_base: 0xffff_8000_0000_0000, entry: 0xffff_8000_0000_1000, hypercall_page: Some(0xffff_8000_0000_0000), ..Spec::default() },
+        Spec {
+            vaddr: 0xffff_8000_0000_0000,
+            virt_base: 0xffff_8000_0000_0000,
+            entry: 0xffff_8000_0000_1000,
+            hypercall_page: Some(0xffff_8000_0000_0000),
+            ..Spec::default()
+        },
         // Hypercall page outside the image.
         Spec { hypercall_page: Some(VB - 0x1000), ..Spec::default() },
         // Hypercall page not page aligned.
@@ -248,11 +251,9 @@ fn segments_are_placed_by_p_paddr_as_libelf_does() {
 
 #[test]
 fn feature_notes_are_parsed_as_libelf_does() {
-    let img = parse(&image::build(&Spec {
-        features: "!writable_page_tables|pae_pgdir_above_4gb|no_such_feature|!dom0",
-        ..Spec::default()
-    }))
-    .unwrap();
+    let img =
+        parse(&image::build(&Spec { features: "!writable_page_tables|pae_pgdir_above_4gb|no_such_feature|!dom0", ..Spec::default() }))
+            .unwrap();
     // xen-public/features.h: writable_page_tables 0, pae_pgdir_above_4gb 4, dom0 11.
     assert_eq!(img.f_supported, 1 << 0 | 1 << 4 | 1 << 11);
     assert_eq!(img.f_required, 1 << 0 | 1 << 11);

@@ -4,9 +4,8 @@
 
 use super::{nr, World, EFAULT, EINVAL, ENOSYS, EPERM};
 use crate::abi::{
-    evtchn_stat as stat, shinfo, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu,
-    EvtchnBindVirq, EvtchnExpandArray, EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSetPriority, EvtchnStatus,
-    SchedPoll, DOMID_SELF,
+    evtchn_stat as stat, shinfo, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnExpandArray, EvtchnInitControl, EvtchnPort, EvtchnReset, EvtchnSetPriority, EvtchnStatus, SchedPoll, DOMID_SELF,
 };
 use crate::domain::VcpuState;
 use crate::mm::memory::Pod;
@@ -55,8 +54,7 @@ fn alloc_unbound(w: &mut World, d: DomId, dom: u16, remote_dom: u16) -> (i64, u3
 }
 
 fn bind_interdomain(w: &mut World, d: DomId, remote_dom: u16, remote_port: u32) -> (i64, u32) {
-    let (r, s) =
-        evop(w, d, op::BIND_INTERDOMAIN, &EvtchnBindInterdomain { remote_dom, _pad: 0, remote_port, local_port: 0 });
+    let (r, s) = evop(w, d, op::BIND_INTERDOMAIN, &EvtchnBindInterdomain { remote_dom, _pad: 0, remote_port, local_port: 0 });
     (r, s.local_port)
 }
 

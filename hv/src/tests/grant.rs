@@ -3,8 +3,8 @@
 
 use super::{World, EINVAL};
 use crate::abi::hypercall::gnttab as g;
-use crate::abi::{GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabSetupTable, GnttabUnmapGrantRef, GrantEntryV1};
 use crate::abi::hypercall::mmuext;
+use crate::abi::{GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabSetupTable, GnttabUnmapGrantRef, GrantEntryV1};
 use crate::mm::paging::{PTE_A, PTE_GNTTAB, PTE_P, PTE_RW, PTE_US};
 use crate::mm::{Mfn, PAGE_SIZE};
 use crate::platform::Platform;

@@ -186,11 +186,13 @@ pub fn build(s: &Spec) -> Vec<u8> {
     let pa = |va: u64| (va, va.wrapping_sub(s.virt_base));
     phdr(&mut f, 1, 5, text_off, pa(s.vaddr), filesz, memsz, 0x1000); // PT_LOAD R+X
     if with_pt_note {
-        phdr(&mut f, 4, 4, notes_off, (0, 0), notes.len() as u64, notes.len() as u64, 4); // PT_NOTE
+        phdr(&mut f, 4, 4, notes_off, (0, 0), notes.len() as u64, notes.len() as u64, 4);
+        // PT_NOTE
     }
     if let Some((vaddr, memsz)) = s.extra_load {
         let (va, p) = pa(vaddr);
-        phdr(&mut f, 1, 6, 0, (if s.extra_vaddr_zero { 0 } else { va }, p), 0, memsz, 0x1000); // PT_LOAD RW, bss only
+        phdr(&mut f, 1, 6, 0, (if s.extra_vaddr_zero { 0 } else { va }, p), 0, memsz, 0x1000);
+        // PT_LOAD RW, bss only
     }
     f.resize(text_off as usize, 0);
     f.extend_from_slice(&text);

@@ -240,10 +240,7 @@ fn sched_credit_sets_reads_and_refuses_bad_values() {
     assert_eq!(w.hv.sched_credit("a", None, Some(0)), Ok((64, 0)));
     assert_eq!(w.hv.sched_credit_get("a"), Ok((64, 0)));
     assert!(matches!(w.hv.sched_credit("a", Some(0), None), Err(ControlError::Invalid(_))));
-    assert_eq!(
-        w.hv.sched_credit("a", None, Some(101)),
-        Err(ControlError::Invalid("cap 101 is out of range 0..=100 for 1 vcpus".into()))
-    );
+    assert_eq!(w.hv.sched_credit("a", None, Some(101)), Err(ControlError::Invalid("cap 101 is out of range 0..=100 for 1 vcpus".into())));
     assert_eq!(w.hv.sched_credit("nope", Some(1), None), Err(ControlError::NoSuchDomain("nope".into())));
     let id = w.hv.domid("a").unwrap();
     assert_eq!(w.hv.sched.params(id), Some((64, 0)));
@@ -282,9 +279,9 @@ fn two_pcpus_run_vcpus_of_one_domain_in_parallel() {
     assert!(ran(a, None).abs_diff(4_000_000_000) <= 30_000_000, "d{a}: {}", ran(a, None));
     assert!(ran(b, None).abs_diff(2_000_000_000) <= 30_000_000, "d{b}: {}", ran(b, None));
     // vCPU 0 and vCPU 1 of the same domain ran at the same time on different pCPUs.
-    let overlap = spans.iter().any(|x| {
-        x.unit == (a, 0) && spans.iter().any(|y| y.unit == (a, 1) && y.pcpu != x.pcpu && y.start < x.end && x.start < y.end)
-    });
+    let overlap = spans
+        .iter()
+        .any(|x| x.unit == (a, 0) && spans.iter().any(|y| y.unit == (a, 1) && y.pcpu != x.pcpu && y.start < x.end && x.start < y.end));
     assert!(overlap, "vCPUs of d{a} never ran in parallel");
     // No vCPU ever ran on two pCPUs at once.
     for x in &spans {

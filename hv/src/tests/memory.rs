@@ -85,7 +85,11 @@ fn set_memory_map_then_memory_map() {
     let (arg, buf) = (w.scratch(d, 20), w.scratch(d, 21));
     let e = crate::abi::E820Entry { addr: 0, size: 0x100_0000, ty: 1 };
     w.write_pod(d, buf, &e);
-    let f = crate::abi::ForeignMemoryMap { domid: DOMID_SELF, _pad: [0; 3], map: crate::abi::MemoryMap { nr_entries: 1, _pad: 0, buffer: buf } };
+    let f = crate::abi::ForeignMemoryMap {
+        domid: DOMID_SELF,
+        _pad: [0; 3],
+        map: crate::abi::MemoryMap { nr_entries: 1, _pad: 0, buffer: buf },
+    };
     w.write_pod(d, arg, &f);
     // XSM_TARGET: a domU may set its own map.
     assert_eq!(w.hypercall(d, MEMORY_OP, [op::SET_MEMORY_MAP, arg, 0, 0, 0]), 0);

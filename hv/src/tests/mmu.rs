@@ -112,9 +112,8 @@ fn l4_hypervisor_slots_are_einval() {
     // Several requests: the first failure stops the batch and is reported.
     let done = w.scratch(d, 10);
     let list = w.scratch(d, 13);
-    for (i, (ptr, val)) in [(l4.maddr().0 + 300 * 8, 0u64), (l4.maddr().0 + 256 * 8, 0), (l4.maddr().0 + 301 * 8, 0)]
-        .into_iter()
-        .enumerate()
+    for (i, (ptr, val)) in
+        [(l4.maddr().0 + 300 * 8, 0u64), (l4.maddr().0 + 256 * 8, 0), (l4.maddr().0 + 301 * 8, 0)].into_iter().enumerate()
     {
         w.write_pod(d, list + i as u64 * 16, &crate::abi::MmuUpdate { ptr, val });
     }
@@ -248,11 +247,7 @@ fn shared_info_can_never_become_a_page_table() {
         assert_eq!(w.set_traps(d, &[(14, 0, super::image::ENTRY)]), 0);
         w.exit(d, crate::platform::Exit::Exception { vector: 14, error_code: Some(2), cr2: pte(victim, RW | crate::mm::paging::PTE_D) });
         let hit = w.walk(d, region + 2 * PAGE_SIZE);
-        assert!(
-            hit.is_none_or(|h| h.maddr.mfn() != victim),
-            "d1 now maps d2's frame {victim:?} writable at {:#x}",
-            region + 2 * PAGE_SIZE
-        );
+        assert!(hit.is_none_or(|h| h.maddr.mfn() != victim), "d1 now maps d2's frame {victim:?} writable at {:#x}", region + 2 * PAGE_SIZE);
     }
     assert_ne!(r, 0, "pinning shared_info as an L1 table must fail");
     // The console ring: the backend writes out_cons into it.

@@ -99,7 +99,12 @@ impl Mock {
         for (i, want) in slots.iter().enumerate() {
             let a = (cr3 & !0xfff) as usize + (crate::abi::XEN_L4_FIRST + i) * 8;
             let got = u64::from_le_bytes(self.mem[a..a + 8].try_into().expect("8 bytes"));
-            assert_eq!(got, *want, "the hypervisor ran on the table at {cr3:#x} after its slot {} was removed", crate::abi::XEN_L4_FIRST + i);
+            assert_eq!(
+                got,
+                *want,
+                "the hypervisor ran on the table at {cr3:#x} after its slot {} was removed",
+                crate::abi::XEN_L4_FIRST + i
+            );
         }
     }
 

@@ -8,8 +8,8 @@
 use crate::testing::{image, mock};
 
 mod builder;
-mod debugregs;
 mod cpu;
+mod debugregs;
 mod elf;
 mod evtchn;
 mod grant;
@@ -192,11 +192,7 @@ impl World {
     /// Run until every live, unpaused domain has used up its script.
     pub fn run(&mut self) {
         for _ in 0..1000 {
-            let pending = self
-                .hv
-                .doms
-                .values()
-                .any(|dom| !dom.is_paused() && !self.hv.platform.script_empty(dom.id));
+            let pending = self.hv.doms.values().any(|dom| !dom.is_paused() && !self.hv.platform.script_empty(dom.id));
             if !pending {
                 return;
             }
@@ -230,11 +226,7 @@ impl World {
 
     #[track_caller]
     pub fn assert_trace(&self, needles: &[&str]) {
-        assert!(
-            !self.trace_lines(needles).is_empty(),
-            "no trace line contains {needles:?}; trace:\n{}",
-            self.traces().join("\n")
-        );
+        assert!(!self.trace_lines(needles).is_empty(), "no trace line contains {needles:?}; trace:\n{}", self.traces().join("\n"));
     }
 
     /// console_io(write) of `s`, staged at scratch page 15.

@@ -17,10 +17,8 @@ const BP_HANDLER: u64 = ENTRY + 0x400;
 fn with_traps() -> (World, DomId) {
     let mut w = World::new();
     let d = w.create("traps");
-    let r = w.set_traps(
-        d,
-        &[(14, 0, PF_HANDLER), (13, 0, GP_HANDLER), (0x80, 3, INT80_HANDLER), (0x81, 0, INT80_HANDLER), (3, 3, BP_HANDLER)],
-    );
+    let r =
+        w.set_traps(d, &[(14, 0, PF_HANDLER), (13, 0, GP_HANDLER), (0x80, 3, INT80_HANDLER), (0x81, 0, INT80_HANDLER), (3, 3, BP_HANDLER)]);
     assert_eq!(r, 0);
     w.assert_trace(&["d1v0 set_trap_table(5 entries) = 0"]);
     (w, d)
@@ -230,7 +228,21 @@ fn iret_restores_the_context() {
     let (mut w, d) = with_traps();
     let target = ENTRY + 0x777;
     let stack = w.scratch(d, 28) + 0x400;
-    iret_ctx(&mut w, d, IretContext { rax: 0xaaaa, r11: 0xbbbb, rcx: 0xcccc, flags: 0, rip: target, cs: 0xe030, rflags: 0x200 | 0x3000 | 0x1, rsp: stack, ss: 0xe02b });
+    iret_ctx(
+        &mut w,
+        d,
+        IretContext {
+            rax: 0xaaaa,
+            r11: 0xbbbb,
+            rcx: 0xcccc,
+            flags: 0,
+            rip: target,
+            cs: 0xe030,
+            rflags: 0x200 | 0x3000 | 0x1,
+            rsp: stack,
+            ss: 0xe02b,
+        },
+    );
     assert_eq!(w.upcall_mask(d), 1);
     w.step_hypercall(d, nr::IRET, [0; 5]);
     w.run();
@@ -244,7 +256,11 @@ fn iret_restores_the_context() {
     w.assert_trace(&[&format!("d1v0 iret -> {target:#x}")]);
 
     // IF clear → masked; VGCF_in_syscall → rcx/r11 are not restored.
-    iret_ctx(&mut w, d, IretContext { rax: 1, r11: 0x5, rcx: 0x6, flags: 1 << 8, rip: target, cs: 0xe030, rflags: 0x2, rsp: stack, ss: 0xe02b });
+    iret_ctx(
+        &mut w,
+        d,
+        IretContext { rax: 1, r11: 0x5, rcx: 0x6, flags: 1 << 8, rip: target, cs: 0xe030, rflags: 0x2, rsp: stack, ss: 0xe02b },
+    );
     w.cpu_mut(d).rcx = 0x77;
     w.step_hypercall(d, nr::IRET, [0; 5]);
     w.run();

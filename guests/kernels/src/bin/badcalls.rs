@@ -50,11 +50,7 @@ fn main(si: &'static StartInfo) -> ! {
     // hypervisor behaves (the update_va_mapping calls only target the unused SCRATCH page).
     unsafe {
         t.check("console_io_null", hc::console_io(CONSOLEIO_WRITE, 8, null()), -EFAULT);
-        t.check(
-            "console_io_hvaddr",
-            hc::console_io(CONSOLEIO_WRITE, 8, HV_ADDR as *const u8),
-            -EFAULT,
-        );
+        t.check("console_io_hvaddr", hc::console_io(CONSOLEIO_WRITE, 8, HV_ADDR as *const u8), -EFAULT);
         t.check("console_io_subop7", hc::console_io(7, 0, null()), -ENOSYS);
         t.check("hypercall_6", hc::hypercall0(6), 0);
         t.check("hypercall_60", hc::hypercall0(60), -ENOSYS);
@@ -64,17 +60,9 @@ fn main(si: &'static StartInfo) -> ! {
         t.check("sched_op_shutdown_null", hc::sched_op(SCHEDOP_SHUTDOWN, null()), -EFAULT);
         t.check("set_trap_table_hvaddr", hc::set_trap_table(HV_ADDR as *const TrapInfo), -EFAULT);
         t.check("update_va_mapping_hv_va", hc::update_va_mapping(HV_VA, own_pte, UVMF_INVLPG), -EINVAL);
-        t.check(
-            "update_va_mapping_bogus_mfn",
-            hc::update_va_mapping(SCRATCH.va(), (BOGUS_MFN << 12) | PTE_P | PTE_U, UVMF_INVLPG),
-            -EPERM,
-        );
+        t.check("update_va_mapping_bogus_mfn", hc::update_va_mapping(SCRATCH.va(), (BOGUS_MFN << 12) | PTE_P | PTE_U, UVMF_INVLPG), -EPERM);
         let foreign = xenrt::mm::mfn_list().iter().copied().max().unwrap_or(0) + 1;
-        t.check(
-            "update_va_mapping_foreign_mfn",
-            hc::update_va_mapping(SCRATCH.va(), (foreign << 12) | PTE_P | PTE_U, UVMF_INVLPG),
-            -EBUSY,
-        );
+        t.check("update_va_mapping_foreign_mfn", hc::update_va_mapping(SCRATCH.va(), (foreign << 12) | PTE_P | PTE_U, UVMF_INVLPG), -EBUSY);
         let pt_mfn = xenrt::mm::va_to_mfn(si.pt_base);
         t.check(
             "update_va_mapping_pagetable_rw",
@@ -85,11 +73,7 @@ fn main(si: &'static StartInfo) -> ! {
         let op = MmuextOp { cmd: 99, ..Default::default() };
         t.check("mmuext_op_99", hc::mmuext_op(&op, 1, null_mut(), DOMID_SELF), -ENOSYS);
         let mut send = EvtchnSend { port: 1000 };
-        t.check(
-            "evtchn_send_1000",
-            hc::event_channel_op(EVTCHNOP_SEND, (&mut send as *mut EvtchnSend).cast()),
-            -EINVAL,
-        );
+        t.check("evtchn_send_1000", hc::event_channel_op(EVTCHNOP_SEND, (&mut send as *mut EvtchnSend).cast()), -EINVAL);
         let mut dummy = [0u64; 4];
         t.check("evtchn_op_99", hc::event_channel_op(99, dummy.as_mut_ptr().cast()), -ENOSYS);
         t.check("memory_op_99", hc::memory_op(99, null_mut()), -ENOSYS);

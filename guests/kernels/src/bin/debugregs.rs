@@ -227,19 +227,21 @@ fn main(_si: &'static StartInfo) -> ! {
     check("set dr3 port", set_dr(3, 0x80), 0);
     case("I/O breakpoint", bp(3, RW_IO, 1), false, 1, DR6_DEFAULT | 8, || provoke!(0u64, "outb %al, $0x80"));
     case("I/O breakpoint other port", bp(3, RW_IO, 1), false, 0, 0, || provoke!(0u64, "outb %al, $0x84"));
-    check("dr7 keeps the I/O enable", {
-        set_dr(7, DR7_DEFAULT | bp(3, RW_IO, 1));
-        let v = get_dr(7);
-        set_dr(7, 0);
-        v
-    }, (DR7_DEFAULT | bp(3, RW_IO, 1)) as i64);
+    check(
+        "dr7 keeps the I/O enable",
+        {
+            set_dr(7, DR7_DEFAULT | bp(3, RW_IO, 1));
+            let v = get_dr(7);
+            set_dr(7, 0);
+            v
+        },
+        (DR7_DEFAULT | bp(3, RW_IO, 1)) as i64,
+    );
     // SAFETY: as above.
     unsafe { core::arch::asm!("mov {}, %cr4", in(reg) cr4, options(att_syntax, nostack)) };
 
     // Single step: TF set by popf traps after the next instruction, DR6.BS.
-    case("single step", 0, false, 1, DR6_DEFAULT | DR6_BS, || {
-        provoke!(0u64, "pushfq", "orq $0x100, (%rsp)", "popfq", "nop")
-    });
+    case("single step", 0, false, 1, DR6_DEFAULT | DR6_BS, || provoke!(0u64, "pushfq", "orq $0x100, (%rsp)", "popfq", "nop"));
 
     // mov ss: the data breakpoint it hits is held over the next instruction.
     let ss: u64;

@@ -41,7 +41,11 @@ fn on_trap(f: &mut TrapFrame) {
     if f.vector != want {
         fail(format_args!(
             "unexpected trap: vector {} err {:#x} rip {:#x} cr2 {:#x} (expected vector {})",
-            f.vector, f.error_code, f.rip, xenrt::mm::vcpu0_cr2(), want as i64
+            f.vector,
+            f.error_code,
+            f.rip,
+            xenrt::mm::vcpu0_cr2(),
+            want as i64
         ));
     }
     let (fault_rip, resume) = (FAULT_RIP.load(SeqCst), RESUME_RIP.load(SeqCst));
@@ -138,9 +142,7 @@ fn main(_si: &'static StartInfo) -> ! {
     // (e) #PF: store to a page remapped read-only (P|U, no RW).
     let ro = RO_PAGE.va();
     // SAFETY: RO_PAGE is used only by this test; it keeps its own frame, just without RW.
-    let rc = unsafe {
-        xenrt::hypercall::update_va_mapping(ro, (RO_PAGE.mfn() << 12) | PTE_P | PTE_U, UVMF_INVLPG)
-    };
+    let rc = unsafe { xenrt::hypercall::update_va_mapping(ro, (RO_PAGE.mfn() << 12) | PTE_P | PTE_U, UVMF_INVLPG) };
     if rc != 0 {
         fail(format_args!("update_va_mapping read-only: {}", rc));
     }

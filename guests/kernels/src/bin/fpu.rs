@@ -77,7 +77,16 @@ fn main(_si: &'static StartInfo) -> ! {
         store(&mut got);
         let m = mxcsr();
         if let Some(r) = (0..16).find(|&r| got.0[2 * r..2 * r + 2] != want.0[2 * r..2 * r + 2]) {
-            println!("fpu: FAIL seed {} yield {}: xmm{} = {:#x}:{:#x}, want {:#x}:{:#x}", seed, i, r, got.0[2 * r + 1], got.0[2 * r], want.0[2 * r + 1], want.0[2 * r]);
+            println!(
+                "fpu: FAIL seed {} yield {}: xmm{} = {:#x}:{:#x}, want {:#x}:{:#x}",
+                seed,
+                i,
+                r,
+                got.0[2 * r + 1],
+                got.0[2 * r],
+                want.0[2 * r + 1],
+                want.0[2 * r]
+            );
             xenrt::shutdown(SHUTDOWN_CRASH);
         }
         if m & 0xffbf != want_mxcsr {

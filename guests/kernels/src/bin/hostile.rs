@@ -384,10 +384,7 @@ impl World {
         self.pt_va_of(mfn).is_some()
     }
     fn owns(&self, mfn: u64) -> bool {
-        mfn == self.si.shared_info >> 12
-            || mm::mfn_list().contains(&mfn)
-            || grant_frame(mfn)
-            || (mfn != 0 && self.gained.contains(&mfn))
+        mfn == self.si.shared_info >> 12 || mm::mfn_list().contains(&mfn) || grant_frame(mfn) || (mfn != 0 && self.gained.contains(&mfn))
     }
 
     /// Machine address of the L1 entry for `va`, walking the boot tables (read-only mappings).
@@ -451,11 +448,11 @@ impl World {
             1 => u64::MAX,
             2 => HV_START + self.rng.below(HV_END - HV_START),
             3 => 0x0000_8000_0000_0000 + self.rng.below(0xFFFF_0000_0000_0000), // non-canonical
-            4 => 0x1000 + self.rng.below(1 << 40), // low, unmapped
-            5 => HV_END - 1 - self.rng.below(64), // straddles the end of the hole
-            6 => 0x0000_7fff_ffff_fff8 + self.rng.below(8), // straddles the canonical edge
-            7 => VIRT_BASE - 8 - self.rng.below(64), // runs from unmapped into our image
-            _ => u64::MAX - self.rng.below(64), // wraps around
+            4 => 0x1000 + self.rng.below(1 << 40),                              // low, unmapped
+            5 => HV_END - 1 - self.rng.below(64),                               // straddles the end of the hole
+            6 => 0x0000_7fff_ffff_fff8 + self.rng.below(8),                     // straddles the canonical edge
+            7 => VIRT_BASE - 8 - self.rng.below(64),                            // runs from unmapped into our image
+            _ => u64::MAX - self.rng.below(64),                                 // wraps around
         }
     }
     /// A pointer whose contents are harmless as input and where output is allowed: the
@@ -633,13 +630,16 @@ impl World {
                     _ => self.rng.below(n + 1),
                 };
                 a[2] = self.done_ptr();
-                a[3] = { let x = self.rng.next(); self.rng.pick(&[DOMID_SELF, DOMID_SELF, 0, 1, x]) };
+                a[3] = {
+                    let x = self.rng.next();
+                    self.rng.pick(&[DOMID_SELF, DOMID_SELF, 0, 1, x])
+                };
             }
             HC_SET_GDT => {
                 a[0] = if self.rng.chance(2) { self.fill(base, 16) } else { self.ptr_any() };
                 a[1] = self.rng.pick(&[0, 1, 2, 16, 14 * 512, 14 * 512 + 1, u64::MAX]);
             }
-            HYPERVISOR_STACK_SWITCH => {} // restored right after the call (see `issue`)
+            HYPERVISOR_STACK_SWITCH => {}           // restored right after the call (see `issue`)
             HYPERVISOR_SET_CALLBACKS => a = [0; 5], // what we run with: none registered
             HC_UPDATE_DESCRIPTOR => {
                 a[0] = match self.rng.below(3) {
@@ -653,7 +653,8 @@ impl World {
                 a[0] = cmd;
                 let c = cmd & 0x3f;
                 if c == XENMEM_DECREASE_RESERVATION || c == XENMEM_EXCHANGE || c == XENMEM_REMOVE_FROM_PHYSMAP {
-                    a[1] = self.rng.pick(&[0, HV_START, 0x8000_0000_0000_0000]); // would give our memory away
+                    a[1] = self.rng.pick(&[0, HV_START, 0x8000_0000_0000_0000]);
+                // would give our memory away
                 } else if c == XENMEM_INCREASE_RESERVATION || c == XENMEM_POPULATE_PHYSMAP {
                     // Random reservations for a domain that is not us (nor DOMID_SELF): refused
                     // (the balloon rounds grow and shrink us with known arguments).
@@ -708,7 +709,7 @@ impl World {
                     1 => UVMF_TLB_FLUSH,
                     2 => 0,
                     3 => 4 | self.rng.below(4), // UVMF_ALL
-                    4 => self.arena() & !3, // UVMF_MULTI: a vcpumask pointer
+                    4 => self.arena() & !3,     // UVMF_MULTI: a vcpumask pointer
                     _ => self.ptr_any(),
                 };
             }
@@ -725,7 +726,10 @@ impl World {
                 a[1] = self.ptr_any();
             }
             HYPERVISOR_CONSOLE_IO => {
-                a[0] = { let x = self.rng.next(); self.rng.pick(&[CONSOLEIO_WRITE, CONSOLEIO_READ, 2, x]) };
+                a[0] = {
+                    let x = self.rng.next();
+                    self.rng.pick(&[CONSOLEIO_WRITE, CONSOLEIO_READ, 2, x])
+                };
                 if self.rng.chance(2) {
                     a[1] = self.rng.below(48);
                     a[2] = self.arena() + self.rng.below(ARENA_SCRATCH);
@@ -750,7 +754,10 @@ impl World {
             HYPERVISOR_VM_ASSIST => a[0] = self.rng.below(4),
             HYPERVISOR_VCPU_OP => {
                 let mut cmd = if self.rng.chance(6) { self.scalar() } else { self.rng.below(16) };
-                a[1] = { let x = self.rng.next(); self.rng.pick(&[0, 0, 0, 1, 31, 32, u64::MAX, x]) };
+                a[1] = {
+                    let x = self.rng.next();
+                    self.rng.pick(&[0, 0, 0, 1, 31, 32, u64::MAX, x])
+                };
                 // (cmd and vcpuid are C ints: compare the low 32 bits.)
                 if cmd & 0xffff_ffff == VCPUOP_DOWN && a[1] & 0xffff_ffff == 0 {
                     cmd = VCPUOP_DOWN + 1; // taking our only vCPU down would end us
@@ -785,7 +792,10 @@ impl World {
                     _ => self.rng.below(n + 1),
                 };
                 a[2] = self.done_ptr();
-                a[3] = { let x = self.rng.next(); self.rng.pick(&[DOMID_SELF, DOMID_SELF, 0, 1, x]) };
+                a[3] = {
+                    let x = self.rng.next();
+                    self.rng.pick(&[DOMID_SELF, DOMID_SELF, 0, 1, x])
+                };
             }
             HYPERVISOR_SCHED_OP => {
                 let mut cmd = if self.rng.chance(6) { self.scalar() } else { self.rng.below(10) };
@@ -833,7 +843,8 @@ impl World {
                 self.fill(base, 4);
                 // Port fields: small ports are interesting; never close our console/store port.
                 let port = self.rng.pick(&[0, 1, 2, 3, 4, 5, 63, 64, 1023, 4095, 4096, u32::MAX as u64]);
-                let port = if cmd == EVTCHNOP_CLOSE && (port == self.console_port as u64 || port == self.store_port as u64) { 4095 } else { port };
+                let port =
+                    if cmd == EVTCHNOP_CLOSE && (port == self.console_port as u64 || port == self.store_port as u64) { 4095 } else { port };
                 let w0 = self.rng.next() & 0xffff_ffff_0000_0000;
                 self.arena_write(base, w0 | port);
                 if cmd == EVTCHNOP_CLOSE {
@@ -963,9 +974,7 @@ impl World {
                 hc::stack_switch(FLAT_KERNEL_SS, top);
             }
             HYPERVISOR_UPDATE_VA_MAPPING if r == 0 => self.check_mapping(a[1], "update_va_mapping"),
-            HYPERVISOR_SET_TRAP_TABLE if r == 0 => {
-                invariant(format_args!("set_trap_table({:#x}) accepted a table we never wrote", a[0]))
-            }
+            HYPERVISOR_SET_TRAP_TABLE if r == 0 => invariant(format_args!("set_trap_table({:#x}) accepted a table we never wrote", a[0])),
             _ => {}
         }
     }
@@ -1126,8 +1135,7 @@ impl World {
         }
         let round = self.pt_rounds;
         let set = (round as usize) % NSETS;
-        let [(c_va, c), (l3_va, l3), (l2_va, l2), (l1_va, l1), (d_va, d)] =
-            [0, 1, 2, 3, 4].map(|k| self.set_page(set, k));
+        let [(c_va, c), (l3_va, l3), (l2_va, l2), (l1_va, l1), (d_va, d)] = [0, 1, 2, 3, 4].map(|k| self.set_page(set, k));
         let orig = self.l4();
         let rw = PTE_P | PTE_RW | PTE_U | PTE_NX;
         let ro = PTE_P | PTE_U | PTE_NX;
@@ -1194,7 +1202,10 @@ impl World {
         let r = self.mmuext(MMUEXT_NEW_BASEPTR, c, 0);
         self.expect(r == 0, format_args!("round {round}: new_baseptr to the copy: {r}"));
         let seen = probe_read(x);
-        self.expect(seen == Some(marker), format_args!("round {round}: after switching to the copy {x:#x} reads {seen:?}, want {marker:#x}"));
+        self.expect(
+            seen == Some(marker),
+            format_args!("round {round}: after switching to the copy {x:#x} reads {seen:?}, want {marker:#x}"),
+        );
         self.expect(checksum() == self.checksum, format_args!("round {round}: checksum on the copy"));
         // The copy is in use: never writable, pinned or not.
         self.writable_must_fail(c, c_va, true, round, "L4 copy in use as base pointer");
@@ -1347,12 +1358,8 @@ fn main(si: &'static StartInfo) -> ! {
     let list = mm::mfn_list();
     let (lo, hi) = (list.iter().copied().min().unwrap_or(0), list.iter().copied().max().unwrap_or(0));
     let foreign = [hi + 1, hi + 17, lo.saturating_sub(1), lo / 2, 0, 1, 1 << 36, (1 << 40) - 1];
-    let code_mfns = [
-        mm::va_to_mfn(VIRT_BASE),
-        mm::va_to_mfn(VIRT_BASE + PAGE),
-        mm::va_to_mfn(ARENA.0.get() as u64 - PAGE),
-        mm::va_to_mfn(si.mfn_list),
-    ];
+    let code_mfns =
+        [mm::va_to_mfn(VIRT_BASE), mm::va_to_mfn(VIRT_BASE + PAGE), mm::va_to_mfn(ARENA.0.get() as u64 - PAGE), mm::va_to_mfn(si.mfn_list)];
     let mut w = World {
         si,
         pt,
@@ -1394,10 +1401,7 @@ fn main(si: &'static StartInfo) -> ! {
             invariant(format_args!("'foreign' mfn {f:#x} is in our own mfn_list"));
         }
     }
-    println!(
-        "hostile: seed={seed} mode={mode} calls={calls} pt_frames={npt} pool={pool_va:#x} arena={:#x}",
-        w.arena()
-    );
+    println!("hostile: seed={seed} mode={mode} calls={calls} pt_frames={npt} pool={pool_va:#x} arena={:#x}", w.arena());
 
     if do_calls {
         for i in 0..calls {

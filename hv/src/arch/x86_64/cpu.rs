@@ -305,7 +305,7 @@ pub fn com1_init() -> bool {
     outb(COM1_PORT, 1); // 115200
     outb(COM1_PORT + 1, 0);
     outb(COM1_PORT + 3, 0x03); // 8N1
-    // SAFETY: single CPU; written once at boot before any output that reads it.
+                               // SAFETY: single CPU; written once at boot before any output that reads it.
     unsafe { COM1 = true };
     true
 }

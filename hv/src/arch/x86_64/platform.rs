@@ -2,8 +2,8 @@
 //! control; time is the TSC (one cycle counted as one nanosecond of "virtual" time).
 
 use super::cpu;
-use super::timer;
 use super::entry::{self, Frame, SYSCALL_VECTOR};
+use super::timer;
 use crate::abi::{self, vector};
 use crate::mm::paging::walk_slice;
 use crate::mm::Mfn;
@@ -394,7 +394,6 @@ impl Platform for BareMetal {
     fn vcpu_create(&mut self, _key: VcpuKey) -> Result<(), &'static str> {
         Ok(())
     }
-
 
     fn run(&mut self, key: VcpuKey, c: &mut CpuState, budget_ns: u64) -> (Exit, u64) {
         let (exit, mut ran) = self.run_once(key, c, budget_ns);

@@ -466,10 +466,10 @@ pub fn online() -> usize {
 // scheduler asks it to decide (credit's tickle) or a runnable vCPU waits on no pCPU. Without a
 // timer (QEMU TCG has no x2APIC) it polls the clock instead, in stretches of at most 1 ms.
 
-use crate::hv::{Hypervisor, SmpStep};
-use crate::platform::{CpuState, Exit, VcpuKey};
 use super::entry::{self, Frame};
 use super::platform::{BareMetal, CpuLoaded, FxArea, STEAL_LATE};
+use crate::hv::{Hypervisor, SmpStep};
+use crate::platform::{CpuState, Exit, VcpuKey};
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
 
@@ -799,7 +799,11 @@ fn vclock_stop(me: usize, t: u64) {
 /// CPU `q`'s virtual clock at TSC `t`.
 fn vclock_of(q: usize, t: u64) -> u64 {
     let v = VCLOCK[q].load(Ordering::Acquire);
-    if v & FROZEN != 0 { v & !FROZEN } else { t.saturating_sub(v) & !FROZEN }
+    if v & FROZEN != 0 {
+        v & !FROZEN
+    } else {
+        t.saturating_sub(v) & !FROZEN
+    }
 }
 
 /// The core's clock on several CPUs: the mean of the CPUs' virtual clocks (guest and idle
