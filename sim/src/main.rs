@@ -630,13 +630,32 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                 skipped += 1;
                 continue;
             }
-            let run = match run_packed(o, &sc, &pack, mem, a) {
+            let mut run = match run_packed(o, &sc, &pack, mem, a) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("xenolith: {e}");
                     return ExitCode::from(2);
                 }
             };
+            // A share that missed while the trace matched is timing on a shared host: one more
+            // run decides, and the line says what the first one measured.
+            let mut first_miss = None;
+            {
+                let (fails, _) = sim::hw::check_expectations(&sc, &run.output);
+                if run.problem().is_none() && sim::hw::compare(&expected, &run.output).is_none() && sim::hw::only_share_misses(&fails) {
+                    match run_packed(o, &sc, &pack, mem, a) {
+                        Ok(r) => {
+                            first_miss = Some(fails.join("; "));
+                            run = r;
+                        }
+                        Err(e) => {
+                            eprintln!("xenolith: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            }
+            let retried = first_miss.as_ref().map(|m| format!(" (a second run: the first missed: {m})")).unwrap_or_default();
             let gate = run
                 .output
                 .lines()
@@ -667,13 +686,13 @@ fn boot_hw(o: &HwArgs, paths: &[PathBuf]) -> ExitCode {
                             .find_map(|l| l.split(" preemption=").nth(1))
                             .and_then(|t| t.split_whitespace().next())
                             .unwrap_or("?");
-                        format!("same per-domain trace; {timer} timer; shares {shares}")
+                        format!("same per-domain trace; {timer} timer; shares {shares}{retried}")
                     };
                     let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {detail}", sc.name, a.name(), gate, "pass", wall);
                 }
                 Err(e) => {
                     failed += 1;
-                    let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}", sc.name, a.name(), gate, "FAIL", wall);
+                    let _ = writeln!(out, "{:<24} {:<5} {:<8} {:<7} {:>8}  {e}{retried}", sc.name, a.name(), gate, "FAIL", wall);
                 }
             }
             if o.verbose {

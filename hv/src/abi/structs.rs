@@ -59,6 +59,27 @@ pub struct VcpuTimeInfo {
 }
 layout!(VcpuTimeInfo, size = 32, tsc_timestamp @ 8, system_time @ 16, tsc_to_system_mul @ 24, tsc_shift @ 28);
 
+impl VcpuTimeInfo {
+    /// TSC cycles as ns by a (`tsc_to_system_mul`, `tsc_shift`) pair, as xen.h states it:
+    /// `((tsc << tsc_shift) * tsc_to_system_mul) >> 32`, a negative shift shifting right. KVM's
+    /// kvmclock uses the same structure (Linux's asm/pvclock-abi.h).
+    pub fn scale_tsc(tsc: u64, mul: u32, shift: i8) -> u64 {
+        let t = if shift >= 0 { (tsc as u128) << shift } else { (tsc as u128) >> (-(shift as i16)) };
+        ((t * mul as u128) >> 32).min(u64::MAX as u128) as u64
+    }
+
+    /// The inverse of [`Self::scale_tsc`]: how many TSC cycles make `ns` (rounded down); 0 for a
+    /// zero `mul`.
+    pub fn ns_to_tsc(ns: u64, mul: u32, shift: i8) -> u64 {
+        if mul == 0 {
+            return 0;
+        }
+        let t = ((ns as u128) << 32) / mul as u128;
+        let c = if shift >= 0 { t >> shift } else { t << (-(shift as i16)) };
+        c.min(u64::MAX as u128) as u64
+    }
+}
+
 /// Offsets in `vcpu_time_info`.
 pub mod time {
     use super::VcpuTimeInfo;
@@ -851,3 +872,25 @@ pub struct GnttabCacheFlush {
     pub op: u32,
 }
 layout!(GnttabCacheFlush, size = 16, a @ 0, offset @ 8, length @ 10, op @ 12);
+
+#[cfg(test)]
+mod tests {
+    use super::VcpuTimeInfo;
+
+    #[test]
+    fn pvclock_scaling_and_its_inverse() {
+        // The image's own pair for its guests: one TSC cycle per ns (mul 2^31, shift 1).
+        assert_eq!(VcpuTimeInfo::scale_tsc(1_000_000, 1 << 31, 1), 1_000_000);
+        assert_eq!(VcpuTimeInfo::ns_to_tsc(1_000_000, 1 << 31, 1), 1_000_000);
+        // A 2.6 GHz TSC as kvmclock gives it: shift -1 and mul = (10^9 << 32 << 1) / 2.6e9.
+        let mul = ((1_000_000_000u128 << 33) / 2_600_000_000u128) as u32;
+        // xen.h's frequency formula: ((10^9 << 32) / mul) >> shift (a negative shift: <<).
+        let hz = ((1_000_000_000u128 << 32) / mul as u128) << 1;
+        assert!((hz as i128 - 2_600_000_000).abs() < 2, "{hz}");
+        let cycles = VcpuTimeInfo::ns_to_tsc(1_000_000_000, mul, -1);
+        assert!((cycles as i64 - 2_600_000_000).abs() < 4, "{cycles}");
+        let ns = VcpuTimeInfo::scale_tsc(cycles, mul, -1);
+        assert!((ns as i64 - 1_000_000_000).abs() <= 1, "{ns}");
+        assert_eq!(VcpuTimeInfo::ns_to_tsc(5, 0, 0), 0, "no rate, no cycles");
+    }
+}

@@ -113,14 +113,7 @@ pub fn init_local(me: usize) {
 
 /// Nanoseconds as TSC cycles, by kvmclock's rate (the inverse of pvclock's scaling).
 fn to_cycles(ns: u64) -> u64 {
-    let mul = MUL.load(Ordering::Relaxed) as u128;
-    if mul == 0 {
-        return 0;
-    }
-    let shift = SHIFT.load(Ordering::Relaxed) as i64;
-    let scaled = ((ns as u128) << 32) / mul;
-    let c = if shift >= 0 { scaled >> shift } else { scaled << (-shift) };
-    c.min(u64::MAX as u128) as u64
+    VcpuTimeInfo::ns_to_tsc(ns, MUL.load(Ordering::Relaxed) as u32, SHIFT.load(Ordering::Relaxed) as i64 as i8)
 }
 
 /// CPU `me`'s steal so far, in TSC cycles; None without KVM's steal time (TCG, hardware).
