@@ -86,3 +86,30 @@ fn several_pcpus_are_deterministic() {
     // Both pCPUs were used.
     assert!(a.spans.iter().any(|s| s.pcpu == 1) && a.spans.iter().any(|s| s.pcpu == 0));
 }
+
+/// The credit scenarios on 2 pCPUs with domains of several vCPUs (every vCPU of `spin` runs),
+/// run twice: the same timelines to the nanosecond and the same shares.
+#[test]
+fn smp_credit_runs_are_deterministic() {
+    let guests = common::guests();
+    let opts = sim::runner::Options { spans: true };
+    for name in ["credit_smp", "cap_smp", "credit_smp_steps"] {
+        let path = common::repo().join(format!("scenarios/{name}.toml"));
+        let sc = sim::scenario::load(&path).expect("scenario");
+        let run = || sim::runner::run_with(&sc, sim::runner::domain_configs(&sc, &guests), opts);
+        let (a, b) = (run(), run());
+        assert!(a.passed(), "{name}: {:?}", a.failures);
+        assert_eq!(a.spans, b.spans, "{name}: timelines differ");
+        let shares = |o: &sim::runner::Outcome| o.shares.iter().map(|s| (s.name.clone(), s.measured.to_bits())).collect::<Vec<_>>();
+        assert_eq!(shares(&a), shares(&b), "{name}: shares differ");
+        // Some domain ran two vCPUs at once, on the two pCPUs.
+        if name != "credit_smp_steps" {
+            let parallel = a.spans.iter().any(|x| {
+                a.spans
+                    .iter()
+                    .any(|y| x.domain == y.domain && x.vcpu != y.vcpu && x.pcpu != y.pcpu && x.start_ns < y.end_ns && y.start_ns < x.end_ns)
+            });
+            assert!(parallel, "{name}: no domain ran two vCPUs at the same time");
+        }
+    }
+}
