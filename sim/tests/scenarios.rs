@@ -113,3 +113,23 @@ fn smp_credit_runs_are_deterministic() {
         }
     }
 }
+
+/// `reweight`: b's weight goes from 256 to 768 at 1.5 s. Two timeslices (60 ms) later b already
+/// runs at its new share, 75 %, over the next 300 ms (ten timeslices, so ±10 points is one
+/// slice either way); before the change it ran at 50 %.
+#[test]
+fn a_weight_change_is_effective_within_two_timeslices() {
+    let path = common::repo().join("scenarios/reweight.toml");
+    let sc = sim::scenario::load(&path).expect("reweight.toml");
+    let o = sim::runner::run_with(&sc, sim::runner::domain_configs(&sc, &common::guests()), sim::runner::Options { spans: true });
+    assert!(o.passed(), "{:?}", o.failures);
+    let share = |t0: u64, t1: u64| {
+        let ran: u64 = o.spans.iter().filter(|s| s.domain == "b").map(|s| s.end_ns.min(t1).saturating_sub(s.start_ns.max(t0))).sum();
+        ran as f64 * 100.0 / (t1 - t0) as f64
+    };
+    const MS: u64 = 1_000_000;
+    let before = share(1200 * MS, 1500 * MS);
+    let after = share(1560 * MS, 1860 * MS);
+    assert!((before - 50.0).abs() <= 10.0, "before the change b ran {before:.1} %");
+    assert!((after - 75.0).abs() <= 10.0, "from two timeslices after the change b ran {after:.1} %, not about 75");
+}
