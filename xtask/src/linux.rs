@@ -273,21 +273,19 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
     let vcpus = o.vcpus.to_string();
     let cpus = cpus_line(o.vcpus);
     let mut failed = Vec::new();
+    // `xenolith boot` of the kernel in the simulator, its trace into `trace`.
+    let sim_boot = |trace: &Path| {
+        let mut cmd = Command::new(&xenolith);
+        cmd.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
+        let (memory, max_insns) = (o.memory.to_string(), o.max_insns.to_string());
+        cmd.args(["--memory", &memory, "--vcpus", &vcpus, "--cmdline", &cmdline, "--max-insns", &max_insns]);
+        cmd.arg("--trace").arg(trace);
+        cmd
+    };
     for accel in &o.accels {
         let mut cmd = Command::new(&xenolith);
         if accel == "sim" {
-            cmd.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd.args([
-                "--memory",
-                &o.memory.to_string(),
-                "--vcpus",
-                &vcpus,
-                "--cmdline",
-                &cmdline,
-                "--max-insns",
-                &o.max_insns.to_string(),
-            ]);
-            cmd.arg("--trace").arg(dir.join("sim.trace"));
+            cmd = sim_boot(&dir.join("sim.trace"));
         } else {
             let image = super::build_image(root)?;
             cmd.arg("boot-hw").arg("--image").arg(&image).arg("--kernel").arg(&vmlinuz).arg("--initrd").arg(&initrd);
@@ -307,19 +305,7 @@ pub fn linux(root: &Path, args: &[String]) -> Result {
         if ok && accel == "sim" && o.twice {
             // Determinism: the same boot again must give the same trace, byte for byte.
             let again = dir.join("sim-again.trace");
-            let mut cmd2 = Command::new(&xenolith);
-            cmd2.arg("boot").arg(&vmlinuz).arg("--initrd").arg(&initrd);
-            cmd2.args([
-                "--memory",
-                &o.memory.to_string(),
-                "--vcpus",
-                &vcpus,
-                "--cmdline",
-                &cmdline,
-                "--max-insns",
-                &o.max_insns.to_string(),
-            ]);
-            cmd2.arg("--trace").arg(&again);
+            let mut cmd2 = sim_boot(&again);
             let out2 = cmd2.output().map_err(|e| format!("cannot run {cmd2:?}: {e}"))?;
             let (a, b) = (fs::read(dir.join("sim.trace")).unwrap_or_default(), fs::read(&again).unwrap_or_default());
             if a.is_empty() || a != b || out2.stdout != out.stdout {
